@@ -1,0 +1,1 @@
+"""Prefect flows, one module per use case; they only compose tasks."""

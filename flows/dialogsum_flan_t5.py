@@ -1,0 +1,75 @@
+"""DialogSum -> FLAN-T5: prepare, train, evaluate, register, approve, deploy, test the endpoint.
+
+    python -m flows.dialogsum_flan_t5 [--recipe recipes/dialogsum_flan_t5_tiny.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import flow
+from pydantic import BaseModel
+
+from llm_finetune.approval import ApprovalDecision
+from llm_finetune.recipes import SummarizationRecipe, load_recipe
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
+from tasks.approval import approval_gate
+from tasks.data import prepare_summarization_dataset, validate_summarization_data
+from tasks.endpoint import deploy_local_endpoint, stop_endpoint
+from tasks.evaluation import evaluate_base_and_finetuned
+from tasks.inference import EndpointTestReport, test_endpoint_inference
+from tasks.models import materialize_base_model
+from tasks.registry import register_summarizer
+from tasks.training import train_summarizer
+
+DEFAULT_RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "dialogsum_flan_t5_tiny.yaml"
+
+
+class DialogsumOutcome(BaseModel):
+    version: RegisteredModelVersion
+    decision: ApprovalDecision
+    metrics: dict[str, dict[str, float]]
+    endpoint_test: EndpointTestReport | None
+    endpoint_url: str | None = None
+
+
+@flow(name="dialogsum-flan-t5", log_prints=True)
+def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_PATH)) -> DialogsumOutcome:
+    work = recipe.work_dir
+    splits = validate_summarization_data(recipe.data, work)
+    base_model = materialize_base_model(recipe.model, recipe.data, splits, work)
+    prepared = prepare_summarization_dataset(recipe.data, splits, base_model, work)
+    training = train_summarizer(base_model, prepared, recipe.data.prompt_template, recipe.training, work)
+    comparison = evaluate_base_and_finetuned(base_model, training.model_dir, recipe.data, splits, recipe.evaluation)
+    version = register_summarizer(recipe, base_model, prepared, training, comparison)
+    decision = approval_gate(recipe.approval, comparison, version, recipe.tracking_uri())
+    outcome = DialogsumOutcome(
+        version=version,
+        decision=decision,
+        metrics={"base": comparison.base.metrics, "finetuned": comparison.finetuned.metrics},
+        endpoint_test=None,
+    )
+    if not decision.approved:
+        return outcome
+    endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, work)
+    try:
+        outcome.endpoint_test = test_endpoint_inference(endpoint.url, recipe.data, splits, recipe.endpoint)
+    finally:
+        if recipe.endpoint.keep_running:
+            outcome.endpoint_url = endpoint.url
+        else:
+            stop_endpoint(endpoint)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE_PATH), help="YAML recipe")
+    args = parser.parse_args(argv)
+    outcome = dialogsum_flan_t5(recipe=load_recipe(args.recipe))
+    print(outcome.model_dump_json(indent=2, exclude={"endpoint_test": {"results"}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Errors a user can act on: each names the file, record and field at fault."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """One bad record: where it is and what is wrong with it."""
+
+    path: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}, line {self.line}"
+        if self.field is not None:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class DataValidationError(ValueError):
+    """Input data failed validation; raised before any expensive work starts."""
+
+    MAX_LISTED = 20
+
+    def __init__(self, problems: list[RecordProblem]):
+        self.problems = problems
+        listed = "\n".join(f"  - {p}" for p in problems[: self.MAX_LISTED])
+        more = len(problems) - self.MAX_LISTED
+        suffix = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{len(problems)} data problem(s):\n{listed}{suffix}")
+
+
+class RecipeError(ValueError):
+    """A recipe file or value is invalid."""
+
+
+class ApprovalRequiredError(RuntimeError):
+    """A model version without an approval was about to be deployed."""

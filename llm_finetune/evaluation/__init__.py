@@ -1,0 +1,1 @@
+"""Offline metrics (no evaluate.load: it needs the Hub)."""

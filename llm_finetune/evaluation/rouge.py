@@ -1,0 +1,76 @@
+"""ROUGE-1/2/L/Lsum with rouge_score, the same scorer `evaluate`'s rouge wraps, averaged over records."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from pydantic import BaseModel
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _sentences_per_line(text: str) -> str:
+    # rougeLsum scores summary-level LCS over newline-separated sentences.
+    return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
+
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F-measure per ROUGE variant."""
+    from rouge_score import rouge_scorer
+
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions vs {len(references)} references")
+    if not predictions:
+        raise ValueError("no predictions to score")
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_KEYS, 0.0)
+    for pred, ref in zip(predictions, references):
+        scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
+        for key in ROUGE_KEYS:
+            totals[key] += scores[key].fmeasure
+    return {key: totals[key] / len(predictions) for key in ROUGE_KEYS}
+
+
+class SummarizationEval(BaseModel):
+    """ROUGE of one model on one set of records, with its predictions."""
+
+    model: str
+    metrics: dict[str, float]
+    predictions: list[str]
+    num_records: int
+    seconds: float
+    records_per_second: float
+
+
+def evaluate_summarizer(
+    model_dir: str,
+    records: list[dict],
+    prompt_template: str,
+    batch_size: int,
+    max_new_tokens: int,
+    num_beams: int = 1,
+    max_source_tokens: int = 512,
+) -> SummarizationEval:
+    """Generate summaries for `records` ({'dialogue', 'summary'}) and score them against the references."""
+    from llm_finetune.summarizer import Summarizer
+
+    summarizer = Summarizer(model_dir, prompt_template=prompt_template)
+    start = time.perf_counter()
+    predictions = summarizer.summarize(
+        [r["dialogue"] for r in records],
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        num_beams=num_beams,
+        max_source_tokens=max_source_tokens,
+    )
+    seconds = time.perf_counter() - start
+    return SummarizationEval(
+        model=str(model_dir),
+        metrics=rouge_scores(predictions, [r["summary"] for r in records]),
+        predictions=predictions,
+        num_records=len(records),
+        seconds=seconds,
+        records_per_second=len(records) / seconds if seconds > 0 else 0.0,
+    )

@@ -1,0 +1,50 @@
+"""Content fingerprints: the keys of every on-disk cache, so a re-run with the same inputs reuses work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable short hash of JSON-able parts (pydantic models are dumped first)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "model_dump"):
+            part = part.model_dump(mode="json")
+        h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def directory_sha256(path: str | Path, suffixes: tuple[str, ...] | None = None) -> str:
+    """Hash of every file (name and bytes) under a directory, optionally only some suffixes."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        if suffixes and not f.name.endswith(suffixes):
+            continue
+        h.update(str(f.relative_to(root)).encode())
+        h.update(file_sha256(f).encode())
+    return h.hexdigest()
+
+
+COMPLETE_MARKER = "_COMPLETE"
+
+
+def is_complete(directory: str | Path) -> bool:
+    return (Path(directory) / COMPLETE_MARKER).exists()
+
+
+def mark_complete(directory: str | Path) -> None:
+    (Path(directory) / COMPLETE_MARKER).write_text("ok\n")

@@ -1,0 +1,1 @@
+"""Base models: Hub ids, local directories, and tiny offline stand-ins built from configs."""

@@ -1,0 +1,63 @@
+"""A tiny T5 built from a config, with a Unigram tokenizer trained locally: the offline stand-in for FLAN-T5."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete
+from llm_finetune.recipes import TinyT5Spec
+
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # ids 0, 1, 2 as in T5
+
+
+def train_t5_style_tokenizer(texts: Iterable[str], vocab_size: int):
+    """SentencePiece-style Unigram tokenizer with T5's special tokens, trained with `tokenizers`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], unk_token=UNK)
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, tok.token_to_id(EOS))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+
+
+def build_tiny_t5(spec: TinyT5Spec, corpus: list[str], cache_root: str | Path, corpus_key: str) -> Path:
+    """Build (or reuse) a tiny randomly initialised T5 and its tokenizer under cache_root/<fingerprint>."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out = Path(cache_root) / fingerprint("tiny-t5-v1", spec, corpus_key)
+    if is_complete(out):
+        return out
+    if out.exists():
+        shutil.rmtree(out)
+    tokenizer = train_t5_style_tokenizer(corpus, spec.vocab_size)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=spec.d_model,
+        d_ff=spec.d_ff,
+        d_kv=spec.d_kv,
+        num_heads=spec.num_heads,
+        num_layers=spec.num_layers,
+        num_decoder_layers=spec.num_decoder_layers,
+        feed_forward_proj="gated-gelu",  # as FLAN-T5 (T5 v1.1)
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(spec.seed)
+    model = T5ForConditionalGeneration(config)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    mark_complete(out)
+    return out

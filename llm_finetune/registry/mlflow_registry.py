@@ -1,0 +1,146 @@
+"""Log runs, register versions, record approvals, and gate deployment on them."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+
+from llm_finetune.approval import ApprovalDecision
+from llm_finetune.errors import ApprovalRequiredError
+
+APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
+_RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "pandas")
+
+
+class RegisteredModelVersion(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+
+
+def _client(tracking_uri: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, experiment: str) -> str:
+    """Experiment id; for a SQLite store, artifacts go in an 'mlartifacts' folder beside the database."""
+    client = _client(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found:
+        return found.experiment_id
+    artifact_location = None
+    if tracking_uri.startswith("sqlite:///"):
+        db_path = Path(urlparse(tracking_uri).path)
+        artifact_location = (db_path.parent / "mlartifacts").resolve().as_uri()
+    return client.create_experiment(experiment, artifact_location=artifact_location)
+
+
+def _loss_curve_png(loss_curve: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p["step"] for p in loss_curve], [p["loss"] for p in loss_curve], marker=".")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def log_and_register(
+    tracking_uri: str,
+    experiment: str,
+    model_name: str,
+    model_dir: str,
+    params: dict[str, object],
+    metrics: dict[str, float],
+    loss_curve: list[dict],
+    tags: dict[str, str],
+    samples: list[dict],
+) -> RegisteredModelVersion:
+    """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from llm_finetune.registry.pyfunc import SummarizerPyfunc
+
+    client = _client(tracking_uri)
+    experiment_id = ensure_experiment(tracking_uri, experiment)
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(metrics)
+        for point in loss_curve:
+            mlflow.log_metric("train_loss", point["loss"], step=int(point["step"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            if loss_curve:
+                _loss_curve_png(loss_curve, Path(tmp) / "loss_curve.png")
+                mlflow.log_artifact(str(Path(tmp) / "loss_curve.png"))
+            (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
+            mlflow.log_artifact(str(Path(tmp) / "samples.json"))
+        example = pd.DataFrame({"dialogue": [s["dialogue"] for s in samples[:1]] or ["#Person1#: Hi."]})
+        signature = infer_signature(example, ["summary"], params={"max_new_tokens": 64, "num_beams": 1})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SummarizerPyfunc(),
+            artifacts={"model_dir": model_dir},
+            signature=signature,
+            pip_requirements=[f"{p}=={pkg_version(p)}" for p in _RUNTIME_PACKAGES],
+        )
+        mv = mlflow.register_model(info.model_uri, model_name, tags={**tags, APPROVAL_STATUS: "pending"})
+    for key, value in metrics.items():
+        client.set_model_version_tag(model_name, mv.version, f"metric.{key}", f"{value:.4f}")
+    return RegisteredModelVersion(name=model_name, version=str(mv.version), run_id=run.info.run_id, model_uri=info.model_uri)
+
+
+def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:
+    """Write the decision on the version; an approval also moves `alias` to it. Nothing is deleted."""
+    client = _client(tracking_uri)
+    status = "approved" if decision.approved else "rejected"
+    for key, value in {
+        APPROVAL_STATUS: status,
+        "approval_reviewer": decision.reviewer,
+        "approval_reason": decision.reason,
+        "approval_automatic": str(decision.automatic).lower(),
+        "approval_decided_at": decision.decided_at.isoformat(),
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.approved:
+        client.set_registered_model_alias(name, alias, version)
+
+
+def approval_status(tracking_uri: str, name: str, version: str) -> str:
+    return _client(tracking_uri).get_model_version(name, version).tags.get(APPROVAL_STATUS, "pending")
+
+
+def require_approved(tracking_uri: str, name: str, version: str) -> None:
+    status = approval_status(tracking_uri, name, version)
+    if status != "approved":
+        raise ApprovalRequiredError(f"model '{name}' version {version} is '{status}', not 'approved': refusing to deploy")
+
+
+def download_approved_model(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """The Hugging Face model directory of an approved version, fetched from the registry's artifact store."""
+    import mlflow
+
+    require_approved(tracking_uri, name, version)
+    _client(tracking_uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    configs = sorted((local / "artifacts").rglob("config.json"))
+    if not configs:
+        raise FileNotFoundError(f"no Hugging Face model directory in the artifacts of '{name}' version {version}")
+    return configs[0].parent

@@ -1,0 +1,1 @@
+"""A local HTTP endpoint speaking the SageMaker inference protocol, and its client."""

@@ -1,0 +1,155 @@
+"""Fine-tune an encoder-decoder model with Seq2SeqTrainer; resumable from its last checkpoint.
+
+Run as a module for subprocess/container use:
+    python -m llm_finetune.training.seq2seq --job job.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from llm_finetune.fingerprint import is_complete, mark_complete
+from llm_finetune.recipes import Seq2SeqTrainingParams
+
+PROMPT_FILE = "llmft_prompt.json"
+
+
+class Seq2SeqTrainJob(BaseModel):
+    """Everything a training process needs; JSON-serialisable so it can cross a process or container boundary."""
+
+    base_model: str
+    dataset_dir: str
+    output_dir: str
+    prompt_template: str
+    params: Seq2SeqTrainingParams
+
+
+class TrainingResult(BaseModel):
+    model_dir: str
+    global_step: int
+    train_loss: float | None
+    loss_curve: list[dict]
+    resumed_from_checkpoint: str | None
+    train_runtime_s: float
+    real_tokens: int
+    padded_tokens: int
+    tokens_per_second: float
+    reused: bool = False
+
+
+def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones)."""
+    if not checkpoints_dir.is_dir():
+        return None
+    candidates = sorted(
+        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for ckpt in candidates:
+        has_weights = any(ckpt.glob("*.safetensors")) or any(ckpt.glob("pytorch_model*.bin"))
+        if (ckpt / "trainer_state.json").exists() and has_weights:
+            return ckpt
+    return None
+
+
+def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> TrainingResult:
+    """Train, or resume, or (when a finished model is already there) return the finished result."""
+    import datasets
+    import torch
+    from transformers import (
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+        set_seed,
+    )
+
+    from llm_finetune.training.collators import TokenCountingCollator
+
+    out = Path(job.output_dir)
+    model_dir = out / "model"
+    if is_complete(model_dir):
+        return TrainingResult.model_validate_json((out / "result.json").read_text()).model_copy(update={"reused": True})
+
+    p = job.params
+    set_seed(p.seed)
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
+    model = AutoModelForSeq2SeqLM.from_pretrained(job.base_model)
+    ds = datasets.load_from_disk(job.dataset_dir)
+    collator = TokenCountingCollator(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100))
+    use_cpu = not torch.cuda.is_available()
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=p.num_train_epochs,
+        max_steps=p.max_steps,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.per_device_train_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation_steps,
+        weight_decay=p.weight_decay,
+        warmup_steps=p.warmup_steps,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=p.save_total_limit,
+        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+        seed=p.seed,
+        use_cpu=use_cpu,
+        bf16=not use_cpu and torch.cuda.is_bf16_supported(),
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds["train"],
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    resume = last_complete_checkpoint(out / "checkpoints")
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - start
+
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    (model_dir / PROMPT_FILE).write_text(json.dumps({"prompt_template": job.prompt_template}))
+    result = TrainingResult(
+        model_dir=str(model_dir),
+        global_step=output.global_step,
+        train_loss=output.training_loss,
+        loss_curve=[
+            {"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h and "step" in h
+        ],
+        resumed_from_checkpoint=str(resume) if resume else None,
+        train_runtime_s=runtime,
+        real_tokens=collator.real_tokens,
+        padded_tokens=collator.padded_tokens,
+        tokens_per_second=collator.real_tokens / runtime if runtime > 0 else 0.0,
+    )
+    (out / "result.json").write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--job", required=True, help="Path to a Seq2SeqTrainJob JSON file")
+    args = parser.parse_args(argv)
+    job = Seq2SeqTrainJob.model_validate_json(Path(args.job).read_text())
+    result = train_seq2seq(job)
+    print(result.model_dump_json())
+
+
+if __name__ == "__main__":
+    main()

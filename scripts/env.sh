@@ -1,0 +1,5 @@
+# Offline, server-less defaults shared by the run and test commands (sourced, not executed).
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1 TOKENIZERS_PARALLELISM=false
+export PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_ENABLE_TELEMETRY=false DO_NOT_TRACK=1
+export PREFECT_HOME=${PREFECT_HOME:-$PWD/.llmft/prefect}
+export HF_DATASETS_DISABLE_PROGRESS_BARS=1

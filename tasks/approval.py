@@ -1,0 +1,67 @@
+"""Approval gate: automatic when the policy's thresholds hold, else a paused run with a typed review form."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from llm_finetune.approval import ApprovalDecision, threshold_failures
+from llm_finetune.recipes import ApprovalPolicy
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval
+from tasks.evaluation import SummarizationComparison
+
+POLL_INTERVAL_S = 2
+
+
+class ModelApprovalInput(RunInput):
+    """What a reviewer fills in on the paused run in the Prefect UI."""
+
+    approve: bool = False
+    reviewer: str
+    reason: str = ""
+
+
+def approval_evidence(version: RegisteredModelVersion, comparison: SummarizationComparison, failures: list[str]) -> str:
+    unmet = "\n".join(f"- {f}" for f in failures)
+    return (
+        f"# Review `{version.name}` version {version.version}\n\n"
+        f"Automatic approval did not apply:\n{unmet}\n\n{comparison.markdown()}"
+    )
+
+
+@task(name="approval-gate")
+def approval_gate(
+    policy: ApprovalPolicy,
+    comparison: SummarizationComparison,
+    version: RegisteredModelVersion,
+    tracking_uri: str,
+) -> ApprovalDecision:
+    """Decide, record the decision on the registered version, and return it. Nothing is deployed without 'approved'."""
+    logger = get_run_logger()
+    failures = threshold_failures(policy, comparison.finetuned.metrics, comparison.base.metrics)
+    if not failures:
+        decision = ApprovalDecision(
+            approved=True, reviewer="policy", automatic=True,
+            reason="all thresholds hold: " + ", ".join(f"{k}>={v}" for k, v in policy.min_metrics.items()),
+        )
+    else:
+        logger.info("waiting for a reviewer: %s", "; ".join(failures))
+        form = ModelApprovalInput.with_initial_data(
+            description=approval_evidence(version, comparison, failures), approve=False
+        )
+        try:
+            answer = pause_flow_run(wait_for_input=form, timeout=policy.manual_timeout_s, poll_interval=POLL_INTERVAL_S)
+        except Exception as e:  # pause timed out or was aborted: the version stays undeployable
+            decision = ApprovalDecision(
+                approved=False, reviewer="timeout", automatic=True, reason=f"no review in time: {e}"
+            )
+        else:
+            decision = ApprovalDecision(
+                approved=answer.approve, reviewer=answer.reviewer, automatic=False,
+                reason=answer.reason or "; ".join(failures),
+            )
+    record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
+    logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
+                decision.reviewer)
+    return decision

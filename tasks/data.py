@@ -1,0 +1,38 @@
+"""Data tasks: fetch and validate records first, tokenize into a content-addressed cache second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+
+from llm_finetune.data import summarization
+from llm_finetune.data.summarization import PreparedDataset, ValidatedSplits
+from llm_finetune.recipes import SummarizationData
+
+
+@task(name="validate-summarization-data")
+def validate_summarization_data(data: SummarizationData, work_dir: str) -> ValidatedSplits:
+    """Fails with every bad record (file, line, field) before any model is built or trained."""
+    splits = summarization.load_summarization_splits(data, Path(work_dir) / "downloads")
+    get_run_logger().info("validated %d train / %d validation records", splits.num_train, splits.num_validation)
+    return splits
+
+
+@task(name="prepare-summarization-dataset")
+def prepare_summarization_dataset(
+    data: SummarizationData, splits: ValidatedSplits, tokenizer: str, work_dir: str
+) -> PreparedDataset:
+    """Prompt + tokenize (no padding: batches are padded dynamically); reuses the cache for identical inputs."""
+    prepared = summarization.prepare_summarization_dataset(data, splits, tokenizer, Path(work_dir) / "datasets")
+    get_run_logger().info(
+        "%s tokenized dataset %s", "reused cached" if prepared.reused else "built", prepared.fingerprint
+    )
+    create_table_artifact(
+        key="summarization-dataset",
+        table=[prepared.model_dump(include={"fingerprint", "num_train", "num_validation", "source_tokens",
+                                            "target_tokens", "reused"})],
+        description="Tokenized DialogSum dataset",
+    )
+    return prepared

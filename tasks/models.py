@@ -1,0 +1,26 @@
+"""Base-model task: a Hub id / local path as given, or a tiny offline T5 built from the recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from llm_finetune.data.summarization import ValidatedSplits, read_split
+from llm_finetune.fingerprint import fingerprint
+from llm_finetune.models.tiny_t5 import build_tiny_t5
+from llm_finetune.recipes import ModelSpec, SummarizationData
+
+
+@task(name="materialize-base-model")
+def materialize_base_model(model: ModelSpec, data: SummarizationData, splits: ValidatedSplits, work_dir: str) -> str:
+    """Name or local directory that `from_pretrained` accepts."""
+    if model.name_or_path:
+        return model.name_or_path
+    records = read_split(splits.train_path, data, data.max_train_records)
+    corpus = [r["prompt"] for r in records] + [r["summary"] for r in records]
+    path = build_tiny_t5(
+        model.tiny, corpus, Path(work_dir) / "base-models", corpus_key=fingerprint(splits.train_sha256, data)
+    )
+    get_run_logger().info("tiny T5 base model at %s", path)
+    return str(path)

@@ -1,0 +1,52 @@
+"""Registry task: log the run to MLflow and register a version (status 'pending' until the approval gate)."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from llm_finetune.data.summarization import PreparedDataset
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register
+from llm_finetune.recipes import SummarizationRecipe
+from llm_finetune.training.seq2seq import TrainingResult
+from tasks.evaluation import SummarizationComparison
+
+
+def _flatten(prefix: str, value, out: dict) -> dict:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+@task(name="register-summarizer")
+def register_summarizer(
+    recipe: SummarizationRecipe,
+    base_model: str,
+    prepared: PreparedDataset,
+    training: TrainingResult,
+    comparison: SummarizationComparison,
+) -> RegisteredModelVersion:
+    metrics = {f"finetuned_{k}": v for k, v in comparison.finetuned.metrics.items()}
+    metrics |= {f"base_{k}": v for k, v in comparison.base.metrics.items()}
+    metrics |= {"train_tokens_per_second": training.tokens_per_second, "global_step": float(training.global_step)}
+    if training.train_loss is not None:
+        metrics["train_loss_mean"] = training.train_loss
+    tags = {
+        "recipe": recipe.name,
+        "base_model": base_model,
+        "dataset_fingerprint": prepared.fingerprint,
+        "train_uri": recipe.data.train_uri,
+    }
+    return log_and_register(
+        tracking_uri=recipe.tracking_uri(),
+        experiment=recipe.registry.experiment,
+        model_name=recipe.registry.model_name,
+        model_dir=training.model_dir,
+        params=_flatten("", recipe.model_dump(mode="json"), {}),
+        metrics=metrics,
+        loss_curve=training.loss_curve,
+        tags=tags,
+        samples=comparison.samples,
+    )
