@@ -1,0 +1,90 @@
+"""Shared fixtures: offline settings, the real DialogSum sample, a small recipe, a tiny trained model, a moto server."""
+
+from __future__ import annotations
+
+import os
+
+for key, value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_TELEMETRY": "false",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(key, value)
+
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from llm_finetune.recipes import SummarizationRecipe, load_recipe  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DIALOGSUM = REPO.parent / "shared" / "data" / "dialogsum"
+DEFAULT_RECIPE = REPO / "recipes" / "dialogsum_flan_t5_tiny.yaml"
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def small_recipe(work_dir: Path, **overrides) -> SummarizationRecipe:
+    """The default tiny recipe, cut down to run in seconds; overrides are deep-merged."""
+    small = {
+        "work_dir": str(work_dir),
+        "data": {"max_train_records": 128, "max_validation_records": 40},
+        "training": {"max_steps": 60, "learning_rate": 0.003, "save_steps": 30, "logging_steps": 10},
+        "evaluation": {"max_records": 16, "num_samples_shown": 2},
+        "registry": {"tracking_uri": f"sqlite:///{work_dir / 'mlflow.db'}"},
+        "endpoint": {"num_test_records": 3},
+    }
+    raw = load_recipe(DEFAULT_RECIPE).model_dump(mode="json")
+    return SummarizationRecipe.model_validate(deep_merge(deep_merge(raw, small), overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory) -> dict:
+    """A tiny T5 fine-tuned for 60 steps on the DialogSum sample: {'base', 'finetuned', 'recipe', 'splits'}."""
+    from llm_finetune.data.summarization import load_summarization_splits, prepare_summarization_dataset, read_split
+    from llm_finetune.models.tiny_t5 import build_tiny_t5
+    from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
+
+    work = tmp_path_factory.mktemp("trained")
+    recipe = small_recipe(work)
+    splits = load_summarization_splits(recipe.data, work / "downloads")
+    records = read_split(splits.train_path, recipe.data, recipe.data.max_train_records)
+    base = build_tiny_t5(recipe.model.tiny, [r["prompt"] for r in records] + [r["summary"] for r in records],
+                         work / "models", "test")
+    prepared = prepare_summarization_dataset(recipe.data, splits, str(base), work / "datasets")
+    result = train_seq2seq(Seq2SeqTrainJob(base_model=str(base), dataset_dir=prepared.path,
+                                           output_dir=str(work / "run"), prompt_template=recipe.data.prompt_template,
+                                           params=recipe.training))
+    return {"base": str(base), "finetuned": result.model_dir, "recipe": recipe, "splits": splits,
+            "prepared": prepared, "result": result}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real moto server on 127.0.0.1; boto3 clients reach it through endpoint_url, as they would real AWS."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

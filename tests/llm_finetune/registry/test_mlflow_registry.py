@@ -1,0 +1,65 @@
+import mlflow
+import pytest
+
+from llm_finetune.approval import ApprovalDecision
+from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.registry.mlflow_registry import (
+    approval_status,
+    download_approved_model,
+    log_and_register,
+    record_approval,
+)
+
+
+def register(uri, model_dir):
+    return log_and_register(
+        tracking_uri=uri, experiment="exp", model_name="summarizer", model_dir=model_dir,
+        params={"training.learning_rate": 0.003}, metrics={"finetuned_rougeL": 0.12},
+        loss_curve=[{"step": 10, "loss": 9.0}, {"step": 20, "loss": 7.5}], tags={"recipe": "test"},
+        samples=[{"id": "dev_0", "dialogue": "#Person1#: Hi.", "reference": "x", "base": "", "finetuned": "y"}],
+    )
+
+
+def test_registered_version_needs_approval_and_keeps_history(trained_tiny_model, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    v1 = register(uri, trained_tiny_model["finetuned"])
+    client = mlflow.MlflowClient(uri)
+
+    run = client.get_run(v1.run_id)
+    assert run.data.params["training.learning_rate"] == "0.003"
+    assert run.data.metrics["finetuned_rougeL"] == 0.12
+    assert [m.value for m in client.get_metric_history(v1.run_id, "train_loss")] == [9.0, 7.5]
+    assert {a.path for a in client.list_artifacts(v1.run_id)} >= {"loss_curve.png", "samples.json"}
+    assert (tmp_path / "mlartifacts").is_dir()  # SQLite store keeps artifacts beside the database
+
+    version = client.get_model_version("summarizer", v1.version)
+    assert version.tags["approval_status"] == "pending" and version.tags["recipe"] == "test"
+    with pytest.raises(ApprovalRequiredError, match="'pending', not 'approved'"):
+        download_approved_model(uri, "summarizer", v1.version, tmp_path / "dl")
+
+    record_approval(uri, "summarizer", v1.version,
+                    ApprovalDecision(approved=True, reviewer="ana", reason="good", automatic=False), "champion")
+    assert str(client.get_model_version_by_alias("summarizer", "champion").version) == v1.version
+    model_dir = download_approved_model(uri, "summarizer", v1.version, tmp_path / "dl")
+    assert (model_dir / "config.json").exists() and (model_dir / "llmft_prompt.json").exists()
+
+    v2 = register(uri, trained_tiny_model["finetuned"])
+    record_approval(uri, "summarizer", v2.version,
+                    ApprovalDecision(approved=False, reviewer="bo", reason="worse", automatic=False), "champion")
+    assert approval_status(uri, "summarizer", v2.version) == "rejected"
+    assert client.get_model_version("summarizer", v2.version).tags["approval_reviewer"] == "bo"
+    assert str(client.get_model_version_by_alias("summarizer", "champion").version) == v1.version
+    with pytest.raises(ApprovalRequiredError, match="'rejected'"):
+        download_approved_model(uri, "summarizer", v2.version, tmp_path / "dl2")
+
+
+def test_registered_model_loads_as_pyfunc(trained_tiny_model, tmp_path):
+    import pandas as pd
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    v = register(uri, trained_tiny_model["finetuned"])
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/summarizer/{v.version}")
+    out = model.predict(pd.DataFrame({"dialogue": ["#Person1#: Hi, Tom.\n#Person2#: Hello!"]}),
+                        params={"max_new_tokens": 8})
+    assert len(out) == 1 and isinstance(out[0], str) and out[0]

@@ -1,0 +1,58 @@
+"""A training process killed with SIGKILL resumes from its last complete checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from llm_finetune.training.seq2seq import Seq2SeqTrainJob, last_complete_checkpoint, train_seq2seq
+from tests.conftest import REPO
+
+
+def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
+    recipe, prepared = trained_tiny_model["recipe"], trained_tiny_model["prepared"]
+    params = recipe.training.model_copy(update={"max_steps": 40, "save_steps": 5, "save_total_limit": 3})
+    job = Seq2SeqTrainJob(base_model=trained_tiny_model["base"], dataset_dir=prepared.path,
+                          output_dir=str(tmp_path / "run"), prompt_template=recipe.data.prompt_template, params=params)
+    job_file = tmp_path / "job.json"
+    job_file.write_text(job.model_dump_json())
+    proc = subprocess.Popen([sys.executable, "-m", "llm_finetune.training.seq2seq", "--job", str(job_file)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while last_complete_checkpoint(checkpoints) is None:
+        assert proc.poll() is None, "training ended before the first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    assert not (tmp_path / "run" / "model").exists()
+    killed_at = last_complete_checkpoint(checkpoints)
+    step_at_kill = json.loads((killed_at / "trainer_state.json").read_text())["global_step"]
+    assert 5 <= step_at_kill < 40
+
+    resumed = train_seq2seq(job)
+    assert resumed.resumed_from_checkpoint is not None
+    resumed_step = int(resumed.resumed_from_checkpoint.rsplit("-", 1)[1])
+    assert resumed_step >= step_at_kill
+    assert resumed.global_step == 40
+    # only the steps after the checkpoint were trained again
+    assert resumed.loss_curve[-1]["step"] == 40
+
+    again = train_seq2seq(job)
+    assert again.reused and again.model_dir == resumed.model_dir and again.global_step == 40
+
+
+def test_partial_checkpoints_are_skipped(tmp_path):
+    good = tmp_path / "checkpoint-10"
+    good.mkdir()
+    (good / "trainer_state.json").write_text("{}")
+    (good / "model.safetensors").write_bytes(b"x")
+    partial = tmp_path / "checkpoint-20"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"x")  # killed before trainer_state.json was written
+    assert last_complete_checkpoint(tmp_path) == good
+    assert last_complete_checkpoint(tmp_path / "absent") is None
