@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from prefect.flows import Flow
+
+from deployments.serve import PREFECT_YAML, build_deployments, deployment_specs
+
+FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
+
+
+def test_every_flow_module_has_a_deployment():
+    modules = {p.stem for p in FLOWS_DIR.glob("*.py") if p.stem != "__init__"}
+    deployed = {Path(spec["entrypoint"].split(":")[0]).stem for spec in deployment_specs()}
+    assert modules == deployed
+
+
+def test_deployments_load_their_flows_with_recipe_forms():
+    deployments = build_deployments(PREFECT_YAML)
+    assert [d.name for d in deployments] == [spec["name"] for spec in deployment_specs()]
+    for d in deployments:
+        schema = d._parameter_openapi_schema.model_dump()
+        assert schema["properties"]["recipe"]["$ref"] == "#/definitions/SummarizationRecipe"
+        data_fields = schema["definitions"]["SummarizationData"]["properties"]
+        assert "s3://" in data_fields["train_uri"]["description"]  # field docs show in the UI form
+
+
+def test_entrypoints_are_flows():
+    from prefect.flows import load_flow_from_entrypoint
+
+    for spec in deployment_specs():
+        file, func = spec["entrypoint"].split(":")
+        assert isinstance(load_flow_from_entrypoint(f"{PREFECT_YAML.parent / file}:{func}"), Flow)

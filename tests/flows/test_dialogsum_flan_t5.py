@@ -1,0 +1,124 @@
+"""The whole DialogSum -> FLAN-T5 flow on a tiny model, against a temporary Prefect server."""
+
+import json
+import threading
+import time
+
+import mlflow
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.dialogsum_flan_t5 import dialogsum_flan_t5
+from llm_finetune.errors import ApprovalRequiredError, DataValidationError
+from llm_finetune.registry.mlflow_registry import download_approved_model
+from llm_finetune.serving.endpoint import EndpointClient
+from tests.conftest import small_recipe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("flow")
+
+
+def test_end_to_end_auto_approved_and_served(work_dir):
+    recipe = small_recipe(work_dir)
+    state = dialogsum_flan_t5(recipe=recipe, return_state=True)
+    outcome = state.result()
+
+    assert outcome.decision.approved and outcome.decision.automatic
+    assert outcome.metrics["finetuned"]["rougeL"] >= 0.05 > outcome.metrics["base"]["rougeL"]
+
+    client = mlflow.MlflowClient(recipe.tracking_uri())
+    champion = client.get_model_version_by_alias(recipe.registry.model_name, "champion")
+    assert str(champion.version) == outcome.version.version
+    assert champion.tags["approval_status"] == "approved" and champion.tags["approval_reviewer"] == "policy"
+    run = client.get_run(outcome.version.run_id)
+    assert run.data.metrics["finetuned_rougeL"] == pytest.approx(outcome.metrics["finetuned"]["rougeL"])
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 6  # 60 steps, logged every 10
+
+    report = outcome.endpoint_test
+    assert report.num_requests == 3 and all(r["summary"] for r in report.results)
+    assert 0 < report.latency_p50_ms <= report.latency_p95_ms
+    assert not EndpointClient(report.url).ping()  # the flow stopped its endpoint
+
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    by_key = {a.key: a for a in artifacts}
+    assert {"summarization-dataset", "training-loss-curve", "rouge-base-vs-finetuned", "sample-summaries",
+            "endpoint-inference-test"} <= set(by_key)
+    rouge_rows = json.loads(by_key["rouge-base-vs-finetuned"].data)
+    assert [r["metric"] for r in rouge_rows] == ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    assert f"p50 {report.latency_p50_ms:.1f} ms" in by_key["endpoint-inference-test"].data
+
+
+def _review(decision: dict, seen: dict, timeout_s: float = 300) -> None:
+    """Play the reviewer: wait for the paused run, read the evidence form, answer it."""
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_run_filter=paused)
+            if runs:
+                keyset = runs[0].state.state_details.run_input_keyset
+                seen["description"] = client.read_flow_run_input(runs[0].id, keyset["description"])
+                resume_flow_run(runs[0].id, run_input=decision)
+                return
+            time.sleep(0.5)
+
+
+def test_reviewer_denial_blocks_deployment(work_dir):
+    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}})
+    seen: dict = {}
+    reviewer = threading.Thread(target=_review, args=({"approve": False, "reviewer": "qa", "reason": "too weak"}, seen))
+    reviewer.start()
+    outcome = dialogsum_flan_t5(recipe=recipe)
+    reviewer.join()
+
+    assert "rougeL = " in seen["description"] and "< required 0.9900" in seen["description"]
+    assert "| metric | base | fine-tuned | gain |" in seen["description"]
+    assert not outcome.decision.approved and outcome.decision.reviewer == "qa"
+    assert outcome.endpoint_test is None
+    version = mlflow.MlflowClient(recipe.tracking_uri()).get_model_version(recipe.registry.model_name,
+                                                                           outcome.version.version)
+    assert version.tags["approval_status"] == "rejected" and version.tags["approval_reason"] == "too weak"
+    assert not (work_dir / "endpoints" / f"{recipe.registry.model_name}-v{outcome.version.version}").exists()
+    with pytest.raises(ApprovalRequiredError):
+        download_approved_model(recipe.tracking_uri(), recipe.registry.model_name, outcome.version.version,
+                                work_dir / "attempt")
+
+
+def test_reviewer_approval_deploys(work_dir):
+    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}})
+    reviewer = threading.Thread(target=_review, args=({"approve": True, "reviewer": "lead", "reason": "ok"}, {}))
+    reviewer.start()
+    outcome = dialogsum_flan_t5(recipe=recipe)
+    reviewer.join()
+    assert outcome.decision.approved and not outcome.decision.automatic and outcome.decision.reviewer == "lead"
+    assert outcome.endpoint_test is not None and outcome.endpoint_test.num_requests == 3
+
+
+def test_bad_data_fails_before_any_model_work(tmp_path):
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"fname": "t0", "dialogue": "#Person1#: Hi."}\n')
+    recipe = small_recipe(tmp_path / "work", data={"train_uri": str(bad)})
+    with pytest.raises(DataValidationError, match=rf"{bad}, line 1, field 'summary': missing"):
+        dialogsum_flan_t5(recipe=recipe)
+    work = tmp_path / "work"
+    assert not (work / "base-models").exists() and not (work / "runs").exists()
