@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from prefect.settings import get_current_settings
 
 from llm_finetune.approval import ApprovalDecision, threshold_failures
 from llm_finetune.recipes import ApprovalPolicy
@@ -45,6 +47,13 @@ def approval_gate(
             approved=True, reviewer="policy", automatic=True,
             reason="all thresholds hold: " + ", ".join(f"{k}>={v}" for k, v in policy.min_metrics.items()),
         )
+    elif get_current_settings().api.url is None:
+        # Ephemeral Prefect (no server): nobody can open this run to review it, so do not wait for an hour.
+        decision = ApprovalDecision(
+            approved=False, reviewer="none", automatic=True,
+            reason="manual review needed (" + "; ".join(failures) + ") but this run has no Prefect API a reviewer "
+                   "can reach: run it with PREFECT_API_URL set to a Prefect server",
+        )
     else:
         logger.info("waiting for a reviewer: %s", "; ".join(failures))
         form = ModelApprovalInput.with_initial_data(
@@ -52,7 +61,7 @@ def approval_gate(
         )
         try:
             answer = pause_flow_run(wait_for_input=form, timeout=policy.manual_timeout_s, poll_interval=POLL_INTERVAL_S)
-        except Exception as e:  # pause timed out or was aborted: the version stays undeployable
+        except FlowPauseTimeout as e:  # never resumed: the version stays undeployable
             decision = ApprovalDecision(
                 approved=False, reviewer="timeout", automatic=True, reason=f"no review in time: {e}"
             )
