@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from urllib.parse import urlparse
@@ -94,13 +95,15 @@ def log_and_register(
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         example = pd.DataFrame({"dialogue": [s["dialogue"] for s in samples[:1]] or ["#Person1#: Hi."]})
         signature = infer_signature(example, ["summary"], params={"max_new_tokens": 64, "num_beams": 1})
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SummarizerPyfunc(),
-            artifacts={"model_dir": model_dir},
-            signature=signature,
-            pip_requirements=[f"{p}=={pkg_version(p)}" for p in _RUNTIME_PACKAGES],
-        )
+        with warnings.catch_warnings():  # advice to add an input example: the signature is given explicitly
+            warnings.filterwarnings("ignore", message=r"(?s).*input example", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=SummarizerPyfunc(),
+                artifacts={"model_dir": model_dir},
+                signature=signature,
+                pip_requirements=[f"{p}=={pkg_version(p)}" for p in _RUNTIME_PACKAGES],
+            )
         mv = mlflow.register_model(info.model_uri, model_name, tags={**tags, APPROVAL_STATUS: "pending"})
     for key, value in metrics.items():
         client.set_model_version_tag(model_name, mv.version, f"metric.{key}", f"{value:.4f}")
