@@ -9,11 +9,12 @@ import argparse
 from pathlib import Path
 
 from prefect import flow
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.recipes import SummarizationRecipe, load_recipe
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
+from llm_finetune.serving.endpoint import EndpointHandle
 from tasks.approval import approval_gate
 from tasks.data import prepare_summarization_dataset, validate_summarization_data
 from tasks.endpoint import deploy_local_endpoint, stop_endpoint
@@ -31,7 +32,7 @@ class DialogsumOutcome(BaseModel):
     decision: ApprovalDecision
     metrics: dict[str, dict[str, float]]
     endpoint_test: EndpointTestReport | None
-    endpoint_url: str | None = None
+    running_endpoint: EndpointHandle | None = Field(None, description="Set when endpoint.keep_running is true")
 
 
 @flow(name="dialogsum-flan-t5", log_prints=True)
@@ -57,7 +58,7 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
         outcome.endpoint_test = test_endpoint_inference(endpoint.url, recipe.data, splits, recipe.endpoint)
     finally:
         if recipe.endpoint.keep_running:
-            outcome.endpoint_url = endpoint.url
+            outcome.running_endpoint = endpoint
         else:
             stop_endpoint(endpoint)
     return outcome

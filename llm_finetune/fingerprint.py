@@ -39,6 +39,11 @@ def directory_sha256(path: str | Path, suffixes: tuple[str, ...] | None = None) 
     return h.hexdigest()
 
 
+def name_or_path_key(name_or_path: str, suffixes: tuple[str, ...] | None = None) -> str:
+    """A local directory is keyed by its contents, a Hub id by its name."""
+    return directory_sha256(name_or_path, suffixes) if Path(name_or_path).is_dir() else name_or_path
+
+
 COMPLETE_MARKER = "_COMPLETE"
 
 

@@ -45,7 +45,10 @@ def approval_gate(
     if not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
-            reason="all thresholds hold: " + ", ".join(f"{k}>={v}" for k, v in policy.min_metrics.items()),
+            reason="all thresholds hold: " + ", ".join(
+                [f"{k} >= {v}" for k, v in policy.min_metrics.items()]
+                + [f"{k} gain over base >= {v}" for k, v in policy.min_gain_over_base.items()]
+            ),
         )
     elif get_current_settings().api.url is None:
         # Ephemeral Prefect (no server): nobody can open this run to review it, so do not wait for an hour.

@@ -7,16 +7,16 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from llm_finetune.data.summarization import PreparedDataset, tokenizer_fingerprint
-from llm_finetune.fingerprint import directory_sha256, fingerprint
+from llm_finetune.data.summarization import PreparedDataset
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob, TrainingResult, train_seq2seq
 
 
 def training_output_dir(work_dir: str, base_model: str, prepared: PreparedDataset, prompt: str,
                         params: Seq2SeqTrainingParams) -> Path:
-    base_key = directory_sha256(base_model) if Path(base_model).is_dir() else tokenizer_fingerprint(base_model)
-    return Path(work_dir) / "runs" / fingerprint("seq2seq-v1", base_key, prepared.fingerprint, prompt, params)
+    key = fingerprint("seq2seq-v1", name_or_path_key(base_model), prepared.fingerprint, prompt, params)
+    return Path(work_dir) / "runs" / key
 
 
 @task(name="train-summarizer")

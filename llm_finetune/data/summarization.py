@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from llm_finetune.data.records import read_text_records
 from llm_finetune.data.sources import fetch_jsonl
 from llm_finetune.errors import DataValidationError
-from llm_finetune.fingerprint import directory_sha256, file_sha256, fingerprint, is_complete, mark_complete
+from llm_finetune.fingerprint import file_sha256, fingerprint, is_complete, mark_complete, name_or_path_key
 from llm_finetune.recipes import SummarizationData
 
 
@@ -82,13 +82,6 @@ def read_split(path: str, data: SummarizationData, limit: int | None = None) -> 
     ]
 
 
-def tokenizer_fingerprint(tokenizer_name_or_path: str) -> str:
-    path = Path(tokenizer_name_or_path)
-    if path.is_dir():
-        return directory_sha256(path, suffixes=(".json", ".model", ".txt"))
-    return tokenizer_name_or_path
-
-
 def prepare_summarization_dataset(
     data: SummarizationData, splits: ValidatedSplits, tokenizer_name_or_path: str, cache_root: str | Path
 ) -> PreparedDataset:
@@ -105,7 +98,7 @@ def prepare_summarization_dataset(
         splits.train_sha256,
         splits.validation_sha256,
         data,
-        tokenizer_fingerprint(tokenizer_name_or_path),
+        name_or_path_key(tokenizer_name_or_path, suffixes=(".json", ".model", ".txt")),  # tokenizer files only
     )
     out = Path(cache_root) / key
     if is_complete(out):

@@ -21,7 +21,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.dialogsum_flan_t5 import dialogsum_flan_t5
 from llm_finetune.errors import ApprovalRequiredError, DataValidationError
 from llm_finetune.registry.mlflow_registry import download_approved_model
-from llm_finetune.serving.endpoint import EndpointClient
+from llm_finetune.serving.endpoint import EndpointClient, stop_local_endpoint
 from tests.conftest import small_recipe
 
 
@@ -104,14 +104,18 @@ def test_reviewer_denial_blocks_deployment(work_dir):
                                 work_dir / "attempt")
 
 
-def test_reviewer_approval_deploys(work_dir):
-    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}})
+def test_reviewer_approval_deploys_and_endpoint_can_stay_up(work_dir):
+    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}}, endpoint={"keep_running": True})
     reviewer = threading.Thread(target=_review, args=({"approve": True, "reviewer": "lead", "reason": "ok"}, {}))
     reviewer.start()
     outcome = dialogsum_flan_t5(recipe=recipe)
     reviewer.join()
     assert outcome.decision.approved and not outcome.decision.automatic and outcome.decision.reviewer == "lead"
     assert outcome.endpoint_test is not None and outcome.endpoint_test.num_requests == 3
+    try:
+        assert EndpointClient(outcome.running_endpoint.url).ping()
+    finally:
+        stop_local_endpoint(outcome.running_endpoint)
 
 
 def test_bad_data_fails_before_any_model_work(tmp_path):

@@ -36,6 +36,7 @@ def test_thresholds_met_approve_and_move_alias(registered):
     uri, version = registered
     decision = gate_flow(ApprovalPolicy(min_metrics={"rougeL": 0.2}), comparison(0.1, 0.3), version, uri)
     assert decision.approved and decision.automatic and decision.reviewer == "policy"
+    assert decision.reason == "all thresholds hold: rougeL >= 0.2, rougeL gain over base >= 0.0"
     client = mlflow.MlflowClient(uri)
     assert str(client.get_model_version_by_alias("gated", "champion").version) == version.version
 
