@@ -56,8 +56,8 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
     endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, work)
     try:
         outcome.endpoint_test = test_endpoint_inference(endpoint.url, recipe.data, splits, recipe.endpoint)
-    finally:
-        if recipe.endpoint.keep_running:
+    finally:  # an endpoint is left up only when asked for and only when it passed its test
+        if recipe.endpoint.keep_running and outcome.endpoint_test is not None:
             outcome.running_endpoint = endpoint
         else:
             stop_endpoint(endpoint)
