@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 
 from llm_finetune.data.summarization import load_summarization_splits, prepare_summarization_dataset, read_split
-from llm_finetune.fingerprint import fingerprint
-from llm_finetune.models.tiny_t5 import build_tiny_t5
+from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import load_recipe
 from llm_finetune.training.collators import TokenCountingCollator
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
@@ -160,11 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="llmft-bench-") as tmp:
         work = Path(tmp)
         splits = load_summarization_splits(data, work / "data")
-        records = read_split(splits.train_path, data, data.max_train_records)
-        corpus = [r["prompt"] for r in records] + [r["summary"] for r in records]
-        base = str(
-            build_tiny_t5(recipe.model.tiny, corpus, work / "base-models", fingerprint(splits.train_sha256, data))
-        )
+        base = str(build_tiny_t5_for_summarization(recipe.model.tiny, data, splits, work / "base-models"))
         prepared = prepare_summarization_dataset(data, splits, base, work / "datasets")
         job = Seq2SeqTrainJob(
             base_model=base,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from llm_finetune.data.summarization import ValidatedSplits, read_split
-from llm_finetune.fingerprint import fingerprint
-from llm_finetune.models.tiny_t5 import build_tiny_t5
+from llm_finetune.data.summarization import ValidatedSplits
+from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import ModelSpec, SummarizationData
 
 
@@ -17,10 +16,6 @@ def materialize_base_model(model: ModelSpec, data: SummarizationData, splits: Va
     """Name or local directory that `from_pretrained` accepts."""
     if model.name_or_path:
         return model.name_or_path
-    records = read_split(splits.train_path, data, data.max_train_records)
-    corpus = [r["prompt"] for r in records] + [r["summary"] for r in records]
-    path = build_tiny_t5(
-        model.tiny, corpus, Path(work_dir) / "base-models", corpus_key=fingerprint(splits.train_sha256, data)
-    )
+    path = build_tiny_t5_for_summarization(model.tiny, data, splits, Path(work_dir) / "base-models")
     get_run_logger().info("tiny T5 base model at %s", path)
     return str(path)

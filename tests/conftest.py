@@ -51,16 +51,14 @@ def small_recipe(work_dir: Path, **overrides) -> SummarizationRecipe:
 @pytest.fixture(scope="session")
 def trained_tiny_model(tmp_path_factory) -> dict:
     """A tiny T5 fine-tuned for 60 steps on the DialogSum sample: {'base', 'finetuned', 'recipe', 'splits'}."""
-    from llm_finetune.data.summarization import load_summarization_splits, prepare_summarization_dataset, read_split
-    from llm_finetune.models.tiny_t5 import build_tiny_t5
+    from llm_finetune.data.summarization import load_summarization_splits, prepare_summarization_dataset
+    from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
     from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
 
     work = tmp_path_factory.mktemp("trained")
     recipe = small_recipe(work)
     splits = load_summarization_splits(recipe.data, work / "downloads")
-    records = read_split(splits.train_path, recipe.data, recipe.data.max_train_records)
-    base = build_tiny_t5(recipe.model.tiny, [r["prompt"] for r in records] + [r["summary"] for r in records],
-                         work / "models", "test")
+    base = build_tiny_t5_for_summarization(recipe.model.tiny, recipe.data, splits, work / "models")
     prepared = prepare_summarization_dataset(recipe.data, splits, str(base), work / "datasets")
     result = train_seq2seq(Seq2SeqTrainJob(base_model=str(base), dataset_dir=prepared.path,
                                            output_dir=str(work / "run"), prompt_template=recipe.data.prompt_template,

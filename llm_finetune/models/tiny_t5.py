@@ -6,8 +6,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from llm_finetune.data.summarization import ValidatedSplits, read_split
 from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete
-from llm_finetune.recipes import TinyT5Spec
+from llm_finetune.recipes import SummarizationData, TinyT5Spec
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # ids 0, 1, 2 as in T5
 
@@ -61,3 +62,12 @@ def build_tiny_t5(spec: TinyT5Spec, corpus: list[str], cache_root: str | Path, c
     tokenizer.save_pretrained(out)
     mark_complete(out)
     return out
+
+
+def build_tiny_t5_for_summarization(
+    spec: TinyT5Spec, data: SummarizationData, splits: ValidatedSplits, cache_root: str | Path
+) -> Path:
+    """Tiny T5 whose tokenizer is trained on the training split's prompts and summaries."""
+    records = read_split(splits.train_path, data, data.max_train_records)
+    corpus = [r["prompt"] for r in records] + [r["summary"] for r in records]
+    return build_tiny_t5(spec, corpus, cache_root, corpus_key=fingerprint(splits.train_sha256, data))
