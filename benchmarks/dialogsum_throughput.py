@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_finetune.data.summarization import load_summarization_splits, prepare_summarization_dataset, read_split
+from llm_finetune.data.summarization import load_summarization_data, prepare_summarization_dataset, summarization_records
 from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import load_recipe
 from llm_finetune.training.collators import TokenCountingCollator
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     params = recipe.training.model_copy(update={"max_steps": args.steps})
     with tempfile.TemporaryDirectory(prefix="llmft-bench-") as tmp:
         work = Path(tmp)
-        splits = load_summarization_splits(data, work / "data")
-        base = str(build_tiny_t5_for_summarization(recipe.model.tiny, data, splits, work / "base-models"))
-        prepared = prepare_summarization_dataset(data, splits, base, work / "datasets")
+        validated = load_summarization_data(data, work)
+        base = str(build_tiny_t5_for_summarization(recipe.model.tiny, data, validated, work / "base-models"))
+        prepared = prepare_summarization_dataset(data, validated, base, work / "datasets")
         job = Seq2SeqTrainJob(
             base_model=base,
             dataset_dir=prepared.path,
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         assert ours.global_step == seed["steps"] == args.steps
 
         # 2. evaluation throughput, on the model trained in 1
-        dialogues = [r["dialogue"] for r in read_split(splits.validation_path, data, args.eval_records)]
+        dialogues = [r["dialogue"] for r in summarization_records(validated, "validation", data, args.eval_records)]
         max_new = recipe.evaluation.max_new_tokens
         batched, t_batched = time_generation(ours.model_dir, dialogues, 16, max_new, data.max_source_tokens)
         single, t_single = time_generation(ours.model_dir, dialogues, 1, max_new, data.max_source_tokens)

@@ -38,11 +38,11 @@ class DialogsumOutcome(BaseModel):
 @flow(name="dialogsum-flan-t5", log_prints=True)
 def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_PATH)) -> DialogsumOutcome:
     work = recipe.work_dir
-    splits = validate_summarization_data(recipe.data, work)
-    base_model = materialize_base_model(recipe.model, recipe.data, splits, work)
-    prepared = prepare_summarization_dataset(recipe.data, splits, base_model, work)
+    validated = validate_summarization_data(recipe.data, work)
+    base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
+    prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work)
     training = train_summarizer(base_model, prepared, recipe.data.prompt_template, recipe.training, work)
-    comparison = evaluate_base_and_finetuned(base_model, training.model_dir, recipe.data, splits, recipe.evaluation)
+    comparison = evaluate_base_and_finetuned(base_model, training.model_dir, recipe.data, validated, recipe.evaluation)
     version = register_summarizer(recipe, base_model, prepared, training, comparison)
     decision = approval_gate(recipe.approval, comparison, version, recipe.tracking_uri())
     outcome = DialogsumOutcome(
@@ -55,7 +55,7 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
         return outcome
     endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, work)
     try:
-        outcome.endpoint_test = test_endpoint_inference(endpoint.url, recipe.data, splits, recipe.endpoint)
+        outcome.endpoint_test = test_endpoint_inference(endpoint.url, recipe.data, validated, recipe.endpoint)
     finally:  # an endpoint is left up only when asked for and only when it passed its test
         if recipe.endpoint.keep_running and outcome.endpoint_test is not None:
             outcome.running_endpoint = endpoint

@@ -10,12 +10,13 @@ class RecordProblem:
     """One bad record: where it is and what is wrong with it."""
 
     path: str
-    line: int | None
+    line: int | None  # 1-based line of a text file, or row / record number where lines do not apply
     field: str | None
     message: str
+    unit: str = "line"  # "line" (JSON Lines, text), "row" (CSV, Parquet, saved datasets), "record" (JSON array)
 
     def __str__(self) -> str:
-        where = self.path if self.line is None else f"{self.path}, line {self.line}"
+        where = self.path if self.line is None else f"{self.path}, {self.unit} {self.line}"
         if self.field is not None:
             where += f", field '{self.field}'"
         return f"{where}: {self.message}"

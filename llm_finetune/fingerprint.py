@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +56,33 @@ def is_complete(directory: str | Path) -> bool:
 
 def mark_complete(directory: str | Path) -> None:
     (Path(directory) / COMPLETE_MARKER).write_text("ok\n")
+
+
+@contextmanager
+def locked(directory: str | Path) -> Iterator[None]:
+    """An inter-process lock beside `directory` (released by the OS if the holder dies)."""
+    from filelock import FileLock
+
+    path = Path(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        yield
+
+
+@contextmanager
+def build_once(directory: str | Path) -> Iterator[bool]:
+    """Yield True when `directory` must be built (then marked complete), False when it already is.
+
+    Concurrent callers wait for the first; a partial folder left by a killed run is removed, under the lock, so one
+    process never deletes another's work in progress.
+    """
+    path = Path(directory)
+    with locked(path):
+        if is_complete(path):
+            yield False
+            return
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        yield True
+        mark_complete(path)

@@ -15,19 +15,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SummarizationData(_Strict):
-    """Where the dialogue/summary records live and how they become model inputs."""
+DATA_URI_HELP = (
+    "A local file or folder (JSON Lines, JSON array, CSV, TSV, Parquet, Arrow or text, optionally .gz/.bz2/.xz/.zst; "
+    "a save_to_disk folder), s3://bucket/key, s3://bucket/prefix/, or hf://owner/name?split=train"
+)
 
-    train_uri: str = Field(description="Local JSONL path, s3://bucket/key.jsonl, or hf://owner/name?split=train")
+
+class DataSource(_Strict):
+    """Where the train and validation records live; read by the shared intake layer."""
+
+    train_uri: str = Field(description=DATA_URI_HELP)
     validation_uri: str = Field(description="Same forms as train_uri; used for evaluation and endpoint tests")
+    format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = Field(
+        None, description="File format; by default taken from the extension (.jsonl/.json, .csv, .parquet, ...)"
+    )
+    max_train_records: int | None = Field(None, gt=0, description="Use only the first N training records")
+    max_validation_records: int | None = Field(None, gt=0)
+
+
+class SummarizationData(DataSource):
+    """Dialogue/summary records and how they become model inputs."""
+
     dialogue_field: str = "dialogue"
     summary_field: str = "summary"
     id_field: str | None = Field("fname", description="Record id field, if the data has one")
     prompt_template: str = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
     max_source_tokens: int = Field(512, gt=0)
     max_target_tokens: int = Field(128, gt=0)
-    max_train_records: int | None = Field(None, gt=0, description="Use only the first N training records")
-    max_validation_records: int | None = Field(None, gt=0)
 
     @field_validator("prompt_template")
     @classmethod

@@ -8,24 +8,26 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from llm_finetune.data import summarization
-from llm_finetune.data.summarization import PreparedDataset, ValidatedSplits
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.recipes import SummarizationData
 
 
 @task(name="validate-summarization-data")
-def validate_summarization_data(data: SummarizationData, work_dir: str) -> ValidatedSplits:
-    """Fails with every bad record (file, line, field) before any model is built or trained."""
-    splits = summarization.load_summarization_splits(data, Path(work_dir) / "downloads")
-    get_run_logger().info("validated %d train / %d validation records", splits.num_train, splits.num_validation)
-    return splits
+def validate_summarization_data(data: SummarizationData, work_dir: str) -> ValidatedData:
+    """Fails with every bad record (file, line/row, field) before any model is built or trained."""
+    validated = summarization.load_summarization_data(data, work_dir)
+    get_run_logger().info("%s %s records (%s)", "reused checked" if validated.reused else "checked",
+                          validated.num_records, validated.fingerprint)
+    return validated
 
 
 @task(name="prepare-summarization-dataset")
 def prepare_summarization_dataset(
-    data: SummarizationData, splits: ValidatedSplits, tokenizer: str, work_dir: str
+    data: SummarizationData, validated: ValidatedData, tokenizer: str, work_dir: str
 ) -> PreparedDataset:
     """Prompt + tokenize (no padding: batches are padded dynamically); reuses the cache for identical inputs."""
-    prepared = summarization.prepare_summarization_dataset(data, splits, tokenizer, Path(work_dir) / "datasets")
+    prepared = summarization.prepare_summarization_dataset(data, validated, tokenizer, Path(work_dir) / "datasets")
     get_run_logger().info(
         "%s tokenized dataset %s", "reused cached" if prepared.reused else "built", prepared.fingerprint
     )

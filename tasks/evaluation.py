@@ -6,7 +6,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel
 
-from llm_finetune.data.summarization import ValidatedSplits, read_split
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import ROUGE_KEYS, SummarizationEval, evaluate_summarizer
 from llm_finetune.recipes import EvaluationParams, SummarizationData
 
@@ -40,9 +41,9 @@ class SummarizationComparison(BaseModel):
 
 @task(name="evaluate-base-and-finetuned")
 def evaluate_base_and_finetuned(
-    base_model: str, finetuned_model: str, data: SummarizationData, splits: ValidatedSplits, params: EvaluationParams
+    base_model: str, finetuned_model: str, data: SummarizationData, validated: ValidatedData, params: EvaluationParams
 ) -> SummarizationComparison:
-    records = read_split(splits.validation_path, data, params.max_records)
+    records = summarization_records(validated, "validation", data, params.max_records)
     runs = [
         evaluate_summarizer(
             model, records, data.prompt_template, params.batch_size, params.max_new_tokens, params.num_beams,

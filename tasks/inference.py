@@ -10,7 +10,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from llm_finetune.data.summarization import ValidatedSplits, read_split
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.summarization import summarization_records
 from llm_finetune.recipes import EndpointSpec, SummarizationData
 from llm_finetune.serving.endpoint import EndpointClient
 
@@ -25,11 +26,11 @@ class EndpointTestReport(BaseModel):
 
 @task(name="test-endpoint-inference")
 def test_endpoint_inference(
-    url: str, data: SummarizationData, splits: ValidatedSplits, spec: EndpointSpec
+    url: str, data: SummarizationData, validated: ValidatedData, spec: EndpointSpec
 ) -> EndpointTestReport:
     client = EndpointClient(url)
     results = []
-    for record in read_split(splits.validation_path, data, spec.num_test_records):
+    for record in summarization_records(validated, "validation", data, spec.num_test_records):
         start = time.perf_counter()
         answer = client.invoke({"inputs": record["dialogue"], "parameters": {"max_new_tokens": spec.max_new_tokens}})
         latency_ms = (time.perf_counter() - start) * 1000

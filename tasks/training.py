@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
+from llm_finetune.training.progress import ProgressCallback, TrainingProgress
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob, TrainingResult, train_seq2seq
 
 
@@ -29,8 +30,16 @@ def train_summarizer(
         base_model=base_model, dataset_dir=prepared.path, output_dir=str(out), prompt_template=prompt_template,
         params=params,
     )
-    result = train_seq2seq(job)
     logger = get_run_logger()
+    artifact_id = create_progress_artifact(0.0, key="training-progress", description="Training steps done / total")
+
+    def report(progress: TrainingProgress) -> None:
+        update_progress_artifact(artifact_id, progress.percent, description=(
+            f"step {progress.step} / {progress.max_steps}"
+            + (f", loss {progress.loss:.4f}" if progress.loss is not None else "")))
+
+    result = train_seq2seq(job, callbacks=[ProgressCallback(report)])
+    update_progress_artifact(artifact_id, 100.0, description=f"step {result.global_step} / {result.global_step}")
     if result.reused:
         logger.info("reused finished model %s", result.model_dir)
     elif result.resumed_from_checkpoint:

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.data.records import read_text_records
-from llm_finetune.data.sources import fetch_jsonl
-from llm_finetune.errors import DataValidationError
-from llm_finetune.fingerprint import file_sha256, fingerprint, is_complete, mark_complete, name_or_path_key
+from llm_finetune.data.intake import FieldRule, ValidatedData, intake
+from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
 from llm_finetune.recipes import SummarizationData
-
-
-class ValidatedSplits(BaseModel):
-    """Local copies of the train/validation files, checked record by record."""
-
-    train_path: str
-    validation_path: str
-    train_sha256: str
-    validation_sha256: str
-    num_train: int
-    num_validation: int
 
 
 class PreparedDataset(BaseModel):
@@ -42,38 +28,26 @@ def build_prompt(template: str, dialogue: str) -> str:
     return template.replace("{dialogue}", dialogue)
 
 
-def _required(data: SummarizationData) -> list[str]:
-    return [data.dialogue_field, data.summary_field]
+def summarization_rules(data: SummarizationData) -> list[FieldRule]:
+    rules = [FieldRule(data.dialogue_field), FieldRule(data.summary_field)]
+    if data.id_field:
+        rules.append(FieldRule(data.id_field, types=(str, int), required=False))
+    return rules
 
 
-def load_summarization_splits(data: SummarizationData, cache_dir: str | Path, s3=None) -> ValidatedSplits:
-    """Fetch both splits and validate every record; all problems of both files are raised together."""
-    problems, paths, counts = [], [], []
-    for uri in (data.train_uri, data.validation_uri):
-        try:
-            path = fetch_jsonl(uri, cache_dir, s3=s3)
-            counts.append(len(read_text_records(path, _required(data), label=uri)))
-            paths.append(path)
-        except DataValidationError as e:
-            problems.extend(e.problems)
-    if problems:
-        raise DataValidationError(problems)
-    return ValidatedSplits(
-        train_path=str(paths[0]),
-        validation_path=str(paths[1]),
-        train_sha256=file_sha256(paths[0]),
-        validation_sha256=file_sha256(paths[1]),
-        num_train=counts[0],
-        num_validation=counts[1],
-    )
+def load_summarization_data(data: SummarizationData, work_dir: str | Path, s3=None) -> ValidatedData:
+    """Read both splits through the shared intake layer; every bad record of both is raised together."""
+    return intake({"train": data.train_uri, "validation": data.validation_uri}, summarization_rules(data),
+                  fmt=data.format, work_dir=work_dir, s3=s3)
 
 
-def read_split(path: str, data: SummarizationData, limit: int | None = None) -> list[dict]:
+def summarization_records(validated: ValidatedData, split: str, data: SummarizationData,
+                          limit: int | None = None) -> list[dict]:
     """Records as {'id', 'dialogue', 'summary', 'prompt'}; the first `limit` only, if given."""
-    rows = read_text_records(path, _required(data))[:limit]
+    rows = validated.load(split, limit).to_list()
     return [
         {
-            "id": str(r.get(data.id_field, i)) if data.id_field else str(i),
+            "id": str(r.get(data.id_field) if data.id_field and r.get(data.id_field) is not None else i),
             "dialogue": r[data.dialogue_field],
             "summary": r[data.summary_field],
             "prompt": build_prompt(data.prompt_template, r[data.dialogue_field]),
@@ -83,7 +57,7 @@ def read_split(path: str, data: SummarizationData, limit: int | None = None) -> 
 
 
 def prepare_summarization_dataset(
-    data: SummarizationData, splits: ValidatedSplits, tokenizer_name_or_path: str, cache_root: str | Path
+    data: SummarizationData, validated: ValidatedData, tokenizer_name_or_path: str, cache_root: str | Path
 ) -> PreparedDataset:
     """Tokenize prompts and summaries without padding (the collator pads each batch to its own longest record).
 
@@ -94,19 +68,24 @@ def prepare_summarization_dataset(
     from transformers import AutoTokenizer
 
     key = fingerprint(
-        "summarization-dataset-v1",
-        splits.train_sha256,
-        splits.validation_sha256,
+        "summarization-dataset-v2",
+        validated.fingerprint,
         data,
         name_or_path_key(tokenizer_name_or_path, suffixes=(".json", ".model", ".txt")),  # tokenizer files only
     )
     out = Path(cache_root) / key
-    if is_complete(out):
-        return PreparedDataset.model_validate_json((out / "prepared.json").read_text()).model_copy(
-            update={"reused": True}
-        )
-    if out.exists():
-        shutil.rmtree(out)  # left by an interrupted run
+    with build_once(out) as needed:
+        if needed:
+            prepared = _tokenize(data, validated, tokenizer_name_or_path, out, key)
+            (out / "prepared.json").write_text(prepared.model_dump_json(indent=2))
+            return prepared
+    return PreparedDataset.model_validate_json((out / "prepared.json").read_text()).model_copy(update={"reused": True})
+
+
+def _tokenize(data: SummarizationData, validated: ValidatedData, tokenizer_name_or_path: str, out: Path,
+              key: str) -> PreparedDataset:
+    import datasets
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
 
@@ -117,18 +96,18 @@ def prepare_summarization_dataset(
         ]
         return enc
 
-    splits_ds = datasets.DatasetDict(
-        {
-            "train": datasets.Dataset.from_list(read_split(splits.train_path, data, data.max_train_records)),
-            "validation": datasets.Dataset.from_list(
-                read_split(splits.validation_path, data, data.max_validation_records)
-            ),
-        }
-    )
-    tokenized = splits_ds.map(tokenize, batched=True, desc="tokenize")
-    out.mkdir(parents=True, exist_ok=True)
+    splits_ds = datasets.DatasetDict({
+        "train": datasets.Dataset.from_list(summarization_records(validated, "train", data, data.max_train_records)),
+        "validation": datasets.Dataset.from_list(
+            summarization_records(validated, "validation", data, data.max_validation_records)),
+    })
+    # Our key already names the inputs: datasets need not hash (and, under log_prints, print) the closure.
+    tokenized = datasets.DatasetDict({
+        name: split.map(tokenize, batched=True, new_fingerprint=f"{key}-{name}", load_from_cache_file=False)
+        for name, split in splits_ds.items()
+    })
     tokenized.save_to_disk(str(out / "dataset"))
-    prepared = PreparedDataset(
+    return PreparedDataset(
         path=str(out / "dataset"),
         fingerprint=key,
         num_train=len(tokenized["train"]),
@@ -137,6 +116,3 @@ def prepare_summarization_dataset(
         target_tokens=sum(len(x) for x in tokenized["train"]["labels"]),
         reused=False,
     )
-    (out / "prepared.json").write_text(prepared.model_dump_json(indent=2))
-    mark_complete(out)
-    return prepared

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from llm_finetune.data.summarization import ValidatedSplits, read_split
-from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.summarization import summarization_records
+from llm_finetune.fingerprint import build_once, fingerprint
 from llm_finetune.recipes import SummarizationData, TinyT5Spec
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"  # ids 0, 1, 2 as in T5
@@ -32,14 +32,17 @@ def train_t5_style_tokenizer(texts: Iterable[str], vocab_size: int):
 
 def build_tiny_t5(spec: TinyT5Spec, corpus: list[str], cache_root: str | Path, corpus_key: str) -> Path:
     """Build (or reuse) a tiny randomly initialised T5 and its tokenizer under cache_root/<fingerprint>."""
+    out = Path(cache_root) / fingerprint("tiny-t5-v1", spec, corpus_key)
+    with build_once(out) as needed:
+        if needed:
+            _save_tiny_t5(spec, corpus, out)
+    return out
+
+
+def _save_tiny_t5(spec: TinyT5Spec, corpus: list[str], out: Path) -> None:
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    out = Path(cache_root) / fingerprint("tiny-t5-v1", spec, corpus_key)
-    if is_complete(out):
-        return out
-    if out.exists():
-        shutil.rmtree(out)
     tokenizer = train_t5_style_tokenizer(corpus, spec.vocab_size)
     config = T5Config(
         vocab_size=len(tokenizer),
@@ -57,17 +60,14 @@ def build_tiny_t5(spec: TinyT5Spec, corpus: list[str], cache_root: str | Path, c
     )
     torch.manual_seed(spec.seed)
     model = T5ForConditionalGeneration(config)
-    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    mark_complete(out)
-    return out
 
 
 def build_tiny_t5_for_summarization(
-    spec: TinyT5Spec, data: SummarizationData, splits: ValidatedSplits, cache_root: str | Path
+    spec: TinyT5Spec, data: SummarizationData, validated: ValidatedData, cache_root: str | Path
 ) -> Path:
     """Tiny T5 whose tokenizer is trained on the training split's prompts and summaries."""
-    records = read_split(splits.train_path, data, data.max_train_records)
+    records = summarization_records(validated, "train", data, data.max_train_records)
     corpus = [r["prompt"] for r in records] + [r["summary"] for r in records]
-    return build_tiny_t5(spec, corpus, cache_root, corpus_key=fingerprint(splits.train_sha256, data))
+    return build_tiny_t5(spec, corpus, cache_root, corpus_key=fingerprint(validated.fingerprint, data))

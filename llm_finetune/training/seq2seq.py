@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.fingerprint import is_complete, mark_complete
+from llm_finetune.fingerprint import is_complete, locked, mark_complete
 from llm_finetune.recipes import Seq2SeqTrainingParams
 
 PROMPT_FILE = "llmft_prompt.json"
@@ -60,7 +60,15 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
 
 
 def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> TrainingResult:
-    """Train, or resume, or (when a finished model is already there) return the finished result."""
+    """Train, or resume, or (when a finished model is already there) return the finished result.
+
+    One process trains a given output folder at a time; a concurrent caller waits, then reuses the result.
+    """
+    with locked(job.output_dir):
+        return _train_seq2seq(job, callbacks)
+
+
+def _train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None) -> TrainingResult:
     import datasets
     import torch
     from transformers import (

@@ -1,8 +1,10 @@
+"""Remote sources of the intake layer: S3 through a real moto server, the Hub through `datasets`."""
+
 import pytest
 
 from llm_finetune.aws import s3_client
-from llm_finetune.data.sources import fetch_jsonl
-from llm_finetune.data.summarization import load_summarization_splits
+from llm_finetune.data.intake import read_split
+from llm_finetune.data.summarization import load_summarization_data
 from llm_finetune.errors import DataValidationError
 from llm_finetune.recipes import SummarizationData
 from tests.conftest import DIALOGSUM
@@ -15,21 +17,22 @@ def bucket(moto_endpoint):
     return s3
 
 
-def test_local_path_used_in_place():
-    assert fetch_jsonl(str(DIALOGSUM / "train.jsonl"), "/unused") == DIALOGSUM / "train.jsonl"
+def read(uri, tmp_path, s3=None):
+    return read_split(uri, fmt=None, split="train", cache_dir=tmp_path, s3=s3)
 
 
-def test_s3_object_downloaded_and_cached_by_etag(bucket, tmp_path):
+def test_s3_object_downloaded_once_and_again_when_it_changes(bucket, tmp_path):
     bucket.upload_file(str(DIALOGSUM / "validation.jsonl"), "llmft-data", "dialogsum/validation.jsonl")
-    local = fetch_jsonl("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, s3=bucket)
-    assert local.read_bytes() == (DIALOGSUM / "validation.jsonl").read_bytes()
-    mtime = local.stat().st_mtime_ns
-    assert fetch_jsonl("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, s3=bucket) == local
-    assert local.stat().st_mtime_ns == mtime  # not downloaded again
+    ds, source, _ = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
+    (local,) = source.files
+    assert open(local, "rb").read() == (DIALOGSUM / "validation.jsonl").read_bytes() and len(ds) == 300
+    mtime = (tmp_path / local).stat().st_mtime_ns
+    assert read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)[1].files == [local]
+    assert (tmp_path / local).stat().st_mtime_ns == mtime  # not downloaded again
 
     bucket.put_object(Bucket="llmft-data", Key="dialogsum/validation.jsonl", Body=b'{"dialogue": "d", "summary": "s"}\n')
-    changed = fetch_jsonl("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, s3=bucket)
-    assert changed != local and changed.read_bytes().startswith(b'{"dialogue": "d"')
+    ds, changed, _ = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
+    assert changed.files != [local] and changed.content_key != source.content_key and len(ds) == 1
 
 
 def test_s3_splits_validated_with_uri_in_errors(bucket, tmp_path):
@@ -37,13 +40,8 @@ def test_s3_splits_validated_with_uri_in_errors(bucket, tmp_path):
     bucket.put_object(Bucket="llmft-data", Key="bad.jsonl", Body=b'{"dialogue": "d"}\n')
     data = SummarizationData(train_uri="s3://llmft-data/train.jsonl", validation_uri="s3://llmft-data/bad.jsonl")
     with pytest.raises(DataValidationError) as err:
-        load_summarization_splits(data, tmp_path, s3=bucket)
-    assert str(err.value.problems[0]) == "s3://llmft-data/bad.jsonl, line 1, field 'summary': missing"
-
-
-def test_missing_s3_object_is_a_clear_error(bucket, tmp_path):
-    with pytest.raises(DataValidationError, match="s3://llmft-data/absent.jsonl: cannot read S3 object"):
-        fetch_jsonl("s3://llmft-data/absent.jsonl", tmp_path, s3=bucket)
+        load_summarization_data(data, tmp_path, s3=bucket)
+    assert [str(p) for p in err.value.problems] == ["s3://llmft-data/bad.jsonl, line 1, field 'summary': missing"]
 
 
 def test_s3_client_honours_endpoint_env(moto_endpoint, monkeypatch, tmp_path):
@@ -51,25 +49,27 @@ def test_s3_client_honours_endpoint_env(moto_endpoint, monkeypatch, tmp_path):
     s3 = s3_client()
     s3.create_bucket(Bucket="env-bucket")
     s3.put_object(Bucket="env-bucket", Key="x.jsonl", Body=b'{"dialogue": "d", "summary": "s"}\n')
-    assert fetch_jsonl("s3://env-bucket/x.jsonl", tmp_path).exists()
+    assert len(read("s3://env-bucket/x.jsonl", tmp_path)[0]) == 1
 
 
 def test_hub_dataset_offline_fails_with_uri_named(tmp_path):
     with pytest.raises(DataValidationError, match=r"hf://knkarthick/dialogsum\?split=train: cannot load Hub dataset"):
-        fetch_jsonl("hf://knkarthick/dialogsum?split=train", tmp_path)
+        read("hf://knkarthick/dialogsum?split=train", tmp_path)
 
 
-def test_hub_dataset_written_as_jsonl(tmp_path, monkeypatch):
-    """The Hub branch's conversion, fed a real in-memory Dataset in place of the network download."""
+def test_hub_dataset_split_and_config_passed_to_datasets(tmp_path, monkeypatch):
+    """The Hub branch, fed a real in-memory Dataset in place of the network download."""
     import datasets
 
     calls = []
 
-    def fake_load(repo, config, split):
+    def fake_load(repo, config, split, cache_dir):
         calls.append((repo, config, split))
         return datasets.Dataset.from_list([{"id": "a", "dialogue": "#Person1#: Hi.", "summary": "Greeting."}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    path = fetch_jsonl("hf://knkarthick/dialogsum?split=validation", tmp_path)
-    assert calls == [("knkarthick/dialogsum", None, "validation")]
-    assert path.read_text() == '{"id": "a", "dialogue": "#Person1#: Hi.", "summary": "Greeting."}\n'
+    ds, source, locate = read_split("hf://knkarthick/dialogsum?split=validation&name=default", fmt=None,
+                                    split="train", cache_dir=tmp_path)
+    assert calls == [("knkarthick/dialogsum", "default", "validation")]
+    assert ds.to_list() == [{"id": "a", "dialogue": "#Person1#: Hi.", "summary": "Greeting."}]
+    assert locate(0) == ("hf://knkarthick/dialogsum?split=validation&name=default", 1, "row")

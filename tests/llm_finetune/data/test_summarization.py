@@ -5,9 +5,9 @@ import pytest
 
 from llm_finetune.data.summarization import (
     build_prompt,
-    load_summarization_splits,
+    load_summarization_data,
     prepare_summarization_dataset,
-    read_split,
+    summarization_records,
 )
 from llm_finetune.errors import DataValidationError
 from tests.conftest import DIALOGSUM, small_recipe
@@ -22,24 +22,34 @@ def test_both_splits_problems_reported_together(tmp_path):
     bad_train.write_text('{"dialogue": "d"}\n')
     recipe = small_recipe(tmp_path, data={"train_uri": str(bad_train), "validation_uri": str(tmp_path / "missing.jsonl")})
     with pytest.raises(DataValidationError) as err:
-        load_summarization_splits(recipe.data, tmp_path)
+        load_summarization_data(recipe.data, tmp_path)
     assert [str(p) for p in err.value.problems] == [
         f"{bad_train}, line 1, field 'summary': missing",
         f"{tmp_path / 'missing.jsonl'}: file not found",
     ]
 
 
-def test_read_split_builds_prompts_and_ids(tmp_path):
+def test_records_build_prompts_and_ids(tmp_path):
     recipe = small_recipe(tmp_path)
-    rows = read_split(str(DIALOGSUM / "validation.jsonl"), recipe.data, limit=3)
+    rows = summarization_records(load_summarization_data(recipe.data, tmp_path), "validation", recipe.data, limit=3)
     assert [r["id"] for r in rows] == ["dev_0", "dev_1", "dev_2"]
     assert rows[0]["prompt"].startswith("Summarize the following conversation.\n\n#Person1#")
     assert rows[0]["prompt"].endswith("\n\nSummary: ")
 
 
+def test_other_field_names_and_formats(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text('conversation,abstract,key\n"#Person1#: Hi.\n#Person2#: Hello.",They greet.,7\n')
+    recipe = small_recipe(tmp_path, data={"train_uri": str(path), "validation_uri": str(path),
+                                          "dialogue_field": "conversation", "summary_field": "abstract",
+                                          "id_field": "key"})
+    (row,) = summarization_records(load_summarization_data(recipe.data, tmp_path), "train", recipe.data)
+    assert (row["id"], row["dialogue"], row["summary"]) == ("7", "#Person1#: Hi.\n#Person2#: Hello.", "They greet.")
+
+
 def test_tokenized_without_padding_and_cached(trained_tiny_model, tmp_path):
-    recipe, splits, base = trained_tiny_model["recipe"], trained_tiny_model["splits"], trained_tiny_model["base"]
-    first = prepare_summarization_dataset(recipe.data, splits, base, tmp_path / "cache")
+    recipe, validated, base = trained_tiny_model["recipe"], trained_tiny_model["validated"], trained_tiny_model["base"]
+    first = prepare_summarization_dataset(recipe.data, validated, base, tmp_path / "cache")
     assert not first.reused and first.num_train == 128 and first.num_validation == 40
 
     import datasets
@@ -51,11 +61,11 @@ def test_tokenized_without_padding_and_cached(trained_tiny_model, tmp_path):
     assert all(ids[-1] == 1 and 0 not in ids for ids in ds["train"]["input_ids"])  # </s>-terminated, no <pad>
     assert first.source_tokens == sum(lengths)
 
-    again = prepare_summarization_dataset(recipe.data, splits, base, tmp_path / "cache")
+    again = prepare_summarization_dataset(recipe.data, validated, base, tmp_path / "cache")
     assert again.reused and again.path == first.path and again.fingerprint == first.fingerprint
 
     changed_settings = recipe.data.model_copy(update={"max_target_tokens": 32})
-    other = prepare_summarization_dataset(changed_settings, splits, base, tmp_path / "cache")
+    other = prepare_summarization_dataset(changed_settings, validated, base, tmp_path / "cache")
     assert not other.reused and other.fingerprint != first.fingerprint
 
 
@@ -64,9 +74,9 @@ def test_changed_file_content_invalidates_cache(trained_tiny_model, tmp_path):
     train = tmp_path / "train.jsonl"
     shutil.copy(DIALOGSUM / "train.jsonl", train)
     data = recipe.data.model_copy(update={"train_uri": str(train)})
-    first = prepare_summarization_dataset(data, load_summarization_splits(data, tmp_path), base, tmp_path / "c")
+    first = prepare_summarization_dataset(data, load_summarization_data(data, tmp_path), base, tmp_path / "c")
     with open(train, "a") as f:
         f.write(json.dumps({"fname": "x", "dialogue": "#Person1#: New.", "summary": "New."}) + "\n")
     data = data.model_copy(update={"max_train_records": None})
-    second = prepare_summarization_dataset(data, load_summarization_splits(data, tmp_path), base, tmp_path / "c")
+    second = prepare_summarization_dataset(data, load_summarization_data(data, tmp_path), base, tmp_path / "c")
     assert second.fingerprint != first.fingerprint and second.num_train == 602

@@ -1,6 +1,6 @@
 import pytest
 
-from llm_finetune.data.summarization import read_split
+from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import evaluate_summarizer, rouge_scores
 from llm_finetune.summarizer import Summarizer
 
@@ -29,7 +29,7 @@ def test_length_mismatch_rejected():
 
 def test_batched_generation_matches_one_at_a_time(trained_tiny_model):
     recipe = trained_tiny_model["recipe"]
-    records = read_split(trained_tiny_model["splits"].validation_path, recipe.data, 6)
+    records = summarization_records(trained_tiny_model["validated"], "validation", recipe.data, 6)
     summarizer = Summarizer(trained_tiny_model["finetuned"])
     dialogues = [r["dialogue"] for r in records]
     batched = summarizer.summarize(dialogues, batch_size=4, max_new_tokens=24)
@@ -40,7 +40,7 @@ def test_batched_generation_matches_one_at_a_time(trained_tiny_model):
 
 def test_finetuned_beats_base_side_by_side(trained_tiny_model):
     recipe = trained_tiny_model["recipe"]
-    records = read_split(trained_tiny_model["splits"].validation_path, recipe.data, 16)
+    records = summarization_records(trained_tiny_model["validated"], "validation", recipe.data, 16)
     base, tuned = (
         evaluate_summarizer(m, records, recipe.data.prompt_template, batch_size=8, max_new_tokens=32)
         for m in (trained_tiny_model["base"], trained_tiny_model["finetuned"])
