@@ -26,7 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from llm_finetune.data.summarization import load_summarization_data, prepare_summarization_dataset, summarization_records
+from llm_finetune.data.summarization import (
+    build_prompt,
+    load_summarization_data,
+    prepare_summarization_dataset,
+    summarization_records,
+)
 from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import load_recipe
 from llm_finetune.training.collators import TokenCountingCollator
@@ -51,9 +56,8 @@ def save_timer():
     return SaveTimer()
 
 
-def train_padded_baseline(base_model: str, dataset_dir: str, data, params, output_dir: str) -> dict:
+def train_padded_baseline(base_model: str, validated, data, params, output_dir: str) -> dict:
     """Seed-style baseline: pad everything to the maximum length, plain Trainer, random sampling."""
-    import datasets
     from transformers import (
         AutoModelForSeq2SeqLM,
         AutoTokenizer,
@@ -68,14 +72,15 @@ def train_padded_baseline(base_model: str, dataset_dir: str, data, params, outpu
     model = AutoModelForSeq2SeqLM.from_pretrained(base_model)
 
     def tokenize(batch: dict) -> dict:
-        enc = tokenizer(batch["prompt"], max_length=data.max_source_tokens, truncation=True, padding="max_length")
+        prompts = [build_prompt(data.prompt_template, d) for d in batch[data.dialogue_field]]
+        enc = tokenizer(prompts, max_length=data.max_source_tokens, truncation=True, padding="max_length")
         labels = tokenizer(
-            text_target=batch["summary"], max_length=data.max_target_tokens, truncation=True, padding="max_length"
+            text_target=batch[data.summary_field], max_length=data.max_target_tokens, truncation=True, padding="max_length"
         )["input_ids"]
         enc["labels"] = [[t if t != tokenizer.pad_token_id else -100 for t in row] for row in labels]
         return enc
 
-    raw = datasets.load_from_disk(dataset_dir)["train"]
+    raw = validated.load("train", data.max_train_records)
     train = raw.map(tokenize, batched=True, remove_columns=raw.column_names)
     collator = TokenCountingCollator(default_data_collator)
     args = TrainingArguments(
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         # 1. training throughput
         save = save_timer()
         ours = train_seq2seq(job, callbacks=[save])
-        seed = train_padded_baseline(base, prepared.path, data, params, str(work / "baseline"))
+        seed = train_padded_baseline(base, validated, data, params, str(work / "baseline"))
         assert ours.global_step == seed["steps"] == args.steps
 
         # 2. evaluation throughput, on the model trained in 1

@@ -42,7 +42,8 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
     prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work)
     training = train_summarizer(base_model, prepared, recipe.data.prompt_template, recipe.training, work)
-    comparison = evaluate_base_and_finetuned(base_model, training.model_dir, recipe.data, validated, recipe.evaluation)
+    comparison = evaluate_base_and_finetuned(base_model, training, recipe.data, validated, recipe.evaluation,
+                                             work)
     version = register_summarizer(recipe, base_model, prepared, training, comparison)
     decision = approval_gate(recipe.approval, comparison, version, recipe.tracking_uri())
     outcome = DialogsumOutcome(

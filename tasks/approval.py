@@ -10,7 +10,7 @@ from prefect.settings import get_current_settings
 
 from llm_finetune.approval import ApprovalDecision, threshold_failures
 from llm_finetune.recipes import ApprovalPolicy
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval, recorded_decision
 from tasks.evaluation import SummarizationComparison
 
 POLL_INTERVAL_S = 2
@@ -41,6 +41,11 @@ def approval_gate(
 ) -> ApprovalDecision:
     """Decide, record the decision on the registered version, and return it. Nothing is deployed without 'approved'."""
     logger = get_run_logger()
+    recorded = recorded_decision(tracking_uri, version.name, version.version)
+    if recorded is not None:  # a re-run of a registered model keeps the decision made on it
+        logger.info("version %s was already %s by %s on %s", version.version,
+                    "approved" if recorded.approved else "rejected", recorded.reviewer, recorded.decided_at)
+        return recorded
     failures = threshold_failures(policy, comparison.finetuned.metrics, comparison.base.metrics)
     if not failures:
         decision = ApprovalDecision(
@@ -73,7 +78,7 @@ def approval_gate(
                 approved=answer.approve, reviewer=answer.reviewer, automatic=False,
                 reason=answer.reason or "; ".join(failures),
             )
-    record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
+    decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
     logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
                 decision.reviewer)
     return decision

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -18,7 +20,8 @@ def deploy_local_endpoint(
     """Fetches the version from the registry (refused unless it is approved) and starts a server on it."""
     root = Path(work_dir) / "endpoints" / f"{version.name}-v{version.version}"
     model_dir = download_approved_model(tracking_uri, version.name, version.version, root / "model")
-    handle = start_local_endpoint(model_dir, spec.host, spec.port, root / "server.log", spec.startup_timeout_s)
+    log_path = root / f"server-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"  # one per run: runs may overlap
+    handle = start_local_endpoint(model_dir, spec.host, spec.port, log_path, spec.startup_timeout_s)
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
     return handle
 

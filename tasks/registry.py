@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register
@@ -39,7 +39,7 @@ def register_summarizer(
         "dataset_fingerprint": prepared.fingerprint,
         "train_uri": recipe.data.train_uri,
     }
-    return log_and_register(
+    version = log_and_register(
         tracking_uri=recipe.tracking_uri(),
         experiment=recipe.registry.experiment,
         model_name=recipe.registry.model_name,
@@ -49,4 +49,8 @@ def register_summarizer(
         loss_curve=training.loss_curve,
         tags=tags,
         samples=comparison.samples,
+        training_fingerprint=training.fingerprint or training.model_dir,
     )
+    get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
+                          version.version)
+    return version

@@ -38,7 +38,7 @@ def train_summarizer(
             f"step {progress.step} / {progress.max_steps}"
             + (f", loss {progress.loss:.4f}" if progress.loss is not None else "")))
 
-    result = train_seq2seq(job, callbacks=[ProgressCallback(report)])
+    result = train_seq2seq(job, callbacks=[ProgressCallback(report)]).model_copy(update={"fingerprint": out.name})
     update_progress_artifact(artifact_id, 100.0, description=f"step {result.global_step} / {result.global_step}")
     if result.reused:
         logger.info("reused finished model %s", result.model_dir)

@@ -90,21 +90,20 @@ def _tokenize(data: SummarizationData, validated: ValidatedData, tokenizer_name_
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
 
     def tokenize(batch: dict) -> dict:
-        enc = tokenizer(batch["prompt"], max_length=data.max_source_tokens, truncation=True)
-        enc["labels"] = tokenizer(text_target=batch["summary"], max_length=data.max_target_tokens, truncation=True)[
-            "input_ids"
-        ]
+        prompts = [build_prompt(data.prompt_template, d) for d in batch[data.dialogue_field]]
+        enc = tokenizer(prompts, max_length=data.max_source_tokens, truncation=True)
+        enc["labels"] = tokenizer(text_target=batch[data.summary_field], max_length=data.max_target_tokens,
+                                  truncation=True)["input_ids"]
         return enc
 
-    splits_ds = datasets.DatasetDict({
-        "train": datasets.Dataset.from_list(summarization_records(validated, "train", data, data.max_train_records)),
-        "validation": datasets.Dataset.from_list(
-            summarization_records(validated, "validation", data, data.max_validation_records)),
-    })
-    # Our key already names the inputs: datasets need not hash (and, under log_prints, print) the closure.
+    # Map over the checked, memory-mapped splits: an in-memory Dataset (from_list) is fingerprinted by pickling it
+    # with dill, whose stdout capture Prefect's log_prints defeats, so bytecode disassembly ends up in the run log.
+    # Our key already names every input, so datasets need not hash the tokenize closure either.
+    limits = {"train": data.max_train_records, "validation": data.max_validation_records}
     tokenized = datasets.DatasetDict({
-        name: split.map(tokenize, batched=True, new_fingerprint=f"{key}-{name}", load_from_cache_file=False)
-        for name, split in splits_ds.items()
+        name: (split := validated.load(name, limit)).map(
+            tokenize, batched=True, remove_columns=split.column_names, new_fingerprint=f"{key}-{name}")
+        for name, limit in limits.items()
     })
     tokenized.save_to_disk(str(out / "dataset"))
     return PreparedDataset(

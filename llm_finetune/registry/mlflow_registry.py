@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,8 +13,11 @@ from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.fingerprint import build_once, locked
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
+TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")  # MLflow models from code: nothing pickled
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "pandas")
 
 
@@ -22,6 +26,28 @@ class RegisteredModelVersion(BaseModel):
     version: str
     run_id: str
     model_uri: str
+    reused: bool = False
+
+
+def registry_lock(tracking_uri: str):
+    """Serialises registry writes of processes sharing a SQLite store (a lock file beside it).
+
+    A remote tracking server has no compare-and-set, so two machines registering the same model at the same moment
+    can still add two versions; runs that share a work_dir cannot.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        return locked(Path(urlparse(tracking_uri).path))
+    return nullcontext()
+
+
+def find_version(tracking_uri: str, name: str, training_fingerprint: str) -> RegisteredModelVersion | None:
+    """The version already registered for this trained model, if any (the oldest one)."""
+    found = _client(tracking_uri).search_model_versions(f"name = '{name}' and tags.{TRAINING_FINGERPRINT} = '{training_fingerprint}'")
+    if not found:
+        return None
+    mv = min(found, key=lambda v: int(v.version))
+    return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id, model_uri=mv.source,
+                                  reused=True)
 
 
 def _client(tracking_uri: str):
@@ -70,15 +96,27 @@ def log_and_register(
     loss_curve: list[dict],
     tags: dict[str, str],
     samples: list[dict],
+    training_fingerprint: str,
 ) -> RegisteredModelVersion:
-    """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'."""
+    """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'.
+
+    A model whose training fingerprint is already registered is not logged again: its version is returned.
+    """
+    with registry_lock(tracking_uri):
+        existing = find_version(tracking_uri, model_name, training_fingerprint)
+        if existing:
+            return existing
+        return _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve,
+                                 {**tags, TRAINING_FINGERPRINT: training_fingerprint}, samples)
+
+
+def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve, tags,
+                      samples) -> RegisteredModelVersion:
     import tempfile
 
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
-
-    from llm_finetune.registry.pyfunc import SummarizerPyfunc
 
     client = _client(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment)
@@ -99,7 +137,7 @@ def log_and_register(
             warnings.filterwarnings("ignore", message=r"(?s).*input example", category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=SummarizerPyfunc(),
+                python_model=str(PYFUNC_ENTRY),
                 artifacts={"model_dir": model_dir},
                 signature=signature,
                 pip_requirements=[f"{p}=={pkg_version(p)}" for p in _RUNTIME_PACKAGES],
@@ -110,8 +148,19 @@ def log_and_register(
     return RegisteredModelVersion(name=model_name, version=str(mv.version), run_id=run.info.run_id, model_uri=info.model_uri)
 
 
-def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:
-    """Write the decision on the version; an approval also moves `alias` to it. Nothing is deleted."""
+def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision,
+                    alias: str) -> ApprovalDecision:
+    """Write the decision on the version; an approval also moves `alias` to it. Nothing is deleted or overwritten:
+    when a decision is already recorded (by an earlier or a concurrent run), that one is kept and returned."""
+    with registry_lock(tracking_uri):
+        recorded = recorded_decision(tracking_uri, name, version)
+        if recorded is not None:
+            return recorded
+        _write_decision(tracking_uri, name, version, decision, alias)
+    return decision
+
+
+def _write_decision(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:
     client = _client(tracking_uri)
     status = "approved" if decision.approved else "rejected"
     for key, value in {
@@ -130,6 +179,20 @@ def approval_status(tracking_uri: str, name: str, version: str) -> str:
     return _client(tracking_uri).get_model_version(name, version).tags.get(APPROVAL_STATUS, "pending")
 
 
+def recorded_decision(tracking_uri: str, name: str, version: str) -> ApprovalDecision | None:
+    """The approval decision stored on a version, or None while it is pending."""
+    tags = _client(tracking_uri).get_model_version(name, version).tags
+    if tags.get(APPROVAL_STATUS, "pending") == "pending":
+        return None
+    return ApprovalDecision(
+        approved=tags[APPROVAL_STATUS] == "approved",
+        reviewer=tags.get("approval_reviewer", ""),
+        reason=tags.get("approval_reason", ""),
+        automatic=tags.get("approval_automatic") == "true",
+        decided_at=tags.get("approval_decided_at"),
+    )
+
+
 def require_approved(tracking_uri: str, name: str, version: str) -> None:
     status = approval_status(tracking_uri, name, version)
     if status != "approved":
@@ -137,13 +200,15 @@ def require_approved(tracking_uri: str, name: str, version: str) -> None:
 
 
 def download_approved_model(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
-    """The Hugging Face model directory of an approved version, fetched from the registry's artifact store."""
+    """The Hugging Face model directory of an approved version, fetched once from the registry's artifact store."""
     import mlflow
 
     require_approved(tracking_uri, name, version)
     _client(tracking_uri)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
-    configs = sorted((local / "artifacts").rglob("config.json"))
+    with build_once(dst) as needed:
+        if needed:
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst))
+    configs = sorted((Path(dst) / "artifacts").rglob("config.json"))
     if not configs:
         raise FileNotFoundError(f"no Hugging Face model directory in the artifacts of '{name}' version {version}")
     return configs[0].parent

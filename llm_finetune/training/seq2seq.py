@@ -41,6 +41,7 @@ class TrainingResult(BaseModel):
     padded_tokens: int
     tokens_per_second: float
     reused: bool = False
+    fingerprint: str | None = None  # of base model, data and hyperparameters, when the caller keys runs by it
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:

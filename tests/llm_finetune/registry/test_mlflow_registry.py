@@ -8,15 +8,17 @@ from llm_finetune.registry.mlflow_registry import (
     download_approved_model,
     log_and_register,
     record_approval,
+    recorded_decision,
 )
 
 
-def register(uri, model_dir):
+def register(uri, model_dir, training_fingerprint="fp-1"):
     return log_and_register(
         tracking_uri=uri, experiment="exp", model_name="summarizer", model_dir=model_dir,
         params={"training.learning_rate": 0.003}, metrics={"finetuned_rougeL": 0.12},
         loss_curve=[{"step": 10, "loss": 9.0}, {"step": 20, "loss": 7.5}], tags={"recipe": "test"},
         samples=[{"id": "dev_0", "dialogue": "#Person1#: Hi.", "reference": "x", "base": "", "finetuned": "y"}],
+        training_fingerprint=training_fingerprint,
     )
 
 
@@ -43,7 +45,15 @@ def test_registered_version_needs_approval_and_keeps_history(trained_tiny_model,
     model_dir = download_approved_model(uri, "summarizer", v1.version, tmp_path / "dl")
     assert (model_dir / "config.json").exists() and (model_dir / "llmft_prompt.json").exists()
 
-    v2 = register(uri, trained_tiny_model["finetuned"])
+    again = register(uri, trained_tiny_model["finetuned"])  # same trained model: same version, decision kept
+    assert again.reused and (again.version, again.run_id) == (v1.version, v1.run_id)
+    assert recorded_decision(uri, "summarizer", v1.version).reviewer == "ana"
+    kept = record_approval(uri, "summarizer", v1.version,
+                           ApprovalDecision(approved=False, reviewer="late", reason="x", automatic=True), "champion")
+    assert kept.approved and kept.reviewer == "ana" and approval_status(uri, "summarizer", v1.version) == "approved"
+
+    v2 = register(uri, trained_tiny_model["finetuned"], training_fingerprint="fp-2")
+    assert not v2.reused and int(v2.version) == int(v1.version) + 1
     record_approval(uri, "summarizer", v2.version,
                     ApprovalDecision(approved=False, reviewer="bo", reason="worse", automatic=False), "champion")
     assert approval_status(uri, "summarizer", v2.version) == "rejected"

@@ -1,0 +1,7 @@
+"""MLflow "models from code" entry: logged as the model's code, so nothing is pickled (see log_and_register)."""
+
+import mlflow
+
+from llm_finetune.registry.pyfunc import SummarizerPyfunc
+
+mlflow.models.set_model(SummarizerPyfunc())
