@@ -156,11 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
 
-    recipe = load_recipe(RECIPE)
-    data = recipe.data.model_copy(
-        update={"max_train_records": args.records, "max_validation_records": args.eval_records}
-    )
-    params = recipe.training.model_copy(update={"max_steps": args.steps})
+    recipe = load_recipe(RECIPE, overrides=[f"data.max_train_records={args.records}",
+                                            f"data.max_validation_records={args.eval_records}",
+                                            f"training.max_steps={args.steps}"])
+    data, params = recipe.data, recipe.training
     with tempfile.TemporaryDirectory(prefix="llmft-bench-") as tmp:
         work = Path(tmp)
         validated = load_summarization_data(data, work)

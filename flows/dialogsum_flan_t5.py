@@ -1,12 +1,12 @@
 """DialogSum -> FLAN-T5: prepare, train, evaluate, register, approve, deploy, test the endpoint.
 
-    python -m flows.dialogsum_flan_t5 [--recipe recipes/dialogsum_flan_t5_tiny.yaml]
+    llmft run dialogsum-flan-t5 [--recipe FILE] [key.sub=value ...]
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+from typing import ClassVar
 
 from prefect import flow
 from pydantic import BaseModel, Field
@@ -28,6 +28,9 @@ DEFAULT_RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "dial
 
 
 class DialogsumOutcome(BaseModel):
+    # `llmft run` prints the outcome without per-record results; they are in the endpoint-inference-test artifact.
+    cli_exclude: ClassVar[dict] = {"endpoint_test": {"results"}}
+
     version: RegisteredModelVersion
     decision: ApprovalDecision
     metrics: dict[str, dict[str, float]]
@@ -64,14 +67,3 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
             stop_endpoint(endpoint)
     return outcome
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE_PATH), help="YAML recipe")
-    args = parser.parse_args(argv)
-    outcome = dialogsum_flan_t5(recipe=load_recipe(args.recipe))
-    print(outcome.model_dump_json(indent=2, exclude={"endpoint_test": {"results"}}))
-
-
-if __name__ == "__main__":
-    main()

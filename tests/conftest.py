@@ -30,25 +30,19 @@ DIALOGSUM = REPO.parent / "shared" / "data" / "dialogsum"
 DEFAULT_RECIPE = REPO / "recipes" / "dialogsum_flan_t5_tiny.yaml"
 
 
-def deep_merge(base: dict, overrides: dict) -> dict:
-    out = dict(base)
-    for k, v in overrides.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+# The default tiny recipe cut down to run in seconds, as command-line overrides.
+SMALL_OVERRIDES = (
+    "data.max_train_records=128", "data.max_validation_records=40",
+    "training.max_steps=60", "training.learning_rate=0.003", "training.save_steps=30", "training.logging_steps=10",
+    "evaluation.max_records=16", "evaluation.num_samples_shown=2",
+    "endpoint.num_test_records=3",
+)
 
 
-def small_recipe(work_dir: Path, **overrides) -> SummarizationRecipe:
-    """The default tiny recipe, cut down to run in seconds; overrides are deep-merged."""
-    small = {
-        "work_dir": str(work_dir),
-        "data": {"max_train_records": 128, "max_validation_records": 40},
-        "training": {"max_steps": 60, "learning_rate": 0.003, "save_steps": 30, "logging_steps": 10},
-        "evaluation": {"max_records": 16, "num_samples_shown": 2},
-        "registry": {"tracking_uri": f"sqlite:///{work_dir / 'mlflow.db'}"},
-        "endpoint": {"num_test_records": 3},
-    }
-    raw = load_recipe(DEFAULT_RECIPE).model_dump(mode="json")
-    return SummarizationRecipe.model_validate(deep_merge(deep_merge(raw, small), overrides))
+def small_recipe(work_dir: Path, *overrides: str) -> SummarizationRecipe:
+    """The default tiny recipe with SMALL_OVERRIDES, state under work_dir, then `key.sub=value` overrides."""
+    where = (f"work_dir={work_dir}", f"registry.tracking_uri=sqlite:///{work_dir / 'mlflow.db'}")
+    return load_recipe(DEFAULT_RECIPE, overrides=[*where, *SMALL_OVERRIDES, *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,7 @@ def _review(decision: dict, seen: dict, timeout_s: float = 300) -> None:
 
 
 def test_reviewer_denial_blocks_deployment(work_dir):
-    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}})
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99")
     seen: dict = {}
     reviewer = threading.Thread(target=_review, args=({"approve": False, "reviewer": "qa", "reason": "too weak"}, seen))
     reviewer.start()
@@ -105,7 +105,7 @@ def test_reviewer_denial_blocks_deployment(work_dir):
 
 
 def test_reviewer_approval_deploys_and_endpoint_can_stay_up(work_dir):
-    recipe = small_recipe(work_dir, approval={"min_metrics": {"rougeL": 0.99}}, endpoint={"keep_running": True})
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "endpoint.keep_running=true")
     reviewer = threading.Thread(target=_review, args=({"approve": True, "reviewer": "lead", "reason": "ok"}, {}))
     reviewer.start()
     outcome = dialogsum_flan_t5(recipe=recipe)
@@ -121,7 +121,7 @@ def test_reviewer_approval_deploys_and_endpoint_can_stay_up(work_dir):
 def test_bad_data_fails_before_any_model_work(tmp_path):
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"fname": "t0", "dialogue": "#Person1#: Hi."}\n')
-    recipe = small_recipe(tmp_path / "work", data={"train_uri": str(bad)})
+    recipe = small_recipe(tmp_path / "work", f"data.train_uri={bad}")
     with pytest.raises(DataValidationError, match=rf"{bad}, line 1, field 'summary': missing"):
         dialogsum_flan_t5(recipe=recipe)
     work = tmp_path / "work"

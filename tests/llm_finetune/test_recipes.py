@@ -1,7 +1,8 @@
 import pytest
+from pydantic import BaseModel
 
 from llm_finetune.errors import RecipeError
-from llm_finetune.recipes import ModelSpec, load_recipe
+from llm_finetune.recipes import ModelSpec, apply_overrides, load_recipe
 from tests.conftest import DEFAULT_RECIPE, DIALOGSUM, REPO
 
 
@@ -48,3 +49,81 @@ def test_model_spec_needs_exactly_one_source():
         ModelSpec()
     with pytest.raises(ValueError, match="exactly one"):
         ModelSpec(name_or_path="google/flan-t5-base", tiny={})
+
+
+def test_overrides_set_nested_keys_dicts_and_null():
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=[
+        "training.max_steps=20", "model.tiny.d_model=32", "data.max_train_records=null",
+        "approval.min_metrics={rougeL: 0.1, rouge1: 0.2}", "approval.min_gain_over_base.rouge2=0.5",
+    ])
+    assert recipe.training.max_steps == 20 and recipe.training.learning_rate == 0.002  # the rest stays as in the file
+    assert recipe.model.tiny.d_model == 32 and recipe.model.tiny.vocab_size == 2000
+    assert recipe.data.max_train_records is None
+    assert recipe.approval.min_metrics == {"rougeL": 0.1, "rouge1": 0.2}
+    assert recipe.approval.min_gain_over_base == {"rougeL": 0.02, "rouge2": 0.5}
+
+
+def test_override_values_are_yaml_and_later_ones_win():
+    class Section(BaseModel):
+        tags: list[str] = []
+        flag: bool = False
+
+    class Recipe(BaseModel):
+        section: Section | None = None
+        name: str = ""
+
+    raw = apply_overrides({"name": "a"}, ["section.tags=[a, 'b c']", "section.flag=true", "name=3", "name=x"], Recipe)
+    assert raw == {"name": "x", "section": {"tags": ["a", "b c"], "flag": True}}
+    assert apply_overrides(raw, ["section=null"], Recipe) == {"name": "x", "section": None}
+    assert raw["section"] is not None  # the input is not changed
+
+
+def test_switching_model_source_needs_both_keys():
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=["model.name_or_path=google/flan-t5-small", "model.tiny=null"])
+    assert recipe.model.name_or_path == "google/flan-t5-small" and recipe.model.tiny is None
+    with pytest.raises(RecipeError, match=r"field 'model': .*exactly one.*\(set by override model.name_or_path="):
+        load_recipe(DEFAULT_RECIPE, overrides=["model.name_or_path=google/flan-t5-small"])
+
+
+def test_unknown_override_key_suggests_the_field():
+    for key, guess in [("training.lr", "training.learning_rate"), ("training.epochs", "training.num_train_epochs"),
+                       ("evaluation.max_record", "evaluation.max_records"), ("endpont", "endpoint")]:
+        with pytest.raises(RecipeError) as err:
+            load_recipe(DEFAULT_RECIPE, overrides=[f"{key}=1"])
+        assert str(err.value) == f"unknown recipe key '{key}'; did you mean '{guess}'?"
+    with pytest.raises(RecipeError, match=r"^unknown recipe key 'registry.zzz'; known keys under 'registry': "
+                                          r"tracking_uri, experiment, model_name$"):
+        load_recipe(DEFAULT_RECIPE, overrides=["registry.zzz=1"])
+
+
+def test_bad_override_value_names_the_key_and_the_override():
+    with pytest.raises(RecipeError) as err:
+        load_recipe(DEFAULT_RECIPE, overrides=["training.max_steps=abc", "evaluation.max_records=0"])
+    assert str(err.value) == (
+        f"{DEFAULT_RECIPE}: invalid recipe:\n"
+        "  - field 'training.max_steps': Input should be a valid integer, unable to parse string as an integer"
+        " (set by override training.max_steps=abc)\n"
+        "  - field 'evaluation.max_records': Input should be greater than 0 (set by override evaluation.max_records=0)"
+    )
+
+
+def test_malformed_overrides_are_reported_together():
+    with pytest.raises(RecipeError) as err:
+        load_recipe(DEFAULT_RECIPE, overrides=["training.max_steps", "=3", "training.max_steps.x=1",
+                                               "approval.min_metrics=[a"])
+    assert str(err.value) == (
+        "4 bad overrides:\n"
+        "  - override 'training.max_steps' is not of the form key.sub=value (e.g. training.max_steps=20)\n"
+        "  - override '=3' is not of the form key.sub=value (e.g. training.max_steps=20)\n"
+        "  - recipe key 'training.max_steps' is a value, not a section; set it as training.max_steps=VALUE\n"
+        "  - override 'approval.min_metrics=[a': the value is not valid YAML (expected ',' or ']', but got "
+        "'<stream end>'); quote a string value"
+    )
+
+
+def test_override_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=["data.train_uri=mine/train.jsonl", "data.max_train_records=8"])
+    assert recipe.data.train_uri == str(tmp_path / "mine" / "train.jsonl")
+    assert recipe.data.validation_uri == str((DIALOGSUM / "validation.jsonl").resolve())  # from the file: its folder
+    assert load_recipe(DEFAULT_RECIPE, overrides=["data.train_uri=s3://b/k.jsonl"]).data.train_uri == "s3://b/k.jsonl"

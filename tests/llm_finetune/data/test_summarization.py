@@ -20,7 +20,7 @@ def test_prompt_keeps_braces_in_dialogue():
 def test_both_splits_problems_reported_together(tmp_path):
     bad_train = tmp_path / "train.jsonl"
     bad_train.write_text('{"dialogue": "d"}\n')
-    recipe = small_recipe(tmp_path, data={"train_uri": str(bad_train), "validation_uri": str(tmp_path / "missing.jsonl")})
+    recipe = small_recipe(tmp_path, f"data.train_uri={bad_train}", f"data.validation_uri={tmp_path / 'missing.jsonl'}")
     with pytest.raises(DataValidationError) as err:
         load_summarization_data(recipe.data, tmp_path)
     assert [str(p) for p in err.value.problems] == [

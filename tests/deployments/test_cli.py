@@ -1,0 +1,101 @@
+"""`llmft`: lists every flow in prefect.yaml, runs one on a recipe plus overrides, fails with one message."""
+
+import json
+import os
+import subprocess
+import sys
+
+import mlflow
+import pytest
+
+from deployments.cli import load_entry, main
+from deployments.serve import deployment_specs
+from llm_finetune.recipes import load_recipe
+from tests.conftest import DEFAULT_RECIPE, REPO
+
+FLOW = "dialogsum-flan-t5"
+
+
+def llmft(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """`python -m deployments.cli` in a fresh process, with its own Prefect home, on this checkout's code."""
+    path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PREFECT_HOME": str(cwd / "prefect"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)  # the flow runs on its own temporary server
+    (cwd / "prefect").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "deployments.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
+def test_list_names_every_flow_with_description_and_default_recipe(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for spec in deployment_specs():
+        entry = load_entry(spec)
+        assert f"{spec['name']}\n    {spec['description']}\n    default recipe: " \
+               f"{entry.default_recipe.relative_to(REPO)}\n" in out
+        assert isinstance(load_recipe(entry.default_recipe, entry.recipe_type), entry.recipe_type)
+    assert "default recipe: recipes/dialogsum_flan_t5_tiny.yaml" in out
+
+
+def test_unknown_flow_lists_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "dialogsum", "training.max_steps=1"])
+    known = ", ".join(spec["name"] for spec in deployment_specs())
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        f"llmft: error: unknown flow 'dialogsum'; did you mean '{FLOW}'? known flows: {known} (see `llmft list`)\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["training.lr=0.1"], "unknown recipe key 'training.lr'; did you mean 'training.learning_rate'?"),
+    (["training.max_steps=abc"], f"{DEFAULT_RECIPE}: invalid recipe:\n  - field 'training.max_steps': Input should "
+                                 "be a valid integer, unable to parse string as an integer "
+                                 "(set by override training.max_steps=abc)"),
+    (["training.max_steps"], "override 'training.max_steps' is not of the form key.sub=value "
+                             "(e.g. training.max_steps=20)"),
+    (["--recipe", "missing.yaml"], "missing.yaml: recipe file not found"),
+    # overrides before and after --recipe are all read
+    (["training.lr=1", "--recipe", str(DEFAULT_RECIPE), "evaluation.max_record=2"],
+     "2 bad overrides:\n  - unknown recipe key 'training.lr'; did you mean 'training.learning_rate'?\n"
+     "  - unknown recipe key 'evaluation.max_record'; did you mean 'evaluation.max_records'?"),
+])
+def test_bad_recipe_or_override_exits_1_with_one_message(args, message, capsys):
+    assert main(["run", FLOW, *args]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"llmft: {message}\n" and captured.out == ""
+
+
+def test_options_the_command_does_not_take_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", FLOW, "training.max_steps=1", "--steps", "3"])
+    assert exit_.value.code == 2 and "llmft: error: unrecognized arguments: --steps 3" in capsys.readouterr().err
+
+
+def test_run_end_to_end_prints_the_outcome(tmp_path):
+    work = tmp_path / "work"
+    result = llmft(["run", FLOW, "--recipe", str(DEFAULT_RECIPE), "data.max_train_records=128",
+                    "training.max_steps=30", "evaluation.max_records=8", "endpoint.num_test_records=2",
+                    f"work_dir={work}", f"registry.tracking_uri=sqlite:///{work / 'mlflow.db'}",
+                    "approval.min_metrics={rougeL: 0.0}", "approval.min_gain_over_base={rougeL: -1.0}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    outcome = json.loads(result.stdout)
+    assert outcome["decision"]["approved"] and outcome["decision"]["automatic"]
+    assert outcome["decision"]["reason"] == "all thresholds hold: rougeL >= 0.0, rougeL gain over base >= -1.0"
+    assert set(outcome["metrics"]) == {"base", "finetuned"} and "rougeL" in outcome["metrics"]["finetuned"]
+    assert outcome["endpoint_test"]["num_requests"] == 2 and "results" not in outcome["endpoint_test"]
+    assert outcome["running_endpoint"] is None
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    assert len(client.get_metric_history(outcome["version"]["run_id"], "train_loss")) == 3  # 30 steps, every 10
+
+
+def test_bad_data_exits_1_with_every_problem_and_no_traceback(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"fname": "t0", "dialogue": "#Person1#: Hi."}\n')
+    result = llmft(["run", FLOW, "data.train_uri=train.jsonl", f"work_dir={tmp_path / 'work'}"], tmp_path)
+    assert result.returncode == 1 and result.stdout.strip() == ""
+    # the override's path is relative to the working directory
+    assert f"llmft: 1 data problem(s):\n  - {tmp_path / 'train.jsonl'}, line 1, field 'summary': missing\n" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
