@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from deployments.serve import PREFECT_YAML, deployment_specs
 from llm_finetune.errors import DataValidationError, RecipeError
+from llm_finetune.fingerprint import locked
 from llm_finetune.recipes import load_recipe
 
 USER_ERRORS = (RecipeError, DataValidationError)
@@ -94,9 +95,22 @@ def list_flows(specs: list[dict]) -> None:
         print(f"{entry.name}\n    {entry.description}\n    default recipe: {_shown(entry.default_recipe)}")
 
 
+def start_temporary_api() -> None:
+    """Without PREFECT_API_URL each run starts a temporary Prefect server on PREFECT_HOME's database; runs started at
+    once would race to create that database, so start this process's server under a lock."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url is None and settings.server.ephemeral.enabled:
+        with locked(Path(settings.home) / "temporary-server"):
+            SubprocessASGIServer().start()
+
+
 def run_flow(spec: dict, recipe_file: str | None, overrides: list[str]) -> None:
     entry = load_entry(spec)
     recipe = load_recipe(recipe_file or entry.default_recipe, entry.recipe_type, overrides)
+    start_temporary_api()
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(_QUIET)
     print(outcome_json(entry.flow(recipe=recipe)))

@@ -16,15 +16,21 @@ from tests.conftest import DEFAULT_RECIPE, REPO
 FLOW = "dialogsum-flan-t5"
 
 
-def llmft(args: list[str], cwd) -> subprocess.CompletedProcess:
+def llmft_process(args: list[str], cwd) -> subprocess.Popen:
     """`python -m deployments.cli` in a fresh process, with its own Prefect home, on this checkout's code."""
     path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PREFECT_HOME": str(cwd / "prefect"),
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     env.pop("PREFECT_API_URL", None)  # the flow runs on its own temporary server
     (cwd / "prefect").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "deployments.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return subprocess.Popen([sys.executable, "-m", "deployments.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def llmft(args: list[str], cwd) -> subprocess.CompletedProcess:
+    proc = llmft_process(args, cwd)
+    out, err = proc.communicate(timeout=1200)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_list_names_every_flow_with_description_and_default_recipe(capsys, monkeypatch):
@@ -73,22 +79,34 @@ def test_options_the_command_does_not_take_are_refused(capsys):
     assert exit_.value.code == 2 and "llmft: error: unrecognized arguments: --steps 3" in capsys.readouterr().err
 
 
-def test_run_end_to_end_prints_the_outcome(tmp_path):
+def test_two_runs_at_once_both_complete_with_one_registered_version(tmp_path):
+    """The same recipe started twice at once on one work_dir and one Prefect home: one trains, the other waits and
+    reuses; both deploy and test the same single registered version."""
     work = tmp_path / "work"
-    result = llmft(["run", FLOW, "--recipe", str(DEFAULT_RECIPE), "data.max_train_records=128",
-                    "training.max_steps=30", "evaluation.max_records=8", "endpoint.num_test_records=2",
-                    f"work_dir={work}", f"registry.tracking_uri=sqlite:///{work / 'mlflow.db'}",
-                    "approval.min_metrics={rougeL: 0.0}", "approval.min_gain_over_base={rougeL: -1.0}"], tmp_path)
-    assert result.returncode == 0, result.stderr[-4000:]
+    args = ["run", FLOW, "--recipe", str(DEFAULT_RECIPE), "data.max_train_records=128",
+            "training.max_steps=30", "evaluation.max_records=8", "endpoint.num_test_records=2",
+            f"work_dir={work}", f"registry.tracking_uri=sqlite:///{work / 'mlflow.db'}",
+            "approval.min_metrics={rougeL: 0.0}", "approval.min_gain_over_base={rougeL: -1.0}"]
+    procs = [llmft_process(args, tmp_path) for _ in range(2)]
+    results = [p.communicate(timeout=1200) for p in procs]
+    for proc, (_, err) in zip(procs, results):
+        assert proc.returncode == 0, err[-4000:]
+        assert "Traceback" not in err and "RESUME" not in err  # no tracebacks, no bytecode dumps in the log
 
-    outcome = json.loads(result.stdout)
-    assert outcome["decision"]["approved"] and outcome["decision"]["automatic"]
-    assert outcome["decision"]["reason"] == "all thresholds hold: rougeL >= 0.0, rougeL gain over base >= -1.0"
-    assert set(outcome["metrics"]) == {"base", "finetuned"} and "rougeL" in outcome["metrics"]["finetuned"]
-    assert outcome["endpoint_test"]["num_requests"] == 2 and "results" not in outcome["endpoint_test"]
-    assert outcome["running_endpoint"] is None
+    outcomes = [json.loads(out) for out, _ in results]
+    assert {o["version"]["version"] for o in outcomes} == {"1"}
+    assert sorted(o["version"]["reused"] for o in outcomes) == [False, True]
+    for outcome in outcomes:
+        assert outcome["decision"]["approved"] and outcome["decision"]["automatic"]
+        assert outcome["decision"]["reason"] == "all thresholds hold: rougeL >= 0.0, rougeL gain over base >= -1.0"
+        assert set(outcome["metrics"]) == {"base", "finetuned"} and "rougeL" in outcome["metrics"]["finetuned"]
+        assert outcome["endpoint_test"]["num_requests"] == 2 and "results" not in outcome["endpoint_test"]
+        assert outcome["running_endpoint"] is None
+    assert outcomes[0]["metrics"] == outcomes[1]["metrics"]
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    assert len(client.get_metric_history(outcome["version"]["run_id"], "train_loss")) == 3  # 30 steps, every 10
+    assert len(client.search_model_versions("name = 'dialogsum-flan-t5-tiny'")) == 1
+    assert len(client.get_metric_history(outcomes[0]["version"]["run_id"], "train_loss")) == 3  # 30 steps, every 10
+    assert len(list((work / "runs").iterdir())) == 2  # one training folder and its lock file
 
 
 def test_bad_data_exits_1_with_every_problem_and_no_traceback(tmp_path):

@@ -61,11 +61,20 @@ def test_end_to_end_auto_approved_and_served(work_dir):
         artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     by_key = {a.key: a for a in artifacts}
-    assert {"summarization-dataset", "training-loss-curve", "rouge-base-vs-finetuned", "sample-summaries",
-            "endpoint-inference-test"} <= set(by_key)
+    assert {"summarization-dataset", "training-progress", "training-loss-curve", "rouge-base-vs-finetuned",
+            "sample-summaries", "endpoint-inference-test"} <= set(by_key)
+    assert by_key["training-progress"].type == "progress" and float(by_key["training-progress"].data) == 100.0
+    assert by_key["training-progress"].description == "step 60 / 60"
     rouge_rows = json.loads(by_key["rouge-base-vs-finetuned"].data)
     assert [r["metric"] for r in rouge_rows] == ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     assert f"p50 {report.latency_p50_ms:.1f} ms" in by_key["endpoint-inference-test"].data
+
+    # Re-running the unchanged recipe returns the registered version and its recorded decision, adds no version.
+    again = dialogsum_flan_t5(recipe=recipe)
+    assert again.version.reused and again.version.version == outcome.version.version
+    assert again.decision == outcome.decision and again.metrics == outcome.metrics
+    assert len(client.search_model_versions(f"name = '{recipe.registry.model_name}'")) == 1
+    assert again.endpoint_test.num_requests == 3
 
 
 def _review(decision: dict, seen: dict, timeout_s: float = 300) -> None:
@@ -84,7 +93,8 @@ def _review(decision: dict, seen: dict, timeout_s: float = 300) -> None:
 
 
 def test_reviewer_denial_blocks_deployment(work_dir):
-    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99")
+    # Same trained model as above, registered under another name: a version of its own, awaiting its own review.
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "registry.model_name=denied")
     seen: dict = {}
     reviewer = threading.Thread(target=_review, args=({"approve": False, "reviewer": "qa", "reason": "too weak"}, seen))
     reviewer.start()
@@ -105,7 +115,8 @@ def test_reviewer_denial_blocks_deployment(work_dir):
 
 
 def test_reviewer_approval_deploys_and_endpoint_can_stay_up(work_dir):
-    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "endpoint.keep_running=true")
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "endpoint.keep_running=true",
+                          "registry.model_name=reviewed")
     reviewer = threading.Thread(target=_review, args=({"approve": True, "reviewer": "lead", "reason": "ok"}, {}))
     reviewer.start()
     outcome = dialogsum_flan_t5(recipe=recipe)

@@ -40,9 +40,8 @@ def test_records_build_prompts_and_ids(tmp_path):
 def test_other_field_names_and_formats(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text('conversation,abstract,key\n"#Person1#: Hi.\n#Person2#: Hello.",They greet.,7\n')
-    recipe = small_recipe(tmp_path, data={"train_uri": str(path), "validation_uri": str(path),
-                                          "dialogue_field": "conversation", "summary_field": "abstract",
-                                          "id_field": "key"})
+    recipe = small_recipe(tmp_path, f"data.train_uri={path}", f"data.validation_uri={path}",
+                          "data.dialogue_field=conversation", "data.summary_field=abstract", "data.id_field=key")
     (row,) = summarization_records(load_summarization_data(recipe.data, tmp_path), "train", recipe.data)
     assert (row["id"], row["dialogue"], row["summary"]) == ("7", "#Person1#: Hi.\n#Person2#: Hello.", "They greet.")
 
