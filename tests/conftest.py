@@ -45,6 +45,19 @@ def small_recipe(work_dir: Path, *overrides: str) -> SummarizationRecipe:
     return load_recipe(DEFAULT_RECIPE, overrides=[*where, *SMALL_OVERRIDES, *overrides])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_temporary_prefect_servers():
+    """Prefect stops its temporary servers at interpreter exit and logs that to a console pytest has closed by then
+    ('--- Logging error ---'); stop them while the session's streams are still open."""
+    yield
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    APILogWorker.drain_all(timeout=10)  # logs still queued for a server must reach it before it stops
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def trained_tiny_model(tmp_path_factory) -> dict:
     """A tiny T5 fine-tuned for 60 steps on the DialogSum sample: {'base', 'finetuned', 'recipe', 'validated', ...}."""

@@ -28,7 +28,7 @@ def gate_flow(policy, comp, version, uri):
 @pytest.fixture()
 def registered(trained_tiny_model, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    version = log_and_register(uri, "exp", "gated", trained_tiny_model["finetuned"], {}, {}, [], {}, [])
+    version = log_and_register(uri, "exp", "gated", trained_tiny_model["finetuned"], {}, {}, [], {}, [], "fp")
     return uri, version
 
 
