@@ -59,6 +59,7 @@ class SplitSource(BaseModel):
     format: str
     files: list[str]
     content_key: str
+    rows: "RowLocator"
 
 
 class ValidatedData(BaseModel):
@@ -69,6 +70,10 @@ class ValidatedData(BaseModel):
     num_records: dict[str, int]
     sources: dict[str, SplitSource]
     reused: bool = False
+
+    def origin(self, split: str, row: int) -> str:
+        """Where row `row` of a split came from, e.g. 'train.jsonl, line 7': for errors found after intake."""
+        return self.sources[split].rows.describe(row)
 
     def load(self, split: str, limit: int | None = None) -> "datasets.Dataset":
         import datasets
@@ -256,11 +261,10 @@ def diagnose_json(text: str, label: str) -> list[RecordProblem]:
     return problems
 
 
-@dataclass(frozen=True)
-class _Locator:
-    """Maps a row index of the loaded split back to the file and line or row a person can open."""
+class RowLocator(BaseModel):
+    """Maps a row of a loaded split back to the file and line (or row, or record) a person can open."""
 
-    parts: tuple[tuple[str, int, str, tuple[int, ...] | None], ...]  # (label, rows, unit, line numbers or None)
+    parts: list[tuple[str, int, str, list[int] | None]]  # (label, rows, unit, line numbers or None)
 
     def __call__(self, row: int) -> tuple[str, int, str]:
         for label, rows, unit, lines in self.parts:
@@ -269,22 +273,26 @@ class _Locator:
             row -= rows
         raise IndexError(row)
 
+    def describe(self, row: int) -> str:
+        label, number, unit = self(row)
+        return f"{label}, {unit} {number}"
 
-def _line_numbers(text: str) -> tuple[int, ...] | None:
+
+def _line_numbers(text: str) -> list[int] | None:
     """Line numbers of the records of a JSON Lines or text file (blank lines are skipped); None for a JSON array."""
     if text.lstrip().startswith("["):
         return None
-    return tuple(i for i, line in enumerate(text.splitlines(), start=1) if line.strip())
+    return [i for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def _unit(fmt: str, lines: tuple[int, ...] | None) -> str:
+def _unit(fmt: str, lines: list[int] | None) -> str:
     if fmt in ("json", "text") and lines is not None:
         return "line"
     return "record" if fmt == "json" else "row"
 
 
 def read_split(uri: str, *, fmt: DataFormat | None, split: str, cache_dir: str | Path,
-               s3=None) -> tuple["datasets.Dataset", SplitSource, _Locator]:
+               s3=None) -> tuple["datasets.Dataset", SplitSource]:
     """Load one split from any supported URI; errors name the URI."""
     import datasets
 
@@ -305,8 +313,8 @@ def read_split(uri: str, *, fmt: DataFormat | None, split: str, cache_dir: str |
                     f"saved DatasetDict has no split '{split}' (has {sorted(loaded)}); add ?split=NAME to the URI"))])
             loaded = loaded[split]
         key = directory_sha256(local)
-        return (loaded, SplitSource(uri=uri, format="saved", files=[str(local)], content_key=key),
-                _Locator(((uri, len(loaded), "row", None),)))
+        return loaded, SplitSource(uri=uri, format="saved", files=[str(local)], content_key=key,
+                                   rows=RowLocator(parts=[(uri, len(loaded), "row", None)]))
 
     files = _data_files(local, fmt, split, uri) if local.is_dir() else [local]
     file_fmt = fmt or format_of(files[0])
@@ -331,8 +339,8 @@ def read_split(uri: str, *, fmt: DataFormat | None, split: str, cache_dir: str |
         raise DataValidationError(problems)
     loaded = pieces[0] if len(pieces) == 1 else datasets.concatenate_datasets(pieces)
     key = fingerprint([(str(p.relative_to(local)) if local.is_dir() else p.name, file_sha256(p)) for p in files])
-    return (loaded, SplitSource(uri=uri, format=file_fmt, files=[str(p) for p in files], content_key=key),
-            _Locator(tuple(parts)))
+    return loaded, SplitSource(uri=uri, format=file_fmt, files=[str(p) for p in files], content_key=key,
+                               rows=RowLocator(parts=parts))
 
 
 def _read_hub(uri: str, base: str, query: dict[str, str], split: str, cache_dir: Path):
@@ -345,8 +353,8 @@ def _read_hub(uri: str, base: str, query: dict[str, str], split: str, cache_dir:
             ds = datasets.load_dataset(repo, query.get("name"), split=split, cache_dir=str(cache_dir / "hf-datasets"))
     except Exception as e:  # ConnectionError, FileNotFoundError, OfflineModeIsEnabled, ...
         raise DataValidationError([RecordProblem(uri, None, None, f"cannot load Hub dataset: {e}")]) from None
-    return (ds, SplitSource(uri=uri, format="hub", files=[], content_key=ds._fingerprint),
-            _Locator(((uri, len(ds), "row", None),)))
+    return ds, SplitSource(uri=uri, format="hub", files=[], content_key=ds._fingerprint,
+                           rows=RowLocator(parts=[(uri, len(ds), "row", None)]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -357,7 +365,7 @@ def _type_name(value) -> str:
     return type(value).__name__
 
 
-def check_records(ds: "datasets.Dataset", rules: list[FieldRule], locate: _Locator) -> list[RecordProblem]:
+def check_records(ds: "datasets.Dataset", rules: list[FieldRule], locate: RowLocator) -> list[RecordProblem]:
     """Every missing, mistyped or empty field, by record; an empty split is a problem too."""
     if len(ds) == 0:
         label = locate.parts[0][0] if locate.parts else "?"
@@ -399,11 +407,11 @@ def intake(
     loaded, sources, problems = {}, {}, []
     for split, uri in uris.items():
         try:
-            ds, source, locate = read_split(uri, fmt=fmt, split=split, cache_dir=work_dir, s3=s3)
+            ds, source = read_split(uri, fmt=fmt, split=split, cache_dir=work_dir, s3=s3)
         except DataValidationError as e:
             problems.extend(e.problems)
             continue
-        problems.extend(check_records(ds, rules, locate))
+        problems.extend(check_records(ds, rules, source.rows))
         loaded[split], sources[split] = ds, source
     if problems:
         raise DataValidationError(problems)
@@ -419,3 +427,7 @@ def intake(
             (out / "validated.json").write_text(validated.model_dump_json(indent=2))
             return validated
     return ValidatedData.model_validate_json((out / "validated.json").read_text()).model_copy(update={"reused": True})
+
+
+SplitSource.model_rebuild()
+ValidatedData.model_rebuild()

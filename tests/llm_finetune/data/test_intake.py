@@ -16,8 +16,7 @@ JSONL = "".join(json.dumps(r) + "\n" for r in RECORDS).encode()
 
 
 def load(path, fmt=None, split="train", tmp=None):
-    ds, source, _ = read_split(str(path), fmt=fmt, split=split, cache_dir=tmp or path.parent / "cache")
-    return ds, source
+    return read_split(str(path), fmt=fmt, split=split, cache_dir=tmp or path.parent / "cache")
 
 
 def problems_of(uri, tmp_path, rules=RULES, fmt=None) -> list[str]:
@@ -80,7 +79,7 @@ def test_saved_dataset_folders(tmp_path):
                           "validation": datasets.Dataset.from_list(RECORDS[3:])}).save_to_disk(str(tmp_path / "dict"))
     assert load(tmp_path / "one")[0].to_list() == RECORDS
     assert load(tmp_path / "dict", split="validation")[0].to_list() == RECORDS[3:]
-    ds, _, _ = read_split(f"{tmp_path / 'dict'}?split=train", fmt=None, split="validation", cache_dir=tmp_path / "c")
+    ds, _ = read_split(f"{tmp_path / 'dict'}?split=train", fmt=None, split="validation", cache_dir=tmp_path / "c")
     assert len(ds) == 3
     assert problems_of(f"{tmp_path / 'dict'}?split=test", tmp_path) == [
         f"{tmp_path / 'dict'}?split=test: saved DatasetDict has no split 'test' (has ['train', 'validation']); "
@@ -190,6 +189,7 @@ def test_validated_splits_saved_once_and_reused(tmp_path):
     first = intake(uris, RULES, fmt=None, work_dir=tmp_path)
     assert not first.reused and first.num_records == {"train": 601, "validation": 300}
     assert first.load("validation", limit=2)["fname"] == ["dev_0", "dev_1"]
+    assert first.origin("validation", 1) == f"{DIALOGSUM / 'validation.jsonl'}, line 2"
     again = intake(uris, RULES, fmt=None, work_dir=tmp_path)
     assert again.reused and again.fingerprint == first.fingerprint and again.path == first.path
     other_rules = intake(uris, RULES + [FieldRule("topic", required=False)], fmt=None, work_dir=tmp_path)
@@ -205,9 +205,9 @@ def test_s3_object_and_prefix(moto_endpoint, tmp_path):
                   Body=gzip.compress(b"dialogue,summary\nd1,s1\nd2,s2\n"))
     s3.put_object(Bucket="intake", Key="many/part-0.jsonl", Body=JSONL)
     s3.put_object(Bucket="intake", Key="many/part-1.jsonl", Body=JSONL)
-    ds, source, _ = read_split("s3://intake/one/train.csv.gz", fmt=None, split="train", cache_dir=tmp_path, s3=s3)
+    ds, source = read_split("s3://intake/one/train.csv.gz", fmt=None, split="train", cache_dir=tmp_path, s3=s3)
     assert ds.to_list() == [{"dialogue": "d1", "summary": "s1"}, {"dialogue": "d2", "summary": "s2"}]
-    ds, source, _ = read_split("s3://intake/many/", fmt=None, split="train", cache_dir=tmp_path, s3=s3)
+    ds, source = read_split("s3://intake/many/", fmt=None, split="train", cache_dir=tmp_path, s3=s3)
     assert len(ds) == 8 and len(source.files) == 2
 
     s3.put_object(Bucket="intake", Key="bad/x.jsonl", Body=b'{"dialogue": "d"}\n')

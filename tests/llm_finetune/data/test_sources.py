@@ -23,7 +23,7 @@ def read(uri, tmp_path, s3=None):
 
 def test_s3_object_downloaded_once_and_again_when_it_changes(bucket, tmp_path):
     bucket.upload_file(str(DIALOGSUM / "validation.jsonl"), "llmft-data", "dialogsum/validation.jsonl")
-    ds, source, _ = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
+    ds, source = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
     (local,) = source.files
     assert open(local, "rb").read() == (DIALOGSUM / "validation.jsonl").read_bytes() and len(ds) == 300
     mtime = (tmp_path / local).stat().st_mtime_ns
@@ -31,7 +31,7 @@ def test_s3_object_downloaded_once_and_again_when_it_changes(bucket, tmp_path):
     assert (tmp_path / local).stat().st_mtime_ns == mtime  # not downloaded again
 
     bucket.put_object(Bucket="llmft-data", Key="dialogsum/validation.jsonl", Body=b'{"dialogue": "d", "summary": "s"}\n')
-    ds, changed, _ = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
+    ds, changed = read("s3://llmft-data/dialogsum/validation.jsonl", tmp_path, bucket)
     assert changed.files != [local] and changed.content_key != source.content_key and len(ds) == 1
 
 
@@ -68,8 +68,8 @@ def test_hub_dataset_split_and_config_passed_to_datasets(tmp_path, monkeypatch):
         return datasets.Dataset.from_list([{"id": "a", "dialogue": "#Person1#: Hi.", "summary": "Greeting."}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    ds, source, locate = read_split("hf://knkarthick/dialogsum?split=validation&name=default", fmt=None,
+    ds, source = read_split("hf://knkarthick/dialogsum?split=validation&name=default", fmt=None,
                                     split="train", cache_dir=tmp_path)
     assert calls == [("knkarthick/dialogsum", "default", "validation")]
     assert ds.to_list() == [{"id": "a", "dialogue": "#Person1#: Hi.", "summary": "Greeting."}]
-    assert locate(0) == ("hf://knkarthick/dialogsum?split=validation&name=default", 1, "row")
+    assert source.rows(0) == ("hf://knkarthick/dialogsum?split=validation&name=default", 1, "row")
