@@ -64,8 +64,6 @@ def prepare_summarization_dataset(
     The result is stored under cache_root/<fingerprint of file bytes, data settings and tokenizer>; a second call
     with the same inputs loads it instead of tokenizing again.
     """
-    import datasets
-    from transformers import AutoTokenizer
 
     key = fingerprint(
         "summarization-dataset-v2",

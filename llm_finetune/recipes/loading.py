@@ -1,5 +1,4 @@
-"""Typed recipes: what model, what data, which hyperparameters. Loaded from YAML plus `key.sub=value` overrides;
-Prefect renders them as forms."""
+"""Loading recipes from YAML plus `key.sub=value` overrides (the torchtune / Hydra convention)."""
 
 from __future__ import annotations
 
@@ -8,168 +7,13 @@ import difflib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
 from llm_finetune.errors import RecipeError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-DATA_URI_HELP = (
-    "A local file or folder (JSON Lines, JSON array, CSV, TSV, Parquet, Arrow or text, optionally .gz/.bz2/.xz/.zst; "
-    "a save_to_disk folder), s3://bucket/key, s3://bucket/prefix/, or hf://owner/name?split=train"
-)
-
-
-class DataSource(_Strict):
-    """Where the train and validation records live; read by the shared intake layer."""
-
-    train_uri: str = Field(description=DATA_URI_HELP)
-    validation_uri: str = Field(description="Same forms as train_uri; used for evaluation and endpoint tests")
-    format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = Field(
-        None, description="File format; by default taken from the extension (.jsonl/.json, .csv, .parquet, ...)"
-    )
-    max_train_records: int | None = Field(None, gt=0, description="Use only the first N training records")
-    max_validation_records: int | None = Field(None, gt=0)
-
-
-class SummarizationData(DataSource):
-    """Dialogue/summary records and how they become model inputs."""
-
-    dialogue_field: str = "dialogue"
-    summary_field: str = "summary"
-    id_field: str | None = Field("fname", description="Record id field, if the data has one")
-    prompt_template: str = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
-    max_source_tokens: int = Field(512, gt=0)
-    max_target_tokens: int = Field(128, gt=0)
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _has_dialogue_slot(cls, v: str) -> str:
-        if "{dialogue}" not in v:
-            raise ValueError("prompt_template must contain '{dialogue}'")
-        return v
-
-
-class TinyT5Spec(_Strict):
-    """A randomly initialised T5 built from a config, with a tokenizer trained on the training split (works offline)."""
-
-    vocab_size: int = Field(2000, ge=100)
-    d_model: int = 64
-    d_ff: int = 128
-    d_kv: int = 16
-    num_heads: int = 4
-    num_layers: int = 2
-    num_decoder_layers: int = 2
-    seed: int = 0
-
-
-class ModelSpec(_Strict):
-    """Base model: a Hub id or local directory (e.g. google/flan-t5-base), or a tiny offline T5."""
-
-    name_or_path: str | None = None
-    tiny: TinyT5Spec | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> "ModelSpec":
-        if (self.name_or_path is None) == (self.tiny is None):
-            raise ValueError("set exactly one of 'name_or_path' or 'tiny'")
-        return self
-
-
-class Seq2SeqTrainingParams(_Strict):
-    """Hyperparameters passed to transformers' Seq2SeqTrainer."""
-
-    backend: Literal["local"] = "local"
-    num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides num_train_epochs")
-    learning_rate: float = Field(5e-4, gt=0)
-    per_device_train_batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    logging_steps: int = Field(10, gt=0)
-    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
-    save_total_limit: int = Field(2, gt=0)
-    group_by_length: bool = Field(True, description="Batch records of similar length to cut padding")
-    seed: int = 42
-
-
-class EvaluationParams(_Strict):
-    """ROUGE evaluation of the base and fine-tuned models on the validation split."""
-
-    max_records: int = Field(50, gt=0)
-    batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
-    num_beams: int = Field(1, gt=0)
-    num_samples_shown: int = Field(3, ge=0, description="Sample summaries shown in artifacts and the approval form")
-
-
-class RegistrySpec(_Strict):
-    """MLflow tracking and model registry."""
-
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
-    experiment: str = "dialogsum-flan-t5"
-    model_name: str = "dialogsum-flan-t5"
-
-
-class ApprovalPolicy(_Strict):
-    """Automatic approval when every threshold holds; otherwise the flow pauses for a person."""
-
-    min_metrics: dict[str, float] = Field(
-        default_factory=lambda: {"rougeL": 0.2}, description="Fine-tuned metric must be >= value"
-    )
-    min_gain_over_base: dict[str, float] = Field(
-        default_factory=lambda: {"rougeL": 0.0}, description="Fine-tuned minus base must be >= value"
-    )
-    alias: str = Field("champion", description="Registry alias set on the approved version")
-    manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
-
-
-class EndpointSpec(_Strict):
-    """Local HTTP endpoint speaking the SageMaker inference protocol (/ping, /invocations)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(0, ge=0, description="0 picks a free port")
-    startup_timeout_s: float = Field(180.0, gt=0)
-    num_test_records: int = Field(5, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
-    keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
-
-
-class SummarizationRecipe(_Strict):
-    """Everything one dialogue-summarization run needs."""
-
-    name: str = "dialogsum-flan-t5"
-    work_dir: str = Field(".llmft", description="Caches, checkpoints, MLflow store (relative to the working directory)")
-    data: SummarizationData
-    model: ModelSpec
-    training: Seq2SeqTrainingParams = Field(default_factory=Seq2SeqTrainingParams)
-    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
-    registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
-    endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
-
-    def tracking_uri(self) -> str:
-        if self.registry.tracking_uri:
-            return self.registry.tracking_uri
-        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
-
-    def with_paths_relative_to(self, base: Path) -> "SummarizationRecipe":
-        """Local data paths in a recipe file are relative to that file, not to the working directory."""
-
-        def resolve(uri: str) -> str:
-            return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
-
-        data = self.data.model_copy(
-            update={"train_uri": resolve(self.data.train_uri), "validation_uri": resolve(self.data.validation_uri)}
-        )
-        return self.model_copy(update={"data": data})
+from llm_finetune.recipes.summarization import SummarizationRecipe
 
 
 def load_recipe(

@@ -1,0 +1,27 @@
+"""Typed recipes: what model, what data, which hyperparameters. Loaded from YAML plus `key.sub=value` overrides;
+Prefect renders them as forms. `base` holds the sections every use case shares, one module per use case the rest."""
+
+from llm_finetune.recipes.base import (
+    DATA_URI_HELP,
+    ApprovalPolicy,
+    DataSource,
+    EndpointSpec,
+    RecipeBase,
+    RegistrySpec,
+    Strict,
+)
+from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
+from llm_finetune.recipes.summarization import (
+    EvaluationParams,
+    ModelSpec,
+    Seq2SeqTrainingParams,
+    SummarizationData,
+    SummarizationRecipe,
+    TinyT5Spec,
+)
+
+__all__ = [
+    "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
+    "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
+    "apply_overrides", "load_recipe", "parse_override",
+]

@@ -1,0 +1,89 @@
+"""Recipe sections every use case shares: data source, registry, approval, endpoint, and the recipe base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+DATA_URI_HELP = (
+    "A local file or folder (JSON Lines, JSON array, CSV, TSV, Parquet, Arrow or text, optionally .gz/.bz2/.xz/.zst; "
+    "a save_to_disk folder), s3://bucket/key, s3://bucket/prefix/, or hf://owner/name?split=train"
+)
+
+
+class DataSource(Strict):
+    """Where the train and validation records live; read by the shared intake layer."""
+
+    train_uri: str = Field(description=DATA_URI_HELP)
+    validation_uri: str = Field(description="Same forms as train_uri; used for evaluation and endpoint tests")
+    format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = Field(
+        None, description="File format; by default taken from the extension (.jsonl/.json, .csv, .parquet, ...)"
+    )
+    max_train_records: int | None = Field(None, gt=0, description="Use only the first N training records")
+    max_validation_records: int | None = Field(None, gt=0)
+
+
+class RegistrySpec(Strict):
+    """MLflow tracking and model registry."""
+
+    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    experiment: str = Field(description="MLflow experiment the runs are logged to")
+    model_name: str = Field(description="Registered model name; one version per distinct trained model")
+
+
+class ApprovalPolicy(Strict):
+    """Automatic approval when every threshold holds; otherwise the flow pauses for a person."""
+
+    min_metrics: dict[str, float] = Field(description="Fine-tuned metric must be >= value")
+    min_gain_over_base: dict[str, float] = Field(
+        default_factory=dict, description="Fine-tuned minus base must be >= value"
+    )
+    alias: str = Field("champion", description="Registry alias set on the approved version")
+    manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
+
+
+class EndpointSpec(Strict):
+    """Local HTTP endpoint speaking the SageMaker inference protocol (/ping, /invocations)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, description="0 picks a free port")
+    startup_timeout_s: float = Field(180.0, gt=0)
+    num_test_records: int = Field(5, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
+
+
+class RecipeBase(Strict):
+    """What every use case's recipe has; each adds its typed `data`, `model`, `training` and `evaluation`."""
+
+    name: str
+    work_dir: str = Field(".llmft", description="Caches, checkpoints, MLflow store (relative to the working directory)")
+    data: DataSource
+    registry: RegistrySpec
+    approval: ApprovalPolicy
+    endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
+
+    def tracking_uri(self) -> str:
+        if self.registry.tracking_uri:
+            return self.registry.tracking_uri
+        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+
+    def with_paths_relative_to(self, base: Path) -> "RecipeBase":
+        """Local data paths in a recipe file are relative to that file, not to the working directory."""
+
+        def resolve(uri: str) -> str:
+            return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
+
+        data = self.data.model_copy(
+            update={"train_uri": resolve(self.data.train_uri), "validation_uri": resolve(self.data.validation_uri)}
+        )
+        return self.model_copy(update={"data": data})
