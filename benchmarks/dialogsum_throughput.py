@@ -10,8 +10,8 @@ Measured in one run, in a fresh temporary work dir (nothing reused from .llmft):
    checkpoint at its last step inside trainer.train(); that save time is reported separately, not subtracted.)
 2. Evaluation records/s: `Summarizer.summarize` with batch_size=16 vs batch_size=1, greedy, same records and
    max_new_tokens, on the model trained in 1; also whether the two sets of outputs are identical.
-3. Orchestration overhead: a bare `train_seq2seq(job)` call vs the same training through the Prefect task
-   `tasks.training.train_summarizer` in a minimal flow (fresh output dirs for both), and the Prefect ephemeral
+3. Orchestration overhead: the training process launched bare (`run_training_process(job)`) vs the same training through the Prefect task
+   `tasks.training.train_model` in a minimal flow (fresh output dirs for both), and the Prefect ephemeral
    server start-up (first trivial flow run minus a second one).
 
     cd /work/main && source scripts/env.sh
@@ -118,18 +118,19 @@ def time_generation(model_dir: str, dialogues: list[str], batch_size: int, max_n
 
 
 def orchestration(job: Seq2SeqTrainJob, prepared, work: Path) -> dict:
-    """Bare train_seq2seq vs the Prefect task in a minimal flow; Prefect is imported only here."""
+    """The training process launched bare vs by the Prefect task in a minimal flow; Prefect is imported only here."""
     from prefect import flow
 
-    from tasks.training import train_summarizer
+    from llm_finetune.backends.local import run_training_process
+    from tasks.training import train_model
 
     @flow(name="bench-noop")
     def noop() -> int:
         return 1
 
     @flow(name="bench-train")
-    def train_flow(work_dir: str):
-        return train_summarizer(job.base_model, prepared, job.prompt_template, job.params, work_dir)
+    def train_flow(output_dir: str):
+        return train_model(job.model_copy(update={"output_dir": output_dir}))
 
     times = {}
     for key in ("first_noop", "second_noop"):
@@ -138,7 +139,7 @@ def orchestration(job: Seq2SeqTrainJob, prepared, work: Path) -> dict:
         times[key] = time.perf_counter() - start
 
     start = time.perf_counter()
-    bare = train_seq2seq(job.model_copy(update={"output_dir": str(work / "orch-bare")}))
+    bare = run_training_process(job.model_copy(update={"output_dir": str(work / "orch-bare")}))
     times["bare"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -15,6 +15,7 @@ from llm_finetune.approval import ApprovalDecision
 from llm_finetune.recipes import SummarizationRecipe, load_recipe
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
 from llm_finetune.serving.endpoint import EndpointHandle
+from llm_finetune.training.seq2seq import seq2seq_job
 from tasks.approval import approval_gate
 from tasks.data import prepare_summarization_dataset, validate_summarization_data
 from tasks.endpoint import deploy_local_endpoint, stop_endpoint
@@ -22,7 +23,7 @@ from tasks.evaluation import evaluate_base_and_finetuned
 from tasks.inference import EndpointTestReport, test_endpoint_inference
 from tasks.models import materialize_base_model
 from tasks.registry import register_summarizer
-from tasks.training import train_summarizer
+from tasks.training import train_model
 
 DEFAULT_RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "dialogsum_flan_t5_tiny.yaml"
 
@@ -44,7 +45,8 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
     validated = validate_summarization_data(recipe.data, work)
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
     prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work)
-    training = train_summarizer(base_model, prepared, recipe.data.prompt_template, recipe.training, work)
+    training = train_model(seq2seq_job(base_model, prepared.path, prepared.fingerprint, recipe.data.prompt_template,
+                                       recipe.training, work))
     comparison = evaluate_base_and_finetuned(base_model, training, recipe.data, validated, recipe.evaluation,
                                              work)
     version = register_summarizer(recipe, base_model, prepared, training, comparison)

@@ -57,6 +57,7 @@ class Seq2SeqTrainingParams(Strict):
     """Hyperparameters passed to transformers' Seq2SeqTrainer."""
 
     backend: Literal["local"] = "local"
+    nproc_per_node: int = Field(1, ge=1, description="Training processes on this machine (torchrun when > 1)")
     num_train_epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="If > 0, overrides num_train_epochs")
     learning_rate: float = Field(5e-4, gt=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import BaseModel
 from transformers import TrainerCallback
@@ -30,6 +31,8 @@ class ProgressCallback(TrainerCallback):
         self._loss: float | None = None
 
     def _send(self, state, force: bool = False) -> None:
+        if not state.is_world_process_zero:
+            return
         now = time.monotonic()
         if force or now - self._last >= self.min_interval_s:
             self._last = now
@@ -46,3 +49,21 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self._send(state, force=True)
+
+
+def progress_file_reporter(path: Path) -> Callable[[TrainingProgress], None]:
+    """Report progress by rewriting a small JSON file atomically (read by whoever launched the process)."""
+
+    def report(progress: TrainingProgress) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(progress.model_dump_json())
+        tmp.replace(path)
+
+    return report
+
+
+def read_progress(path: Path) -> TrainingProgress | None:
+    try:
+        return TrainingProgress.model_validate_json(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None

@@ -6,70 +6,52 @@ Run as a module for subprocess/container use:
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from typing import ClassVar
 
-from llm_finetune.fingerprint import is_complete, locked, mark_complete
+from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
+from llm_finetune.training.job import (
+    MODEL_DIR,
+    RESULT_FILE,
+    TrainingResult,
+    TrainJob,
+    finished_result,
+    last_complete_checkpoint,
+    run_entry_point,
+)
 
 PROMPT_FILE = "llmft_prompt.json"
 
 
-class Seq2SeqTrainJob(BaseModel):
-    """Everything a training process needs; JSON-serialisable so it can cross a process or container boundary."""
+class Seq2SeqTrainJob(TrainJob):
+    """Everything a seq2seq training process needs; JSON, so it can cross a process or container boundary."""
 
+    entry_module: ClassVar[str] = "llm_finetune.training.seq2seq"
     base_model: str
     dataset_dir: str
-    output_dir: str
     prompt_template: str
     params: Seq2SeqTrainingParams
 
 
-class TrainingResult(BaseModel):
-    model_dir: str
-    global_step: int
-    train_loss: float | None
-    loss_curve: list[dict]
-    resumed_from_checkpoint: str | None
-    train_runtime_s: float
-    real_tokens: int
-    padded_tokens: int
-    tokens_per_second: float
-    reused: bool = False
-    fingerprint: str | None = None  # of base model, data and hyperparameters, when the caller keys runs by it
-
-
-def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones)."""
-    if not checkpoints_dir.is_dir():
-        return None
-    candidates = sorted(
-        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-        reverse=True,
-    )
-    for ckpt in candidates:
-        has_weights = any(ckpt.glob("*.safetensors")) or any(ckpt.glob("pytorch_model*.bin"))
-        if (ckpt / "trainer_state.json").exists() and has_weights:
-            return ckpt
-    return None
+def seq2seq_job(base_model: str, prepared_dataset: str, dataset_fingerprint: str, prompt_template: str,
+                params: Seq2SeqTrainingParams, work_dir: str | Path) -> Seq2SeqTrainJob:
+    """The job, in a folder named by the fingerprint of base model, tokenized data and hyperparameters."""
+    key = fingerprint("seq2seq-v1", name_or_path_key(base_model), dataset_fingerprint, prompt_template, params)
+    return Seq2SeqTrainJob(base_model=base_model, dataset_dir=prepared_dataset, prompt_template=prompt_template,
+                           params=params, output_dir=str(Path(work_dir) / "runs" / key))
 
 
 def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> TrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result.
 
-    One process trains a given output folder at a time; a concurrent caller waits, then reuses the result.
+    Runs in every torchrun worker; only rank 0 writes the model and the result. Callers that may run concurrently on
+    one output folder hold `fingerprint.locked(output_dir)` (llm_finetune.backends.local does).
     """
-    with locked(job.output_dir):
-        return _train_seq2seq(job, callbacks)
-
-
-def _train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None) -> TrainingResult:
     import datasets
     import torch
     from transformers import (
@@ -84,9 +66,9 @@ def _train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None) -> TrainingResu
     from llm_finetune.training.collators import TokenCountingCollator
 
     out = Path(job.output_dir)
-    model_dir = out / "model"
-    if is_complete(model_dir):
-        return TrainingResult.model_validate_json((out / "result.json").read_text()).model_copy(update={"reused": True})
+    model_dir = out / MODEL_DIR
+    if (finished := finished_result(out)) is not None:
+        return finished
 
     p = job.params
     set_seed(p.seed)
@@ -128,11 +110,6 @@ def _train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None) -> TrainingResu
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start
 
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    (model_dir / PROMPT_FILE).write_text(json.dumps({"prompt_template": job.prompt_template}))
     result = TrainingResult(
         model_dir=str(model_dir),
         global_step=output.global_step,
@@ -142,22 +119,24 @@ def _train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None) -> TrainingResu
         ],
         resumed_from_checkpoint=str(resume) if resume else None,
         train_runtime_s=runtime,
-        real_tokens=collator.real_tokens,
+        real_tokens=collator.real_tokens,  # this process's share when several train together
         padded_tokens=collator.padded_tokens,
-        tokens_per_second=collator.real_tokens / runtime if runtime > 0 else 0.0,
+        tokens_per_second=collator.real_tokens * args.world_size / runtime if runtime > 0 else 0.0,
     )
-    (out / "result.json").write_text(result.model_dump_json(indent=2))
+    if not trainer.is_world_process_zero():
+        return result
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    (model_dir / PROMPT_FILE).write_text(json.dumps({"prompt_template": job.prompt_template}))
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
     mark_complete(model_dir)
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--job", required=True, help="Path to a Seq2SeqTrainJob JSON file")
-    args = parser.parse_args(argv)
-    job = Seq2SeqTrainJob.model_validate_json(Path(args.job).read_text())
-    result = train_seq2seq(job)
-    print(result.model_dump_json())
+    run_entry_point(Seq2SeqTrainJob, train_seq2seq, argv)
 
 
 if __name__ == "__main__":

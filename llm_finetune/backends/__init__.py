@@ -1,0 +1,1 @@
+"""Where a training job runs: a local process (torchrun for several), later a SageMaker training job."""

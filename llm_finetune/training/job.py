@@ -1,0 +1,83 @@
+"""What crosses the boundary of a training process: the job in, the result and progress out.
+
+Every trainer entry point reads one JSON job and writes into the job's output folder:
+    python -m llm_finetune.training.<trainer> --job job.json        (also under torchrun or in a container)
+        <output_dir>/progress.json   steps done / total, rewritten as training goes (rank 0)
+        <output_dir>/result.json     TrainingResult, once the model is saved (rank 0)
+        <output_dir>/model/          the trained model, marked complete last
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from llm_finetune.fingerprint import is_complete
+
+JOB_FILE, RESULT_FILE, PROGRESS_FILE, MODEL_DIR = "job.json", "result.json", "progress.json", "model"
+
+
+class TrainJob(BaseModel):
+    """Base of every trainer's job; `entry_module` is the module run as `python -m` for it."""
+
+    entry_module: ClassVar[str]
+    output_dir: str
+
+    @property
+    def nproc_per_node(self) -> int:
+        return getattr(getattr(self, "params", None), "nproc_per_node", 1)
+
+
+class TrainingResult(BaseModel):
+    model_dir: str
+    global_step: int
+    train_loss: float | None
+    loss_curve: list[dict]
+    resumed_from_checkpoint: str | None
+    train_runtime_s: float
+    real_tokens: int
+    padded_tokens: int
+    tokens_per_second: float
+    reused: bool = False
+    fingerprint: str | None = None  # of base model, data and hyperparameters, when the caller keys runs by it
+
+
+def finished_result(output_dir: str | Path) -> TrainingResult | None:
+    """The result of a run whose model is complete, marked as reused; None otherwise."""
+    out = Path(output_dir)
+    if not is_complete(out / MODEL_DIR):
+        return None
+    return TrainingResult.model_validate_json((out / RESULT_FILE).read_text()).model_copy(update={"reused": True})
+
+
+def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones)."""
+    if not checkpoints_dir.is_dir():
+        return None
+    candidates = sorted(
+        (p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
+    for ckpt in candidates:
+        has_weights = any(ckpt.glob("*.safetensors")) or any(ckpt.glob("pytorch_model*.bin"))
+        if (ckpt / "trainer_state.json").exists() and has_weights:
+            return ckpt
+    return None
+
+
+def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResult], argv: list[str] | None) -> None:
+    """`--job job.json` -> train with progress written beside the results -> the result as JSON on stdout."""
+    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
+
+    parser = argparse.ArgumentParser(description=f"Run a {job_type.__name__} (JSON) to completion")
+    parser.add_argument("--job", required=True, help=f"Path to a {job_type.__name__} JSON file")
+    args = parser.parse_args(argv)
+    job = job_type.model_validate_json(Path(args.job).read_text())
+    reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
+    result = train(job, callbacks=[ProgressCallback(reporter)])
+    print(result.model_dump_json())
