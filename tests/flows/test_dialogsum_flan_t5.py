@@ -15,6 +15,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
 from prefect.testing.utilities import prefect_test_harness
 
@@ -84,17 +85,23 @@ def _review(decision: dict, seen: dict, timeout_s: float = 300) -> None:
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(flow_run_filter=paused)
-            if runs:
-                keyset = runs[0].state.state_details.run_input_keyset
-                seen["description"] = client.read_flow_run_input(runs[0].id, keyset["description"])
-                resume_flow_run(runs[0].id, run_input=decision)
-                return
+            keyset = runs[0].state.state_details.run_input_keyset if runs else None
+            if keyset:
+                try:
+                    seen["description"] = client.read_flow_run_input(runs[0].id, keyset["description"])
+                except PrefectHTTPStatusError as e:  # paused, but its form is not stored yet
+                    if e.response.status_code != 404:
+                        raise
+                else:
+                    resume_flow_run(runs[0].id, run_input=decision)
+                    return
             time.sleep(0.5)
 
 
 def test_reviewer_denial_blocks_deployment(work_dir):
     # Same trained model as above, registered under another name: a version of its own, awaiting its own review.
-    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "registry.model_name=denied")
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "approval.manual_timeout_s=600",
+                          "registry.model_name=denied")
     seen: dict = {}
     reviewer = threading.Thread(target=_review, args=({"approve": False, "reviewer": "qa", "reason": "too weak"}, seen))
     reviewer.start()
@@ -115,8 +122,8 @@ def test_reviewer_denial_blocks_deployment(work_dir):
 
 
 def test_reviewer_approval_deploys_and_endpoint_can_stay_up(work_dir):
-    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "endpoint.keep_running=true",
-                          "registry.model_name=reviewed")
+    recipe = small_recipe(work_dir, "approval.min_metrics.rougeL=0.99", "approval.manual_timeout_s=600",
+                          "endpoint.keep_running=true", "registry.model_name=reviewed")
     reviewer = threading.Thread(target=_review, args=({"approve": True, "reviewer": "lead", "reason": "ok"}, {}))
     reviewer.start()
     outcome = dialogsum_flan_t5(recipe=recipe)
