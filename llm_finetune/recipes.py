@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llm_finetune.errors import RecipeError
+from llm_finetune.generation import GenerationParams
 
 
 class _Strict(BaseModel):
@@ -86,8 +87,7 @@ class EvaluationParams(_Strict):
 
     max_records: int = Field(50, gt=0)
     batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
-    num_beams: int = Field(1, gt=0)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
     num_samples_shown: int = Field(3, ge=0, description="Sample summaries shown in artifacts and the approval form")
 
 
@@ -119,7 +119,9 @@ class EndpointSpec(_Strict):
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
     num_test_records: int = Field(5, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
+    generation: GenerationParams = Field(
+        default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
+    )
     keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
 
 

@@ -45,8 +45,8 @@ def evaluate_base_and_finetuned(
     records = read_split(splits.validation_path, data, params.max_records)
     runs = [
         evaluate_summarizer(
-            model, records, data.prompt_template, params.batch_size, params.max_new_tokens, params.num_beams,
-            data.max_source_tokens,
+            model, records, data.prompt_template, batch_size=params.batch_size, generation=params.generation,
+            max_source_tokens=data.max_source_tokens,
         )
         for model in (base_model, finetuned_model)
     ]

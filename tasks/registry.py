@@ -49,4 +49,5 @@ def register_summarizer(
         loss_curve=training.loss_curve,
         tags=tags,
         samples=comparison.samples,
+        generation=recipe.evaluation.generation,
     )

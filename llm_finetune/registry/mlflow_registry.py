@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.generation import GenerationParams
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "pandas")
@@ -70,8 +71,13 @@ def log_and_register(
     loss_curve: list[dict],
     tags: dict[str, str],
     samples: list[dict],
+    *,
+    generation: GenerationParams | None = None,
 ) -> RegisteredModelVersion:
-    """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'."""
+    """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'.
+
+    `generation` becomes the model's default predict params (those it was evaluated with).
+    """
     import tempfile
 
     import mlflow
@@ -94,7 +100,7 @@ def log_and_register(
             (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         example = pd.DataFrame({"dialogue": [s["dialogue"] for s in samples[:1]] or ["#Person1#: Hi."]})
-        signature = infer_signature(example, ["summary"], params={"max_new_tokens": 64, "num_beams": 1})
+        signature = infer_signature(example, ["summary"], params=(generation or GenerationParams()).model_dump())
         with warnings.catch_warnings():  # advice to add an input example: the signature is given explicitly
             warnings.filterwarnings("ignore", message=r"(?s).*input example", category=UserWarning)
             info = mlflow.pyfunc.log_model(

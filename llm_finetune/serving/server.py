@@ -15,7 +15,9 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ALLOWED_PARAMETERS = {"max_new_tokens": int, "num_beams": int}
+from llm_finetune.generation import GenerationParams
+
+ALLOWED_PARAMETERS = {"max_new_tokens": int, "num_beams": int, "no_repeat_ngram_size": int, "repetition_penalty": float}
 
 
 class InvocationError(ValueError):
@@ -75,7 +77,7 @@ def make_handler(summarizer, lock: threading.Lock):
                 self._send(400, {"error": str(e)})
                 return
             with lock:  # one generate at a time: torch already uses every core
-                summaries = summarizer.summarize(dialogues, **params)
+                summaries = summarizer.summarize(dialogues, GenerationParams(**params))
             self._send(200, [{"summary_text": s} for s in summaries])
 
         def log_message(self, format, *args):  # keep stdout for the LISTENING line

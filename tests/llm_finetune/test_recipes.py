@@ -48,3 +48,14 @@ def test_model_spec_needs_exactly_one_source():
         ModelSpec()
     with pytest.raises(ValueError, match="exactly one"):
         ModelSpec(name_or_path="google/flan-t5-base", tiny={})
+
+
+def test_generation_settings_are_range_checked_and_named(tmp_path):
+    path = tmp_path / "r.yaml"
+    text = DEFAULT_RECIPE.read_text()
+    path.write_text(text.replace("max_new_tokens: 48", "max_new_tokens: 0", 1).replace("num_samples_shown: 3",
+                                                                                      "num_samples_shown: 3\n  num_beams: 2"))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert "field 'evaluation.generation.max_new_tokens': Input should be greater than or equal to 1" in str(err.value)
+    assert "field 'evaluation.num_beams': Extra inputs are not permitted" in str(err.value)

@@ -1,5 +1,6 @@
 import pytest
 
+from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import EndpointClient, EndpointError, start_local_endpoint, stop_local_endpoint
 from llm_finetune.serving.server import InvocationError, parse_invocation
 
@@ -19,7 +20,7 @@ def test_round_trip(endpoint, trained_tiny_model):
     assert client.ping()
     dialogue = "#Person1#: Hello, I'd like to book a table for two tonight.\n#Person2#: Sure, at what time?"
     single = client.invoke({"inputs": dialogue, "parameters": {"max_new_tokens": 16}})
-    local = Summarizer(trained_tiny_model["finetuned"]).summarize([dialogue], max_new_tokens=16)
+    local = Summarizer(trained_tiny_model["finetuned"]).summarize([dialogue], GenerationParams(max_new_tokens=16))
     assert single == [{"summary_text": local[0]}] and local[0]
     many = client.invoke({"inputs": [dialogue, dialogue + "\n#Person1#: At eight."]})
     assert len(many) == 2 and all(r["summary_text"] for r in many)
