@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llm_finetune.errors import RecipeError
 from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
 
 class _Strict(BaseModel):
@@ -118,6 +119,7 @@ class EndpointSpec(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get HTTP 413")
     num_test_records: int = Field(5, gt=0)
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"

@@ -18,7 +18,8 @@ def deploy_local_endpoint(
     """Fetches the version from the registry (refused unless it is approved) and starts a server on it."""
     root = Path(work_dir) / "endpoints" / f"{version.name}-v{version.version}"
     model_dir = download_approved_model(tracking_uri, version.name, version.version, root / "model")
-    handle = start_local_endpoint(model_dir, spec.host, spec.port, root / "server.log", spec.startup_timeout_s)
+    handle = start_local_endpoint(model_dir, spec.host, spec.port, root / "server.log", spec.startup_timeout_s,
+                                  max_body_bytes=spec.max_body_bytes)
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
     return handle
 
