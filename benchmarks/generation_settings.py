@@ -45,6 +45,15 @@ def repeats_ngram(ids: list[int], n: int) -> bool:
     return len(grams) != len(set(grams))
 
 
+def share_repeating_ngrams(model_dir: str, texts: list[str]) -> dict[int, float]:
+    """{n: share of texts whose tokens (the model's tokenizer) repeat an n-gram} for n = 2, 3."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return {n: sum(repeats_ngram(i, n) for i in ids) / len(texts) for n in (2, 3)}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -72,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                                                 output_dir=str(work / "run"), prompt_template=data.prompt_template,
                                                 params=recipe.training))
         records = read_split(splits.validation_path, data, evaluation.max_records)
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(trained.model_dir)
-        references = [tokenizer(r["summary"], add_special_tokens=False)["input_ids"] for r in records]
-        reference_repeats = {n: sum(repeats_ngram(ids, n) for ids in references) / len(records) for n in (2, 3)}
+        reference_repeats = share_repeating_ngrams(trained.model_dir, [r["summary"] for r in records])
         rows = []
         for ngram, penalty in SETTINGS:
             generation = evaluation.generation.model_copy(

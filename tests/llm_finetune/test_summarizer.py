@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 from llm_finetune.data.summarization import read_split
 from llm_finetune.generation import GenerationParams
 from llm_finetune.summarizer import Summarizer
@@ -5,7 +7,7 @@ from llm_finetune.summarizer import Summarizer
 
 def repeated_bigrams(ids: list[int]) -> set[tuple[int, int]]:
     seen, repeated = set(), set()
-    for bigram in zip(ids, ids[1:]):
+    for bigram in pairwise(ids):
         (repeated if bigram in seen else seen).add(bigram)
     return repeated
 
