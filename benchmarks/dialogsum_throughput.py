@@ -107,13 +107,14 @@ def train_padded_baseline(base_model: str, validated, data, params, output_dir: 
 
 def time_generation(model_dir: str, dialogues: list[str], batch_size: int, max_new_tokens: int, max_source: int):
     """Greedy summaries of `dialogues` and the seconds they took (after a one-record warm-up)."""
+    from llm_finetune.generation import GenerationParams
     from llm_finetune.summarizer import Summarizer
 
     summarizer = Summarizer(model_dir)
-    kw = dict(max_new_tokens=max_new_tokens, num_beams=1, max_source_tokens=max_source)
-    summarizer.summarize(dialogues[:1], batch_size=1, **kw)
+    generation = GenerationParams(max_new_tokens=max_new_tokens, num_beams=1)
+    summarizer.summarize(dialogues[:1], generation, batch_size=1, max_source_tokens=max_source)
     start = time.perf_counter()
-    outputs = summarizer.summarize(dialogues, batch_size=batch_size, **kw)
+    outputs = summarizer.summarize(dialogues, generation, batch_size=batch_size, max_source_tokens=max_source)
     return outputs, time.perf_counter() - start
 
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # 2. evaluation throughput, on the model trained in 1
         dialogues = [r["dialogue"] for r in summarization_records(validated, "validation", data, args.eval_records)]
-        max_new = recipe.evaluation.max_new_tokens
+        max_new = recipe.evaluation.generation.max_new_tokens
         batched, t_batched = time_generation(ours.model_dir, dialogues, 16, max_new, data.max_source_tokens)
         single, t_single = time_generation(ours.model_dir, dialogues, 1, max_new, data.max_source_tokens)
         identical = sum(a == b for a, b in zip(batched, single))

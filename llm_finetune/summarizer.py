@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from llm_finetune.data.summarization import build_prompt
+from llm_finetune.generation import GenerationParams
 
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
 
@@ -26,13 +27,15 @@ class Summarizer:
     def summarize(
         self,
         dialogues: list[str],
+        generation: GenerationParams | None = None,
+        *,
         batch_size: int = 16,
-        max_new_tokens: int = 64,
-        num_beams: int = 1,
         max_source_tokens: int = 512,
     ) -> list[str]:
         """Generate in batches of similar-length prompts (less padding), returned in input order."""
         import torch
+
+        settings = (generation or GenerationParams()).model_dump()
 
         prompts = [build_prompt(self.prompt_template, d) for d in dialogues]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
@@ -47,7 +50,7 @@ class Summarizer:
                 return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode():
-                generated = self.model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=num_beams)
+                generated = self.model.generate(**enc, **settings)
             for i, text in zip(idx, self.tokenizer.batch_decode(generated, skip_special_tokens=True)):
                 outputs[i] = text.strip()
         return outputs

@@ -21,7 +21,8 @@ def deploy_local_endpoint(
     root = Path(work_dir) / "endpoints" / f"{version.name}-v{version.version}"
     model_dir = download_approved_model(tracking_uri, version.name, version.version, root / "model")
     log_path = root / f"server-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"  # one per run: runs may overlap
-    handle = start_local_endpoint(model_dir, spec.host, spec.port, log_path, spec.startup_timeout_s)
+    handle = start_local_endpoint(model_dir, spec.host, spec.port, log_path, spec.startup_timeout_s,
+                                  max_body_bytes=spec.max_body_bytes)
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
     return handle
 

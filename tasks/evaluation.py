@@ -73,8 +73,8 @@ def _compare(base_model: str, finetuned_model: str, data: SummarizationData, val
     records = summarization_records(validated, "validation", data, params.max_records)
     runs = [
         evaluate_summarizer(
-            model, records, data.prompt_template, params.batch_size, params.max_new_tokens, params.num_beams,
-            data.max_source_tokens,
+            model, records, data.prompt_template, batch_size=params.batch_size, generation=params.generation,
+            max_source_tokens=data.max_source_tokens,
         )
         for model in (base_model, finetuned_model)
     ]

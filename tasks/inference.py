@@ -29,10 +29,11 @@ def test_endpoint_inference(
     url: str, data: SummarizationData, validated: ValidatedData, spec: EndpointSpec
 ) -> EndpointTestReport:
     client = EndpointClient(url)
+    parameters = spec.generation.model_dump()
     results = []
     for record in summarization_records(validated, "validation", data, spec.num_test_records):
         start = time.perf_counter()
-        answer = client.invoke({"inputs": record["dialogue"], "parameters": {"max_new_tokens": spec.max_new_tokens}})
+        answer = client.invoke({"inputs": record["dialogue"], "parameters": parameters})
         latency_ms = (time.perf_counter() - start) * 1000
         results.append({"id": record["id"], "reference": record["summary"], "summary": answer[0]["summary_text"],
                         "latency_ms": round(latency_ms, 1)})

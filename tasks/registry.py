@@ -50,6 +50,7 @@ def register_summarizer(
         tags=tags,
         samples=comparison.samples,
         training_fingerprint=training.fingerprint or training.model_dir,
+        generation=recipe.evaluation.generation,
     )
     get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
                           version.version)

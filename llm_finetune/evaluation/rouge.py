@@ -7,6 +7,8 @@ import time
 
 from pydantic import BaseModel
 
+from llm_finetune.generation import GenerationParams
+
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -48,9 +50,9 @@ def evaluate_summarizer(
     model_dir: str,
     records: list[dict],
     prompt_template: str,
+    *,
     batch_size: int,
-    max_new_tokens: int,
-    num_beams: int = 1,
+    generation: GenerationParams | None = None,
     max_source_tokens: int = 512,
 ) -> SummarizationEval:
     """Generate summaries for `records` ({'dialogue', 'summary'}) and score them against the references."""
@@ -59,11 +61,7 @@ def evaluate_summarizer(
     summarizer = Summarizer(model_dir, prompt_template=prompt_template)
     start = time.perf_counter()
     predictions = summarizer.summarize(
-        [r["dialogue"] for r in records],
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        max_source_tokens=max_source_tokens,
+        [r["dialogue"] for r in records], generation, batch_size=batch_size, max_source_tokens=max_source_tokens
     )
     seconds = time.perf_counter() - start
     return SummarizationEval(

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+
 
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
@@ -57,8 +60,11 @@ class EndpointSpec(Strict):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get HTTP 413")
     num_test_records: int = Field(5, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
+    generation: GenerationParams = Field(
+        default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
+    )
     keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
 
 

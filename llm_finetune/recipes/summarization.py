@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import ApprovalPolicy, DataSource, RecipeBase, RegistrySpec, Strict
 
 
@@ -77,8 +78,7 @@ class EvaluationParams(Strict):
 
     max_records: int = Field(50, gt=0)
     batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
-    num_beams: int = Field(1, gt=0)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
     num_samples_shown: int = Field(3, ge=0, description="Sample summaries shown in artifacts and the approval form")
 
 

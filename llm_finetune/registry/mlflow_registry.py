@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.fingerprint import build_once, locked
+from llm_finetune.generation import GenerationParams
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
@@ -97,21 +98,24 @@ def log_and_register(
     tags: dict[str, str],
     samples: list[dict],
     training_fingerprint: str,
+    *,
+    generation: GenerationParams | None = None,
 ) -> RegisteredModelVersion:
     """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'.
 
     A model whose training fingerprint is already registered is not logged again: its version is returned.
+    `generation` becomes the model's default predict params (those it was evaluated with).
     """
     with registry_lock(tracking_uri):
         existing = find_version(tracking_uri, model_name, training_fingerprint)
         if existing:
             return existing
         return _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve,
-                                 {**tags, TRAINING_FINGERPRINT: training_fingerprint}, samples)
+                                 {**tags, TRAINING_FINGERPRINT: training_fingerprint}, samples, generation)
 
 
 def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve, tags,
-                      samples) -> RegisteredModelVersion:
+                      samples, generation) -> RegisteredModelVersion:
     import tempfile
 
     import mlflow
@@ -132,7 +136,7 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
             (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         example = pd.DataFrame({"dialogue": [s["dialogue"] for s in samples[:1]] or ["#Person1#: Hi."]})
-        signature = infer_signature(example, ["summary"], params={"max_new_tokens": 64, "num_beams": 1})
+        signature = infer_signature(example, ["summary"], params=(generation or GenerationParams()).model_dump())
         with warnings.catch_warnings():  # advice to add an input example: the signature is given explicitly
             warnings.filterwarnings("ignore", message=r"(?s).*input example", category=UserWarning)
             info = mlflow.pyfunc.log_model(

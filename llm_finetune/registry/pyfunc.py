@@ -5,9 +5,11 @@ from __future__ import annotations
 import mlflow.pyfunc
 import pandas as pd
 
+from llm_finetune.generation import GenerationParams
+
 
 class SummarizerPyfunc(mlflow.pyfunc.PythonModel):
-    """Input: a DataFrame with a 'dialogue' column. Output: one summary per dialogue."""
+    """Input: a DataFrame with a 'dialogue' column; params: GenerationParams fields. Output: one summary each."""
 
     def load_context(self, context):
         from llm_finetune.summarizer import Summarizer
@@ -15,10 +17,6 @@ class SummarizerPyfunc(mlflow.pyfunc.PythonModel):
         self.summarizer = Summarizer(context.artifacts["model_dir"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
-        params = params or {}
-        dialogues = list(model_input["dialogue"])
-        return self.summarizer.summarize(
-            dialogues,
-            max_new_tokens=int(params.get("max_new_tokens", 64)),
-            num_beams=int(params.get("num_beams", 1)),
-        )
+        # MLflow fills params left out by the caller from the signature's defaults (set at registration).
+        generation = GenerationParams.model_validate(params or {})
+        return self.summarizer.summarize(list(model_input["dialogue"]), generation)

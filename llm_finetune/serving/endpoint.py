@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
+
 
 class EndpointHandle(BaseModel):
     url: str
@@ -28,7 +30,13 @@ class EndpointError(RuntimeError):
 
 
 def start_local_endpoint(
-    model_dir: str | Path, host: str, port: int, log_path: str | Path, timeout_s: float = 180.0
+    model_dir: str | Path,
+    host: str,
+    port: int,
+    log_path: str | Path,
+    timeout_s: float = 180.0,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> EndpointHandle:
     """Launch the server in its own process group and wait until /ping answers 200."""
     log_path = Path(log_path)
@@ -36,7 +44,7 @@ def start_local_endpoint(
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llm_finetune.serving.server", "--model-dir", str(model_dir), "--host", host,
-         "--port", str(port)],
+         "--port", str(port), "--max-body-bytes", str(max_body_bytes)],
         stdout=subprocess.PIPE,
         stderr=log,
         start_new_session=True,

@@ -127,3 +127,12 @@ def test_override_paths_are_relative_to_the_working_directory(tmp_path, monkeypa
     assert recipe.data.train_uri == str(tmp_path / "mine" / "train.jsonl")
     assert recipe.data.validation_uri == str((DIALOGSUM / "validation.jsonl").resolve())  # from the file: its folder
     assert load_recipe(DEFAULT_RECIPE, overrides=["data.train_uri=s3://b/k.jsonl"]).data.train_uri == "s3://b/k.jsonl"
+def test_generation_settings_are_range_checked_and_named(tmp_path):
+    path = tmp_path / "r.yaml"
+    text = DEFAULT_RECIPE.read_text()
+    path.write_text(text.replace("max_new_tokens: 48", "max_new_tokens: 0", 1).replace("num_samples_shown: 3",
+                                                                                      "num_samples_shown: 3\n  num_beams: 2"))
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert "field 'evaluation.generation.max_new_tokens': Input should be greater than or equal to 1" in str(err.value)
+    assert "field 'evaluation.num_beams': Extra inputs are not permitted" in str(err.value)

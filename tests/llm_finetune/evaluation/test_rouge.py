@@ -2,6 +2,7 @@ import pytest
 
 from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import evaluate_summarizer, rouge_scores
+from llm_finetune.generation import GenerationParams
 from llm_finetune.summarizer import Summarizer
 
 
@@ -32,8 +33,8 @@ def test_batched_generation_matches_one_at_a_time(trained_tiny_model):
     records = summarization_records(trained_tiny_model["validated"], "validation", recipe.data, 6)
     summarizer = Summarizer(trained_tiny_model["finetuned"])
     dialogues = [r["dialogue"] for r in records]
-    batched = summarizer.summarize(dialogues, batch_size=4, max_new_tokens=24)
-    single = [summarizer.summarize([d], batch_size=1, max_new_tokens=24)[0] for d in dialogues]
+    batched = summarizer.summarize(dialogues, GenerationParams(max_new_tokens=24), batch_size=4)
+    single = [summarizer.summarize([d], GenerationParams(max_new_tokens=24), batch_size=1)[0] for d in dialogues]
     assert batched == single
     assert all(batched)
 
@@ -42,7 +43,8 @@ def test_finetuned_beats_base_side_by_side(trained_tiny_model):
     recipe = trained_tiny_model["recipe"]
     records = summarization_records(trained_tiny_model["validated"], "validation", recipe.data, 16)
     base, tuned = (
-        evaluate_summarizer(m, records, recipe.data.prompt_template, batch_size=8, max_new_tokens=32)
+        evaluate_summarizer(m, records, recipe.data.prompt_template, batch_size=8,
+                            generation=GenerationParams(max_new_tokens=32))
         for m in (trained_tiny_model["base"], trained_tiny_model["finetuned"])
     )
     assert tuned.metrics["rougeL"] > base.metrics["rougeL"]

@@ -3,6 +3,7 @@ import pytest
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.generation import GenerationParams
 from llm_finetune.registry.mlflow_registry import (
     approval_status,
     download_approved_model,
@@ -70,6 +71,8 @@ def test_registered_model_loads_as_pyfunc(trained_tiny_model, tmp_path):
     v = register(uri, trained_tiny_model["finetuned"])
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(f"models:/summarizer/{v.version}")
+    defaults = {p.name: p.default for p in model.metadata.get_params_schema().params}
+    assert defaults == GenerationParams().model_dump()
     out = model.predict(pd.DataFrame({"dialogue": ["#Person1#: Hi, Tom.\n#Person2#: Hello!"]}),
                         params={"max_new_tokens": 8})
     assert len(out) == 1 and isinstance(out[0], str) and out[0]

@@ -1,13 +1,21 @@
+import json
+
 import pytest
 
+from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import EndpointClient, EndpointError, start_local_endpoint, stop_local_endpoint
-from llm_finetune.serving.server import InvocationError, parse_invocation
+from llm_finetune.serving.server import InvocationError, create_app, parse_invocation
+from tests.http_helpers import assert_still_serving, invoke, request, serving_in_thread
+
+MAX_BODY = 20_000  # the module's server runs with --max-body-bytes 20000
+DIALOGUE = "#Person1#: Hello, I'd like to book a table for two tonight.\n#Person2#: Sure, at what time?"
 
 
 @pytest.fixture(scope="module")
 def endpoint(trained_tiny_model, tmp_path_factory):
     handle = start_local_endpoint(trained_tiny_model["finetuned"], "127.0.0.1", 0,
-                                  tmp_path_factory.mktemp("ep") / "server.log", timeout_s=120)
+                                  tmp_path_factory.mktemp("ep") / "server.log", timeout_s=120,
+                                  max_body_bytes=MAX_BODY)
     yield handle
     stop_local_endpoint(handle)
 
@@ -17,22 +25,105 @@ def test_round_trip(endpoint, trained_tiny_model):
 
     client = EndpointClient(endpoint.url)
     assert client.ping()
-    dialogue = "#Person1#: Hello, I'd like to book a table for two tonight.\n#Person2#: Sure, at what time?"
-    single = client.invoke({"inputs": dialogue, "parameters": {"max_new_tokens": 16}})
-    local = Summarizer(trained_tiny_model["finetuned"]).summarize([dialogue], max_new_tokens=16)
+    single = client.invoke({"inputs": DIALOGUE, "parameters": {"max_new_tokens": 16}})
+    local = Summarizer(trained_tiny_model["finetuned"]).summarize([DIALOGUE], GenerationParams(max_new_tokens=16))
     assert single == [{"summary_text": local[0]}] and local[0]
-    many = client.invoke({"inputs": [dialogue, dialogue + "\n#Person1#: At eight."]})
+    many = client.invoke({"inputs": [DIALOGUE, DIALOGUE + "\n#Person1#: At eight."]})
     assert len(many) == 2 and all(r["summary_text"] for r in many)
 
 
+def test_request_parameters_reach_generate(endpoint, trained_tiny_model):
+    from llm_finetune.summarizer import Summarizer
+
+    plain = GenerationParams(max_new_tokens=32, no_repeat_ngram_size=0, repetition_penalty=1.0)
+    no_repeat = plain.model_copy(update={"no_repeat_ngram_size": 2})
+    summarizer = Summarizer(trained_tiny_model["finetuned"])
+    local = [summarizer.summarize([DIALOGUE], g)[0] for g in (plain, no_repeat)]
+    client = EndpointClient(endpoint.url)
+    served = [client.invoke({"inputs": DIALOGUE, "parameters": g.model_dump()})[0]["summary_text"]
+              for g in (plain, no_repeat)]
+    assert served == local and local[0] != local[1]
+
+
 @pytest.mark.parametrize("payload, message", [
-    ({"text": "x"}, "'inputs' field"),
-    ({"inputs": []}, "non-empty"),
-    ({"inputs": "x", "parameters": {"temperature": 2}}, "unsupported parameters"),
+    ({"inputs": "hi", "parameters": {"max_new_tokens": -1}},
+     "parameters.max_new_tokens: Input should be greater than or equal to 1"),
+    ({"inputs": "hi", "parameters": {"max_new_tokens": 100_000}},
+     "parameters.max_new_tokens: Input should be less than or equal to 2048"),
+    ({"inputs": "hi", "parameters": {"temperature": 2}}, "parameters.temperature: Extra inputs are not permitted"),
+    ({"inputs": "hi", "parameters": {"num_beams": "many"}},
+     "parameters.num_beams: Input should be a valid integer, unable to parse string as an integer"),
+    ({"inputs": "hi", "parameters": {"num_beams": True}},
+     "parameters.num_beams: Input should be a number, not a boolean"),
+    ({"inputs": "hi", "parameters": {"repetition_penalty": 0}},
+     "parameters.repetition_penalty: Input should be greater than 0"),
+    ({"inputs": "hi", "parameters": {"no_repeat_ngram_size": -2}},
+     "parameters.no_repeat_ngram_size: Input should be greater than or equal to 0"),
+    ({"text": "x"}, "inputs: Field required; text: Extra inputs are not permitted"),
+    ({"inputs": []}, "inputs: must be a non-empty string or a non-empty list of non-empty strings"),
+    ({"inputs": ["ok", 3]}, "inputs: must be a non-empty string or a non-empty list of non-empty strings"),
+    (["hi"], "body: Input should be an object"),
 ])
-def test_bad_requests_get_400(endpoint, payload, message):
-    with pytest.raises(EndpointError, match=rf"answered 400: .*{message}"):
-        EndpointClient(endpoint.url).invoke(payload)
+def test_bad_requests_get_400_naming_the_field(endpoint, payload, message):
+    assert invoke(endpoint.url, payload) == (400, {"error": message})
+    assert_still_serving(endpoint.url)
+
+
+def test_malformed_json_gets_400(endpoint):
+    status, body = request(endpoint.url, "POST", "/invocations", b'{"inputs": "hi"')
+    assert status == 400 and body["error"].startswith("body: Invalid JSON: EOF while parsing")
+    assert_still_serving(endpoint.url)
+
+
+def test_unknown_route_and_wrong_method_get_json_errors(endpoint):
+    assert request(endpoint.url, "GET", "/nope") == (404, {"error": "Not Found: GET /nope"})
+    assert request(endpoint.url, "POST", "/nope", b"{}") == (404, {"error": "Not Found: POST /nope"})
+    assert request(endpoint.url, "GET", "/invocations") == (405, {"error": "Method Not Allowed: GET /invocations"})
+    assert_still_serving(endpoint.url)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_the_limit_gets_413(endpoint, chunked):
+    body = json.dumps({"inputs": "x" * MAX_BODY}).encode()  # valid JSON, only too large
+    sent = (body[i : i + 4096] for i in range(0, len(body), 4096)) if chunked else body
+    status, answer = request(endpoint.url, "POST", "/invocations", sent)
+    assert (status, answer) == (413, {"error": f"request body is over the limit of {MAX_BODY} bytes (--max-body-bytes)"})
+    assert_still_serving(endpoint.url)
+
+
+def test_chunked_body_under_the_limit_is_served(endpoint):
+    body = json.dumps({"inputs": DIALOGUE, "parameters": {"max_new_tokens": 8}}).encode()
+    chunked = request(endpoint.url, "POST", "/invocations", (body[i : i + 10] for i in range(0, len(body), 10)))
+    assert chunked == request(endpoint.url, "POST", "/invocations", body)
+    assert chunked[0] == 200 and chunked[1][0]["summary_text"]
+
+
+class FlakySummarizer:
+    """Fails on the dialogue 'fail', as a model can on one input; records what it was asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def summarize(self, dialogues, generation):
+        self.calls.append((dialogues, generation))
+        if "fail" in dialogues:
+            raise RuntimeError("out of memory (simulated)")
+        return [f"summary of {d}" for d in dialogues]
+
+
+def test_generation_error_gets_500_and_the_server_keeps_serving():
+    with serving_in_thread(create_app(FlakySummarizer())) as url:
+        assert invoke(url, {"inputs": "fail"}) == (500, {"error": "generation failed: RuntimeError: out of memory (simulated)"})
+        assert_still_serving(url)
+
+
+def test_parameters_reach_the_generator_validated_with_defaults():
+    summarizer = FlakySummarizer()
+    with serving_in_thread(create_app(summarizer)) as url:
+        assert invoke(url, {"inputs": ["a", "b"], "parameters": {"no_repeat_ngram_size": 2}}) == (
+            200, [{"summary_text": "summary of a"}, {"summary_text": "summary of b"}])
+        assert invoke(url, {"inputs": "c", "parameters": None})[0] == 200
+    assert summarizer.calls == [(["a", "b"], GenerationParams(no_repeat_ngram_size=2)), (["c"], GenerationParams())]
 
 
 def test_stop_ends_the_server(trained_tiny_model, tmp_path):
@@ -49,6 +140,9 @@ def test_server_that_cannot_load_reports_log(tmp_path):
 
 
 def test_parse_invocation():
-    assert parse_invocation(b'{"inputs": "d", "parameters": {"max_new_tokens": "8"}}') == (["d"], {"max_new_tokens": 8}, True)
-    with pytest.raises(InvocationError, match="not valid JSON"):
-        parse_invocation(b"{")
+    parsed = parse_invocation(b'{"inputs": "d", "parameters": {"max_new_tokens": "8"}}')
+    assert parsed.inputs == ["d"] and parsed.parameters == GenerationParams(max_new_tokens=8)
+    with pytest.raises(InvocationError) as err:  # every bad field, in one message
+        parse_invocation(b'{"inputs": "d", "parameters": {"num_beams": 0, "max_new_tokens": 1.5}}')
+    assert str(err.value) == ("parameters.max_new_tokens: Input should be a valid integer, got a number with a "
+                              "fractional part; parameters.num_beams: Input should be greater than or equal to 1")
