@@ -102,7 +102,7 @@ def bias_router_toward(model_dir: Path, out: Path, expert: int = 0) -> Path:
     return out
 
 
-def overfit(model_dir: Path, out: Path, records: list[dict], steps: int = 40, lr: float = 3e-3) -> Path:
+def overfit(model_dir: Path, out: Path, records: list[dict], steps: int = 10, lr: float = 1e-2) -> Path:
     """A stand-in fine-tune: full-batch AdamW on the response tokens of `records`; saves to out."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
