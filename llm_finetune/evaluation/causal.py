@@ -1,5 +1,5 @@
 """Causal-LM evaluation: loss and perplexity on response tokens, ROUGE of greedy generations (overall and per
-category) and base vs fine-tuned comparison.
+category), base vs fine-tuned comparison, and mixture-of-experts routing shares (did routing collapse?).
 
 Records are chat examples: {"prompt": [messages], "completion": [assistant message] | "text", "category": optional}.
 """
@@ -243,3 +243,86 @@ def compare(base_eval: InstructionEval, finetuned_eval: InstructionEval, num_sam
         raise ValueError(f"{base_eval.model} and {finetuned_eval.model} were evaluated on different records")
     return InstructionComparison(base=base_eval, finetuned=finetuned_eval, num_samples=num_samples)
 
+
+# ---- mixture-of-experts routing ----
+
+def expert_routing_shares(model_dir: str | Path, texts: list[str], batch_size: int = 8,
+                          max_length: int = 1024) -> list[list[float]]:
+    """Per layer, the share of routed (token, expert) assignments each expert receives under top-k routing, over
+    the non-padding tokens of `texts`; each row sums to 1 (an expert chosen for every token has 1/k)."""
+    import torch
+
+    generator = CausalGenerator(model_dir)
+    model, tokenizer = generator.model, generator.tokenizer
+    top_k = getattr(model.config, "num_experts_per_tok", None)
+    if top_k is None:
+        raise ValueError(f"{model_dir} is not a mixture-of-experts model (no num_experts_per_tok in its config)")
+    ids = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    counts = None
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size]
+        width = max(len(x) for x in batch)
+        input_ids = torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in batch], device=model.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in batch], device=model.device)
+        with torch.inference_mode():
+            out = model(input_ids=input_ids, attention_mask=mask, output_router_logits=True, use_cache=False)
+        real = mask.reshape(-1).bool()
+        layer_counts = []
+        for logits in out.router_logits:  # one (batch * seq, experts) tensor per layer
+            chosen = logits.reshape(-1, logits.shape[-1])[real].topk(top_k, dim=-1).indices
+            layer_counts.append(torch.bincount(chosen.reshape(-1), minlength=logits.shape[-1]).double())
+        batch_counts = torch.stack(layer_counts)
+        counts = batch_counts if counts is None else counts + batch_counts
+    if counts is None:
+        raise ValueError("no texts to route")
+    return (counts / counts.sum(dim=1, keepdim=True)).tolist()
+
+
+def routing_shares_markdown(base: list[list[float]], finetuned: list[list[float]]) -> str:
+    """Layers x experts table, 'base -> fine-tuned' per cell, with each layer's largest share and normalised entropy
+    (1 = even routing; log k / log experts = every token sent to the same k experts, a collapse)."""
+    experts = len(base[0])
+    header = "| layer | " + " | ".join(f"expert {e}" for e in range(experts)) + " | max share | entropy |"
+    lines = [
+        f"Share of routed tokens per expert, base -> fine-tuned (even routing: {1 / experts:.3f} each).", "",
+        header, "|" + "---|" * (experts + 3),
+    ]
+    for layer, (b, f) in enumerate(zip(base, finetuned)):
+        cells = " | ".join(f"{x:.3f} -> {y:.3f}" for x, y in zip(b, f))
+        lines.append(f"| {layer} | {cells} | {max(b):.3f} -> {max(f):.3f} "
+                     f"| {_entropy(b):.2f} -> {_entropy(f):.2f} |")
+    return "\n".join(lines)
+
+
+def _entropy(shares: list[float]) -> float:
+    return -sum(s * math.log(s) for s in shares if s > 0) / math.log(len(shares)) if len(shares) > 1 else 1.0
+
+
+def routing_heatmap_png(base: list[list[float]], finetuned: list[list[float]], path: str | Path) -> Path:
+    """Two heat maps (layers x experts), base and fine-tuned, on one colour scale; written to `path`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Figure + Agg canvas, not pyplot: no global backend switch, safe in workers without a display.
+    layers, experts = len(base), len(base[0])
+    fig = Figure(figsize=(2 + 1.6 * experts, 1 + 0.5 * layers), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    vmax = max(max(map(max, base)), max(map(max, finetuned)))
+    for ax, shares, title in zip(axes, (base, finetuned), ("base", "fine-tuned")):
+        image = ax.imshow(shares, vmin=0, vmax=vmax, cmap="viridis", aspect="auto")
+        ax.set_title(title)
+        ax.set_xlabel("expert")
+        ax.set_xticks(range(experts))
+        ax.set_yticks(range(layers))
+        for layer in range(layers):
+            for e in range(experts):
+                value = shares[layer][e]
+                ax.text(e, layer, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                        color="black" if value > 0.6 * vmax else "white")
+    axes[0].set_ylabel("layer")
+    fig.suptitle(f"Share of routed tokens per expert (even routing: {1 / experts:.2f})")
+    fig.colorbar(image, ax=list(axes), label="share of routed tokens")
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
