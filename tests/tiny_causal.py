@@ -4,6 +4,8 @@ as chat messages. Built from configs in seconds, no Hub."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DOLLY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dolly"
@@ -17,6 +19,20 @@ CHAT_TEMPLATE = (
     "{% else %} {{ m['content'] }}{{ eos_token }}{% endif %}"
     "{% endfor %}"
 )
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run tiny models on one intra-op thread: on a busy 2-core machine two threads made batched generation of a
+    tiny Llama 30-50x slower (spinning on contended cores), one thread restores it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def dolly_records(split: str = "train", limit: int | None = None, max_words: int = 24) -> list[dict]:

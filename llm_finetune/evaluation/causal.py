@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.evaluation.rouge import ROUGE_KEYS, rouge_scores
 from llm_finetune.generation import CausalGenerator, GenerationParams
 
@@ -28,6 +29,22 @@ def completion_messages(record: dict) -> list[dict]:
 
 def reference_text(record: dict) -> str:
     return completion_messages(record)[-1]["content"]
+
+
+def check_chat_records(records: list[dict], source: str = "records") -> None:
+    """Raise once, naming every record (1-based) whose prompt or completion has the wrong shape."""
+    problems = []
+    for n, r in enumerate(records, start=1):
+        prompt, completion = r.get("prompt"), r.get("completion")
+        if not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "content" in m for m in prompt)):
+            problems.append(RecordProblem(source, n, "prompt", "must be a non-empty list of chat messages "
+                                          "{'role': ..., 'content': ...}", unit="record"))
+        if not (isinstance(completion, str) or (isinstance(completion, list) and completion
+                                                and isinstance(completion[-1], dict) and "content" in completion[-1])):
+            problems.append(RecordProblem(source, n, "completion", "must be the reference text or a list with the "
+                                          "assistant message", unit="record"))
+    if problems:
+        raise DataValidationError(problems)
 
 
 def _perplexity(loss: float) -> float:
@@ -97,6 +114,7 @@ def _loss_metrics(losses: list[tuple[float, int]]) -> dict[str, float]:
 def response_perplexity(model_dir: str | Path, examples: list[dict], batch_size: int = 8,
                         max_length: int = 1024) -> dict[str, float]:
     """{'loss', 'perplexity', 'response_tokens'}: mean cross-entropy over the response tokens of `examples`."""
+    check_chat_records(examples)
     generator = CausalGenerator(model_dir)
     losses = response_losses(generator.model, generator.tokenizer, examples, batch_size, max_length)
     return {**_loss_metrics(losses), "response_tokens": sum(n for _, n in losses)}
@@ -143,6 +161,7 @@ def evaluate_instruction_model(
     unless `generation` says otherwise) against them; the same per record category."""
     if not records:
         raise ValueError("no records to evaluate")
+    check_chat_records(records)
     generator = CausalGenerator(model_dir)
     start = time.perf_counter()
     losses = response_losses(generator.model, generator.tokenizer, records, batch_size, max_length)

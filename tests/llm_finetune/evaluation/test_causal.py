@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from llm_finetune.errors import DataValidationError
 from llm_finetune.evaluation.causal import (
     UNCATEGORIZED,
     compare,
@@ -11,7 +12,13 @@ from llm_finetune.evaluation.causal import (
 )
 from llm_finetune.evaluation.rouge import rouge_scores
 from llm_finetune.generation import CausalGenerator, GenerationParams
-from tests.tiny_causal import build_tiny_causal, dolly_records, overfit
+from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread, overfit
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    with one_torch_thread():
+        yield
+
 
 SHORT = GenerationParams(max_new_tokens=12)
 
@@ -74,6 +81,18 @@ def test_responses_cut_by_max_length_are_counted_not_scored(llama):
     assert losses == [(0.0, 0)] * 3  # every rendered prompt is longer than 20 tokens
     with pytest.raises(ValueError, match="no response tokens to score"):
         response_perplexity(llama, records, 3, max_length=20)
+
+
+def test_bad_records_named_before_loading(tmp_path):
+    records = dolly_records("train", 3)
+    records[0] = {**records[0], "prompt": "not messages"}
+    records[2] = {k: v for k, v in records[2].items() if k != "completion"}
+    with pytest.raises(DataValidationError) as error:
+        evaluate_instruction_model(tmp_path / "no-model-here", records)
+    assert str(error.value).splitlines()[1:] == [
+        "  - records, record 1, field 'prompt': must be a non-empty list of chat messages {'role': ..., 'content': ...}",
+        "  - records, record 3, field 'completion': must be the reference text or a list with the assistant message",
+    ]
 
 
 def test_metrics_split_by_category(llama):

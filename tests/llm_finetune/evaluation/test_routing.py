@@ -1,7 +1,13 @@
 import pytest
 
 from llm_finetune.evaluation.causal import expert_routing_shares, routing_heatmap_png, routing_shares_markdown
-from tests.tiny_causal import bias_router_toward, build_tiny_causal, dolly_records
+from tests.tiny_causal import bias_router_toward, build_tiny_causal, dolly_records, one_torch_thread
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    with one_torch_thread():
+        yield
+
 
 
 @pytest.fixture(scope="module")
