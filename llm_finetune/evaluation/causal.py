@@ -300,6 +300,7 @@ def expert_routing_shares(model_dir: str | Path, texts: list[str], batch_size: i
 def routing_shares_markdown(base: list[list[float]], finetuned: list[list[float]]) -> str:
     """Layers x experts table, 'base -> fine-tuned' per cell, with each layer's largest share and normalised entropy
     (1 = even routing; log k / log experts = every token sent to the same k experts, a collapse)."""
+    _check_same_shape(base, finetuned)
     experts = len(base[0])
     header = "| layer | " + " | ".join(f"expert {e}" for e in range(experts)) + " | max share | entropy |"
     lines = [
@@ -313,6 +314,13 @@ def routing_shares_markdown(base: list[list[float]], finetuned: list[list[float]
     return "\n".join(lines)
 
 
+def _check_same_shape(base: list[list[float]], finetuned: list[list[float]]) -> None:
+    shape = (len(base), len(base[0]) if base else 0)
+    other = (len(finetuned), len(finetuned[0]) if finetuned else 0)
+    if shape != other or 0 in shape:
+        raise ValueError(f"routing shares differ in shape (layers, experts): base {shape}, fine-tuned {other}")
+
+
 def _entropy(shares: list[float]) -> float:
     return -sum(s * math.log(s) for s in shares if s > 0) / math.log(len(shares)) if len(shares) > 1 else 1.0
 
@@ -323,6 +331,7 @@ def routing_heatmap_png(base: list[list[float]], finetuned: list[list[float]], p
     from matplotlib.figure import Figure
 
     # Figure + Agg canvas, not pyplot: no global backend switch, safe in workers without a display.
+    _check_same_shape(base, finetuned)
     layers, experts = len(base), len(base[0])
     fig = Figure(figsize=(2 + 1.6 * experts, 1 + 0.5 * layers), layout="constrained")
     FigureCanvasAgg(fig)

@@ -4,6 +4,7 @@ from pydantic import ValidationError
 from llm_finetune.generation import CausalGenerator, GenerationParams, cut_at_stop
 from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread
 
+
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
     with one_torch_thread():

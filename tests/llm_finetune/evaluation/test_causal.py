@@ -14,6 +14,7 @@ from llm_finetune.evaluation.rouge import rouge_scores
 from llm_finetune.generation import CausalGenerator, GenerationParams
 from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread, overfit
 
+
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
     with one_torch_thread():
@@ -90,7 +91,8 @@ def test_bad_records_named_before_loading(tmp_path):
     with pytest.raises(DataValidationError) as error:
         evaluate_instruction_model(tmp_path / "no-model-here", records)
     assert str(error.value).splitlines()[1:] == [
-        "  - records, record 1, field 'prompt': must be a non-empty list of chat messages {'role': ..., 'content': ...}",
+        "  - records, record 1, field 'prompt': must be a non-empty list of chat messages"
+        " {'role': ..., 'content': ...}",
         "  - records, record 3, field 'completion': must be the reference text or a list with the assistant message",
     ]
 

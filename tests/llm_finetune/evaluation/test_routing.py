@@ -3,6 +3,7 @@ import pytest
 from llm_finetune.evaluation.causal import expert_routing_shares, routing_heatmap_png, routing_shares_markdown
 from tests.tiny_causal import bias_router_toward, build_tiny_causal, dolly_records, one_torch_thread
 
+
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
     with one_torch_thread():
@@ -37,7 +38,7 @@ def test_shares_sum_to_one_per_layer_and_ignore_padding(mixtral):
 def test_router_biased_toward_expert_0_shows_it_dominant(mixtral, collapsed):
     base = expert_routing_shares(mixtral, texts(), batch_size=6)
     biased = expert_routing_shares(collapsed, texts(), batch_size=6)
-    for base_row, row in zip(base, biased):
+    for row in biased:
         assert row[0] == pytest.approx(0.5)  # chosen for every token
         assert row[0] > max(row[1:])
         assert sum(row) == pytest.approx(1.0)
@@ -50,7 +51,7 @@ def test_routing_report_markdown_and_heatmap(mixtral, collapsed, tmp_path):
     base = expert_routing_shares(mixtral, texts(), batch_size=6)
     biased = expert_routing_shares(collapsed, texts(), batch_size=6)
     md = routing_shares_markdown(base, biased)
-    layer_rows = [line for line in md.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
+    layer_rows = [line for line in md.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert len(layer_rows) == 2
     for layer, line in enumerate(layer_rows):
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -62,6 +63,8 @@ def test_routing_report_markdown_and_heatmap(mixtral, collapsed, tmp_path):
     image = imread(png)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
     assert image[..., :3].std() > 0.05  # something is drawn
+    with pytest.raises(ValueError, match=r"base \(2, 4\), fine-tuned \(2, 3\)"):
+        routing_shares_markdown(base, [row[:3] for row in biased])
 
 
 def test_dense_model_has_no_routing(tmp_path):
