@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from llm_finetune.data.summarization import build_prompt
-from llm_finetune.generation import GenerationParams
+from llm_finetune.generation import GenerationParams, cut_at_stop, generate_options
 
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
 
@@ -35,7 +35,10 @@ class Summarizer:
         """Generate in batches of similar-length prompts (less padding), returned in input order."""
         import torch
 
-        settings = (generation or GenerationParams()).model_dump()
+        generation = generation or GenerationParams()
+        options = generate_options(generation, self.tokenizer)
+        if generation.seed is not None:
+            torch.manual_seed(generation.seed)
 
         prompts = [build_prompt(self.prompt_template, d) for d in dialogues]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
@@ -50,7 +53,7 @@ class Summarizer:
                 return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode():
-                generated = self.model.generate(**enc, **settings)
+                generated = self.model.generate(**enc, **options)
             for i, text in zip(idx, self.tokenizer.batch_decode(generated, skip_special_tokens=True)):
-                outputs[i] = text.strip()
+                outputs[i] = cut_at_stop(text, generation.stop).strip()
         return outputs
