@@ -9,9 +9,9 @@ from prefect.input import RunInput
 from prefect.settings import get_current_settings
 
 from llm_finetune.approval import ApprovalDecision, threshold_failures
+from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval, recorded_decision
-from tasks.evaluation import SummarizationComparison
 
 POLL_INTERVAL_S = 2
 
@@ -24,18 +24,18 @@ class ModelApprovalInput(RunInput):
     reason: str = ""
 
 
-def approval_evidence(version: RegisteredModelVersion, comparison: SummarizationComparison, failures: list[str]) -> str:
+def approval_evidence(version: RegisteredModelVersion, evidence: ReleaseEvidence, failures: list[str]) -> str:
     unmet = "\n".join(f"- {f}" for f in failures)
     return (
         f"# Review `{version.name}` version {version.version}\n\n"
-        f"Automatic approval did not apply:\n{unmet}\n\n{comparison.markdown()}"
+        f"Automatic approval did not apply:\n{unmet}\n\n{evidence.report_markdown}"
     )
 
 
 @task(name="approval-gate")
 def approval_gate(
     policy: ApprovalPolicy,
-    comparison: SummarizationComparison,
+    evidence: ReleaseEvidence,
     version: RegisteredModelVersion,
     tracking_uri: str,
 ) -> ApprovalDecision:
@@ -46,7 +46,7 @@ def approval_gate(
         logger.info("version %s was already %s by %s on %s", version.version,
                     "approved" if recorded.approved else "rejected", recorded.reviewer, recorded.decided_at)
         return recorded
-    failures = threshold_failures(policy, comparison.finetuned.metrics, comparison.base.metrics)
+    failures = threshold_failures(policy, evidence.finetuned_metrics, evidence.base_metrics)
     if not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
@@ -65,7 +65,7 @@ def approval_gate(
     else:
         logger.info("waiting for a reviewer: %s", "; ".join(failures))
         form = ModelApprovalInput.with_initial_data(
-            description=approval_evidence(version, comparison, failures), approve=False
+            description=approval_evidence(version, evidence, failures), approve=False
         )
         try:
             answer = pause_flow_run(wait_for_input=form, timeout=policy.manual_timeout_s, poll_interval=POLL_INTERVAL_S)

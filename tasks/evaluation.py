@@ -6,41 +6,12 @@ from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel
-
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import summarization_records
-from llm_finetune.evaluation.rouge import ROUGE_KEYS, SummarizationEval, evaluate_summarizer
+from llm_finetune.evaluation.rouge import SummarizationComparison, evaluate_summarizer
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
 from llm_finetune.recipes import EvaluationParams, SummarizationData
 from llm_finetune.training.seq2seq import TrainingResult
-
-
-class SummarizationComparison(BaseModel):
-    base: SummarizationEval
-    finetuned: SummarizationEval
-    samples: list[dict]
-
-    def metric_rows(self) -> list[dict]:
-        return [
-            {
-                "metric": k,
-                "base": round(self.base.metrics[k], 4),
-                "fine_tuned": round(self.finetuned.metrics[k], 4),
-                "gain": round(self.finetuned.metrics[k] - self.base.metrics[k], 4),
-            }
-            for k in ROUGE_KEYS
-        ]
-
-    def markdown(self) -> str:
-        lines = ["| metric | base | fine-tuned | gain |", "|---|---|---|---|"]
-        lines += [f"| {r['metric']} | {r['base']} | {r['fine_tuned']} | {r['gain']:+} |" for r in self.metric_rows()]
-        for s in self.samples:
-            lines += [
-                "", f"### {s['id']}", f"**Dialogue:** {s['dialogue'][:600]}", "",
-                f"- **reference:** {s['reference']}", f"- **base:** {s['base']}", f"- **fine-tuned:** {s['finetuned']}",
-            ]
-        return "\n".join(lines)
 
 
 @task(name="evaluate-base-and-finetuned")

@@ -1,19 +1,17 @@
-"""Endpoint test task: real dialogues through /invocations, latency percentiles, a markdown report."""
+"""Endpoint test task: real validation inputs through /invocations, latency percentiles, a markdown report."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
-from llm_finetune.data.intake import ValidatedData
-from llm_finetune.data.summarization import summarization_records
-from llm_finetune.recipes import EndpointSpec, SummarizationData
-from llm_finetune.serving.endpoint import EndpointClient
+from llm_finetune.recipes import EndpointSpec
+from llm_finetune.serving.endpoint import EndpointClient, EndpointTestCase
+from llm_finetune.serving.kinds import OUTPUT_KEYS, ServedKind
 
 
 class EndpointTestReport(BaseModel):
@@ -26,28 +24,30 @@ class EndpointTestReport(BaseModel):
 
 @task(name="test-endpoint-inference")
 def test_endpoint_inference(
-    url: str, data: SummarizationData, validated: ValidatedData, spec: EndpointSpec
+    url: str, cases: list[EndpointTestCase], spec: EndpointSpec, kind: ServedKind
 ) -> EndpointTestReport:
+    """Each case through the endpoint with the recipe's generation settings; every answer must be non-empty text."""
     client = EndpointClient(url)
     parameters = spec.generation.model_dump()
     results = []
-    for record in summarization_records(validated, "validation", data, spec.num_test_records):
+    for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke({"inputs": record["dialogue"], "parameters": parameters})
+        answer = client.invoke({"inputs": case.inputs, "parameters": parameters})
         latency_ms = (time.perf_counter() - start) * 1000
-        results.append({"id": record["id"], "reference": record["summary"], "summary": answer[0]["summary_text"],
+        results.append({"id": case.id, "reference": case.reference, "output": answer[0][OUTPUT_KEYS[kind]],
                         "latency_ms": round(latency_ms, 1)})
     latencies = [r["latency_ms"] for r in results]
     report = EndpointTestReport(
         url=url, num_requests=len(results), latency_p50_ms=float(np.percentile(latencies, 50)),
         latency_p95_ms=float(np.percentile(latencies, 95)), results=results,
     )
-    rows = "\n".join(f"| {r['id']} | {r['latency_ms']} | {r['summary']} | {r['reference']} |" for r in results)
+    rows = "\n".join(f"| {r['id']} | {r['latency_ms']} | {r['output']} | {r['reference']} |" for r in results)
     create_markdown_artifact(
         key="endpoint-inference-test",
         markdown=(
-            f"## Endpoint {url}\n\n{report.num_requests} requests, latency p50 {report.latency_p50_ms:.1f} ms, "
-            f"p95 {report.latency_p95_ms:.1f} ms\n\n| id | latency ms | summary | reference |\n|---|---|---|---|\n{rows}\n"
+            f"## Endpoint {url} ({kind})\n\n{report.num_requests} requests, latency p50 {report.latency_p50_ms:.1f} "
+            f"ms, p95 {report.latency_p95_ms:.1f} ms\n\n| id | latency ms | output | reference |\n|---|---|---|---|\n"
+            f"{rows}\n"
         ),
         description="Inference through the deployed endpoint",
     )

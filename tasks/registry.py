@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from llm_finetune.data.summarization import PreparedDataset
+from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.recipes import RecipeBase
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register
-from llm_finetune.recipes import SummarizationRecipe
-from llm_finetune.training.seq2seq import TrainingResult
-from tasks.evaluation import SummarizationComparison
+from llm_finetune.training.job import TrainingResult
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -20,23 +19,24 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-@task(name="register-summarizer")
-def register_summarizer(
-    recipe: SummarizationRecipe,
+@task(name="register-model")
+def register_model(
+    recipe: RecipeBase,
     base_model: str,
-    prepared: PreparedDataset,
+    dataset_fingerprint: str,
     training: TrainingResult,
-    comparison: SummarizationComparison,
+    evidence: ReleaseEvidence,
 ) -> RegisteredModelVersion:
-    metrics = {f"finetuned_{k}": v for k, v in comparison.finetuned.metrics.items()}
-    metrics |= {f"base_{k}": v for k, v in comparison.base.metrics.items()}
+    """Log the run and register the trained model, or return the version already registered for it."""
+    metrics = {f"finetuned_{k}": v for k, v in evidence.finetuned_metrics.items()}
+    metrics |= {f"base_{k}": v for k, v in evidence.base_metrics.items()}
     metrics |= {"train_tokens_per_second": training.tokens_per_second, "global_step": float(training.global_step)}
     if training.train_loss is not None:
         metrics["train_loss_mean"] = training.train_loss
     tags = {
         "recipe": recipe.name,
         "base_model": base_model,
-        "dataset_fingerprint": prepared.fingerprint,
+        "dataset_fingerprint": dataset_fingerprint,
         "train_uri": recipe.data.train_uri,
     }
     version = log_and_register(
@@ -48,9 +48,9 @@ def register_summarizer(
         metrics=metrics,
         loss_curve=training.loss_curve,
         tags=tags,
-        samples=comparison.samples,
+        samples=evidence.samples,
         training_fingerprint=training.fingerprint or training.model_dir,
-        generation=recipe.evaluation.generation,
+        generation=recipe.endpoint.generation,
     )
     get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
                           version.version)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from llm_finetune.data.intake import FieldRule, ValidatedData, intake
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
 from llm_finetune.recipes import SummarizationData
+from llm_finetune.serving.endpoint import EndpointTestCase
 
 
 class PreparedDataset(BaseModel):
@@ -54,6 +55,12 @@ def summarization_records(validated: ValidatedData, split: str, data: Summarizat
         }
         for i, r in enumerate(rows)
     ]
+
+
+def summarization_test_cases(validated: ValidatedData, data: SummarizationData, limit: int) -> list[EndpointTestCase]:
+    """Validation dialogues and their reference summaries, as endpoint test requests."""
+    return [EndpointTestCase(id=r["id"], inputs=r["dialogue"], reference=r["summary"])
+            for r in summarization_records(validated, "validation", data, limit)]
 
 
 def prepare_summarization_dataset(

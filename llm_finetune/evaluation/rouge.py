@@ -7,6 +7,8 @@ import time
 
 from pydantic import BaseModel
 
+from llm_finetune.evaluation.comparison import ReleaseEvidence
+
 from llm_finetune.generation import GenerationParams
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -72,3 +74,35 @@ def evaluate_summarizer(
         seconds=seconds,
         records_per_second=len(records) / seconds if seconds > 0 else 0.0,
     )
+
+
+class SummarizationComparison(BaseModel):
+    base: SummarizationEval
+    finetuned: SummarizationEval
+    samples: list[dict]
+
+    def metric_rows(self) -> list[dict]:
+        return [
+            {
+                "metric": k,
+                "base": round(self.base.metrics[k], 4),
+                "fine_tuned": round(self.finetuned.metrics[k], 4),
+                "gain": round(self.finetuned.metrics[k] - self.base.metrics[k], 4),
+            }
+            for k in ROUGE_KEYS
+        ]
+
+    def markdown(self) -> str:
+        lines = ["| metric | base | fine-tuned | gain |", "|---|---|---|---|"]
+        lines += [f"| {r['metric']} | {r['base']} | {r['fine_tuned']} | {r['gain']:+} |" for r in self.metric_rows()]
+        for s in self.samples:
+            lines += [
+                "", f"### {s['id']}", f"**Dialogue:** {s['dialogue'][:600]}", "",
+                f"- **reference:** {s['reference']}", f"- **base:** {s['base']}", f"- **fine-tuned:** {s['finetuned']}",
+            ]
+        return "\n".join(lines)
+
+    def evidence(self) -> ReleaseEvidence:
+        return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
+                               samples=self.samples, report_markdown=self.markdown(),
+                               num_records=self.finetuned.num_records)

@@ -15,6 +15,7 @@ from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.kinds import INPUT_COLUMNS, served_kind
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
@@ -135,8 +136,13 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
                 mlflow.log_artifact(str(Path(tmp) / "loss_curve.png"))
             (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
-        example = pd.DataFrame({"dialogue": [s["dialogue"] for s in samples[:1]] or ["#Person1#: Hi."]})
-        signature = infer_signature(example, ["summary"], params=(generation or GenerationParams()).model_dump())
+        kind = served_kind(model_dir)
+        column = INPUT_COLUMNS[kind]
+        example = pd.DataFrame({column: [s[column] for s in samples[:1] if column in s] or ["Hello."]})
+        # MLflow infers each param's type from its default: leave out settings whose default is unset (None, []).
+        defaults = {k: v for k, v in (generation or GenerationParams()).model_dump().items() if v not in (None, [])}
+        signature = infer_signature(example, ["text"], params=defaults)
+        tags = {**tags, "served_kind": kind}
         with warnings.catch_warnings():  # advice to add an input example: the signature is given explicitly
             warnings.filterwarnings("ignore", message=r"(?s).*input example", category=UserWarning)
             info = mlflow.pyfunc.log_model(

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from llm_finetune.registry.pyfunc import SummarizerPyfunc
+from llm_finetune.registry.pyfunc import TextModelPyfunc
 
-mlflow.models.set_model(SummarizerPyfunc())
+mlflow.models.set_model(TextModelPyfunc())

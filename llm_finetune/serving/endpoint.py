@@ -18,6 +18,14 @@ from pydantic import BaseModel
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
 
 
+class EndpointTestCase(BaseModel):
+    """One request of an endpoint test: a validation record's input and its reference answer."""
+
+    id: str
+    inputs: str
+    reference: str
+
+
 class EndpointHandle(BaseModel):
     url: str
     pid: int

@@ -1,7 +1,9 @@
 """SageMaker-protocol inference server (FastAPI on uvicorn): GET /ping, POST /invocations.
 
-Request (as Hugging Face's SageMaker containers): {"inputs": "dialogue" | ["d1", ...], "parameters": {...}}, where
-`parameters` takes the fields of llm_finetune.generation.GenerationParams. Response: [{"summary_text": "..."}, ...]
+Request (as Hugging Face's SageMaker containers): {"inputs": "text" | ["t1", ...], "parameters": {...}}, where
+`parameters` takes the fields of llm_finetune.generation.GenerationParams. Response in the model's served kind
+(llm_finetune.serving.kinds): [{"summary_text": "..."}, ...] for text2text-generation, [{"generated_text": "..."}]
+for text-generation.
 Every error is JSON {"error": "..."}: 400 bad request (names the field), 404 no route, 405 wrong method,
 413 body over --max-body-bytes, 500 generation failed (the server keeps serving).
 
@@ -47,7 +49,7 @@ class Invocation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[str] = Field(description="One dialogue, or a list of them")
+    inputs: list[str] = Field(description="One input text (a dialogue, a prompt), or a list of them")
     parameters: GenerationParams = Field(default_factory=GenerationParams)
 
     @field_validator("inputs", mode="before")
@@ -66,8 +68,10 @@ class Invocation(BaseModel):
         return {} if v is None else v
 
 
-class Summarize(Protocol):
-    def summarize(self, dialogues: list[str], generation: GenerationParams) -> list[str]: ...
+class Generate(Protocol):
+    output_key: str
+
+    def generate(self, inputs: list[str], generation: GenerationParams) -> list[str]: ...
 
 
 def parse_invocation(body: bytes) -> Invocation:
@@ -102,14 +106,14 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(generator: Summarize, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The endpoint around any object with Summarizer's `summarize(dialogues, generation)`."""
-    app = FastAPI(title="llm-finetune summarizer", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(generator: Generate, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The endpoint around any object with `generate(inputs, generation)` and the `output_key` of its kind."""
+    app = FastAPI(title="llm-finetune endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()
 
     def generate(invocation: Invocation) -> list[str]:
         with lock:  # one generate at a time: torch already uses every core
-            return generator.summarize(invocation.inputs, invocation.parameters)
+            return generator.generate(invocation.inputs, invocation.parameters)
 
     @app.get("/ping")
     def ping() -> dict:
@@ -124,11 +128,11 @@ def create_app(generator: Summarize, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
         except InvocationError as e:
             return _error(400, str(e))
         try:
-            summaries = await run_in_threadpool(generate, invocation)
+            texts = await run_in_threadpool(generate, invocation)
         except Exception as e:  # the model's failure is this request's 500, not the server's end
             logger.exception("generation failed")
             return _error(500, f"generation failed: {type(e).__name__}: {e}")
-        return [{"summary_text": s} for s in summaries]
+        return [{generator.output_key: t} for t in texts]
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -160,16 +164,16 @@ class _AnnouncingServer(uvicorn.Server):
 
 def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8080,
           max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-    from llm_finetune.summarizer import Summarizer
+    from llm_finetune.serving.kinds import load_text_model
 
-    app = create_app(Summarizer(model_dir), max_body_bytes=max_body_bytes)
+    app = create_app(load_text_model(model_dir), max_body_bytes=max_body_bytes)
     sock = bind(host, port)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
     _AnnouncingServer(config).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="SageMaker-protocol summarization server")
+    parser = argparse.ArgumentParser(description="SageMaker-protocol text-generation / summarization server")
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)

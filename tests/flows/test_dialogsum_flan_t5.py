@@ -54,7 +54,7 @@ def test_end_to_end_auto_approved_and_served(work_dir):
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 6  # 60 steps, logged every 10
 
     report = outcome.endpoint_test
-    assert report.num_requests == 3 and all(r["summary"] for r in report.results)
+    assert report.num_requests == 3 and all(r["output"] for r in report.results)
     assert 0 < report.latency_p50_ms <= report.latency_p95_ms
     assert not EndpointClient(report.url).ping()  # the flow stopped its endpoint
 

@@ -4,20 +4,21 @@ import mlflow
 import pytest
 from prefect import flow
 
-from llm_finetune.evaluation.rouge import SummarizationEval
+from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.evaluation.rouge import SummarizationComparison, SummarizationEval
 from llm_finetune.recipes import ApprovalPolicy
 from llm_finetune.registry.mlflow_registry import log_and_register
 from tasks.approval import approval_gate
-from tasks.evaluation import SummarizationComparison
 
 
-def comparison(base_rouge_l: float, tuned_rouge_l: float) -> SummarizationComparison:
+def comparison(base_rouge_l: float, tuned_rouge_l: float) -> ReleaseEvidence:
     def run(name, value):
         metrics = {"rouge1": value, "rouge2": value / 2, "rougeL": value, "rougeLsum": value}
         return SummarizationEval(model=name, metrics=metrics, predictions=["x"], num_records=1, seconds=1.0,
                                  records_per_second=1.0)
 
-    return SummarizationComparison(base=run("base", base_rouge_l), finetuned=run("tuned", tuned_rouge_l), samples=[])
+    return SummarizationComparison(base=run("base", base_rouge_l), finetuned=run("tuned", tuned_rouge_l),
+                                   samples=[]).evidence()
 
 
 @flow

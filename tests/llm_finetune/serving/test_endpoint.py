@@ -102,10 +102,12 @@ def test_chunked_body_under_the_limit_is_served(endpoint):
 class FlakySummarizer:
     """Fails on the dialogue 'fail', as a model can on one input; records what it was asked."""
 
+    output_key = "summary_text"
+
     def __init__(self):
         self.calls = []
 
-    def summarize(self, dialogues, generation):
+    def generate(self, dialogues, generation):
         self.calls.append((dialogues, generation))
         if "fail" in dialogues:
             raise RuntimeError("out of memory (simulated)")

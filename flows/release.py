@@ -1,0 +1,54 @@
+"""The release path every use case shares: register -> approve -> deploy -> test the endpoint -> stop.
+
+A nested flow: each use-case flow calls `release_model` after training and evaluation.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from llm_finetune.approval import ApprovalDecision
+from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.recipes import RecipeBase
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
+from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
+from llm_finetune.serving.kinds import ServedKind
+from llm_finetune.training.job import TrainingResult
+from tasks.approval import approval_gate
+from tasks.endpoint import deploy_local_endpoint, stop_endpoint
+from tasks.inference import EndpointTestReport, test_endpoint_inference
+from tasks.registry import register_model
+
+
+class ReleaseOutcome(BaseModel):
+    version: RegisteredModelVersion
+    decision: ApprovalDecision
+    endpoint_test: EndpointTestReport | None = None
+    running_endpoint: EndpointHandle | None = Field(None, description="Set when endpoint.keep_running is true")
+
+
+@flow(name="release-model")
+def release_model(
+    recipe: RecipeBase,
+    base_model: str,
+    dataset_fingerprint: str,
+    training: TrainingResult,
+    evidence: ReleaseEvidence,
+    test_cases: list[EndpointTestCase],
+    kind: ServedKind,
+) -> ReleaseOutcome:
+    version = register_model(recipe, base_model, dataset_fingerprint, training, evidence)
+    decision = approval_gate(recipe.approval, evidence, version, recipe.tracking_uri())
+    outcome = ReleaseOutcome(version=version, decision=decision)
+    if not decision.approved:
+        return outcome
+    endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, recipe.work_dir)
+    try:
+        outcome.endpoint_test = test_endpoint_inference(endpoint.url, test_cases, recipe.endpoint, kind)
+    finally:  # an endpoint is left up only when asked for and only when it passed its test
+        if recipe.endpoint.keep_running and outcome.endpoint_test is not None:
+            outcome.running_endpoint = endpoint
+        else:
+            stop_endpoint(endpoint)
+    return outcome
