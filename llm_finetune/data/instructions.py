@@ -110,7 +110,8 @@ class SplitTokenReport(BaseModel):
     trained_tokens: int  # completion tokens left after truncation: what the loss is computed on
     longest_sequence: int
     truncated: int  # response cut short (the model sees no EOS for these)
-    dropped: int  # response cut away entirely: TRL drops these without a word
+    dropped: int  # response cut away entirely: TRL drops these without a word under completion-only loss (and
+    # without it trains them on their prompt alone)
     prompt_not_prefix: int  # prompt tokens differ from the start of prompt+response (TRL warns once)
     truncated_records: list[str]  # origins, the first NAMED_RECORDS
     dropped_records: list[str]

@@ -82,6 +82,7 @@ def tiny_config(spec: TinyCausalSpec, tokenizer):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=spec.initializer_range or spec.hidden_size ** -0.5,
     )
     if spec.family == "mixtral":
         # output_router_logits: the forward returns the load-balancing aux loss, which the trainer adds and logs.

@@ -44,6 +44,9 @@ class TinyCausalSpec(Strict):
     num_key_value_heads: int = Field(2, gt=0, description="Fewer than attention heads = grouped-query attention")
     intermediate_size: int = Field(128, gt=0, description="MLP width (per expert for mixtral)")
     max_position_embeddings: int = Field(2048, gt=0)
+    initializer_range: float | None = Field(
+        None, gt=0, description="Std of the random weights; default 1/sqrt(hidden_size). Llama's 0.02 suits widths in "
+        "the thousands: at a tiny width it leaves near-uniform logits that LoRA adapters can hardly move")
     num_local_experts: int = Field(4, gt=1, description="mixtral only: experts per layer")
     num_experts_per_tok: int = Field(2, gt=0, description="mixtral only: experts each token is routed to")
     seed: int = 0
