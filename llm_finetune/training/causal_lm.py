@@ -98,6 +98,19 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def summed_over_processes(values: list[int]) -> list[int]:
+    """Per-process counts summed over every process of a torchrun job (each saw only its shard of the data)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor(values, dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]
+
+
 def training_command(job_file: str | Path, nproc_per_node: int = 1) -> list[str]:
     """The command that runs a job: one process, or torchrun with one process per device (data parallel)."""
     module = ["-m", "llm_finetune.training.causal_lm", "--job", str(job_file)]
@@ -220,6 +233,27 @@ def build_trainer(job: CausalTrainJob, model, tokenizer, train_dataset, callback
     )
 
 
+class TrainingTokenCounter:
+    """Counts the tokens of every training-mode forward of a model: real (attended; every token of a padding-free
+    batch, which has no attention mask), padded (the batch's full size) and loss tokens (with a label).
+
+    Counted at the forward, not in the collator: the data loader collates a batch ahead, which is never trained.
+    """
+
+    def __init__(self, model):
+        self.real_tokens = self.padded_tokens = self.loss_tokens = 0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        if not module.training or kwargs.get("input_ids") is None:
+            return
+        ids, mask, labels = kwargs["input_ids"], kwargs.get("attention_mask"), kwargs.get("labels")
+        self.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+        self.padded_tokens += int(ids.numel())
+        if labels is not None:
+            self.loss_tokens += int((labels != -100).sum())
+
+
 def parameter_counts(model) -> tuple[int, int]:
     """Trainable and total parameters; peft counts a 4-bit weight as the parameters it holds, not its packed bytes."""
     if hasattr(model, "get_nb_trainable_parameters"):
@@ -313,8 +347,6 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
 def _train_causal_lm(job: CausalTrainJob, callbacks: list | None) -> CausalTrainingResult:
     from transformers import set_seed
 
-    from llm_finetune.training.collators import CausalTokenCountingCollator
-
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
     if is_complete(model_dir):
@@ -327,15 +359,15 @@ def _train_causal_lm(job: CausalTrainJob, callbacks: list | None) -> CausalTrain
     train_dataset = instruction_dataset(job.validated, "train", job.data, job.data.max_train_records)
     model = load_base_model(job.base_model, job.lora, activation_checkpointing=job.params.activation_checkpointing)
     trainer = build_trainer(job, model, tokenizer, train_dataset, callbacks)
-    # Set after construction: SFTTrainer refuses a custom collator when padding-free (packing).
-    counter = CausalTokenCountingCollator(trainer.data_collator)
-    trainer.data_collator = counter
+    counter = TrainingTokenCounter(trainer.model)
 
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start
 
+    real_tokens, padded_tokens, loss_tokens = summed_over_processes(
+        [counter.real_tokens, counter.padded_tokens, counter.loss_tokens])
     trainable, total = parameter_counts(trainer.model)
     # What TRL dropped, counted from its prepared dataset: records left without a trained token (completion-only
     # loss, response cut away). Packing keeps them (packed rows are not filtered).
@@ -345,14 +377,14 @@ def _train_causal_lm(job: CausalTrainJob, callbacks: list | None) -> CausalTrain
         adapter_dir=str(out / ADAPTER_DIR) if job.lora.enabled else None,
         global_step=output.global_step,
         train_loss=output.training_loss,
-        loss_curve=[{k: h[k] for k in ("step", "loss", "aux_loss") if k in h}
+        loss_curve=[{k: h[k] for k in ("step", "loss", "aux_loss", "num_tokens") if k in h}
                     for h in trainer.state.log_history if "loss" in h and "step" in h],
         resumed_from_checkpoint=str(resume) if resume else None,
         train_runtime_s=runtime,
-        real_tokens=counter.real_tokens,
-        padded_tokens=counter.padded_tokens,
-        loss_tokens=counter.loss_tokens,
-        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0,
+        real_tokens=real_tokens,
+        padded_tokens=padded_tokens,
+        loss_tokens=loss_tokens,
+        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0,
         precision=resolve_precision(job.params.precision),
         trainable_parameters=trainable,
         total_parameters=total,

@@ -77,6 +77,7 @@ def test_lora_training_lowers_loss_changes_adapters_and_merges(llama, lora_run):
     assert result.loss_curve[-1]["loss"] < result.loss_curve[0]["loss"] - 0.05
     assert 0 < result.trainable_parameters < result.total_parameters
     assert 0 < result.loss_tokens < result.real_tokens < result.padded_tokens and result.tokens_per_second > 0
+    assert result.real_tokens == result.loss_curve[-1]["num_tokens"]  # TRL's own count of attended tokens
     assert result.dropped_records == result.data_report.splits["train"].dropped > 0
 
     weights = adapter_weights(result.adapter_dir)
@@ -204,3 +205,27 @@ def test_precision_and_launch_command():
     assert training_command("job.json")[1:] == ["-m", "llm_finetune.training.causal_lm", "--job", "job.json"]
     assert training_command("job.json", 2)[1:6] == ["-m", "torch.distributed.run", "--nproc_per_node", "2", "-m"]
 
+
+
+def test_torchrun_two_processes_train_one_model(llama, tmp_path):
+    import json
+    import os
+    import subprocess
+
+    from transformers import AutoModelForCausalLM
+
+    from tests.conftest import REPO
+
+    job = small_job(llama["base"], llama["validated"], tmp_path / "run", max_steps=2, logging_steps=1,
+                    per_device_train_batch_size=2, save_steps=100)
+    (tmp_path / "job.json").write_text(job.model_dump_json())
+    proc = subprocess.run(training_command(tmp_path / "job.json", nproc_per_node=2), cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = [line for line in proc.stdout.splitlines() if line.startswith('{"model_dir"')]
+    assert len(printed) == 1  # rank 0 reports
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result == json.loads(printed[0]) and result["global_step"] == 2
+    assert result["real_tokens"] == result["loss_curve"][-1]["num_tokens"]  # both processes' tokens
+    assert result["merge"]["max_abs_diff"] <= 1e-3
+    AutoModelForCausalLM.from_pretrained(result["model_dir"])
