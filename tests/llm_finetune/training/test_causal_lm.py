@@ -199,6 +199,13 @@ def test_full_fine_tune_trains_every_weight(llama, tmp_path):
     assert (tuned.model.layers[0].mlp.up_proj.weight - base.model.layers[0].mlp.up_proj.weight).abs().max() > 0
 
 
+def test_frozen_weights_are_bf16_only_under_lora(llama):
+    base = llama["base"]
+    assert load_base_model(base, lora_for("llama"), precision="bf16").dtype == torch.bfloat16
+    assert load_base_model(base, lora_for("llama"), precision="fp32").dtype == torch.float32
+    assert load_base_model(base, lora_for("llama", enabled=False), precision="bf16").dtype == torch.float32
+
+
 def test_precision_and_launch_command():
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") in ("fp32", "bf16")
