@@ -16,6 +16,24 @@ from llm_finetune.recipes import InstructionData
 if TYPE_CHECKING:
     import datasets
 
+# The Llama-2 chat format: <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
+# Every assistant turn ends with EOS, so the model learns to stop. The prompt alone (up to "[/INST]") is a token
+# prefix of prompt + answer, because the answer starts with a space, a pre-tokenizer boundary.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
+    "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message.strip() + '\\n<</SYS>>\\n\\n' + message['content'].strip() %}"
+    "{% else %}{% set content = message['content'].strip() %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + content + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
 SPLIT_LIMITS = {"train": "max_train_records", "validation": "max_validation_records"}
 NAMED_RECORDS = 20  # records named per kind in a report; counts are always complete
 
@@ -53,7 +71,7 @@ def to_messages(record: dict, data: InstructionData) -> dict[str, list[dict[str,
 
 
 def instruction_dataset(validated: ValidatedData, split: str, data: InstructionData,
-                        limit: int | None = None) -> "datasets.Dataset":
+                        limit: int | None = None) -> datasets.Dataset:
     """The checked split as prompt/completion messages (the first `limit` records, if given), row order kept."""
     ds = validated.load(split, limit)
     # A new_fingerprint names every input, so datasets need not hash (dill-pickle) the closure; in memory, so nothing
@@ -76,12 +94,10 @@ def prepare_tokenizer(tokenizer, chat_template: str | None = None):
     model would never learn to stop.
     """
     if tokenizer.chat_template is None:
-        from llm_finetune.models.tiny_causal import LLAMA2_CHAT_TEMPLATE
-
         tokenizer.chat_template = chat_template or LLAMA2_CHAT_TEMPLATE
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
-            tokenizer.pad_token = tokenizer.unk_token
+    pad_missing = tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id
+    if pad_missing and tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+        tokenizer.pad_token = tokenizer.unk_token
     tokenizer.padding_side = "right"  # training; generation code pads left itself
     return tokenizer
 
@@ -172,7 +188,8 @@ def check_sft_records(validated: ValidatedData, data: InstructionData, tokenizer
 def _check_split(validated: ValidatedData, split: str, examples, data: InstructionData, tokenizer,
                  check_template: bool) -> tuple[SplitTokenReport, list[RecordProblem]]:
     problems: list[RecordProblem] = []
-    counts = dict(prompt_tokens=0, completion_tokens=0, trained_tokens=0, longest_sequence=0, prompt_not_prefix=0)
+    counts = {"prompt_tokens": 0, "completion_tokens": 0, "trained_tokens": 0, "longest_sequence": 0,
+              "prompt_not_prefix": 0}
     truncated: list[int] = []
     dropped: list[int] = []
     for row, example in enumerate(examples):

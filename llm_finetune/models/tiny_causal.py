@@ -1,5 +1,5 @@
-"""A tiny Llama or Mixtral built from a config, with a byte-level BPE tokenizer and the Llama-2 chat template trained
-locally: the offline stand-in for Llama-2-7B and Mixtral-8x7B."""
+"""A tiny Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained locally and the Llama-2 chat
+template: the offline stand-in for Llama-2-7B and Mixtral-8x7B."""
 
 from __future__ import annotations
 
@@ -7,33 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_finetune.data.instructions import LLAMA2_CHAT_TEMPLATE, instruction_dataset
 from llm_finetune.fingerprint import build_once, fingerprint
-from llm_finetune.recipes import TinyCausalSpec
+from llm_finetune.recipes import InstructionData, TinyCausalSpec
 
 if TYPE_CHECKING:
     from llm_finetune.data.intake import ValidatedData
-    from llm_finetune.recipes import InstructionData
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"  # ids 0, 1, 2 as in Llama; a pad distinct from EOS at 3
-
-# The Llama-2 chat format: <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] ...
-# Every assistant turn ends with EOS, so the model learns to stop. The prompt alone (up to "[/INST]") is a token
-# prefix of prompt + answer, because the answer starts with a space, a pre-tokenizer boundary.
-LLAMA2_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}"
-    "{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
-    "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-    "{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message.strip() + '\\n<</SYS>>\\n\\n' + message['content'].strip() %}"
-    "{% else %}{% set content = message['content'].strip() %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' ' + content + ' ' + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
 
 
 def train_llama_style_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -103,11 +84,9 @@ def _save_tiny_causal_lm(spec: TinyCausalSpec, corpus: list[str], out: Path) -> 
     tokenizer.save_pretrained(out)
 
 
-def build_tiny_causal_for_instructions(spec: TinyCausalSpec, data: "InstructionData", validated: "ValidatedData",
+def build_tiny_causal_for_instructions(spec: TinyCausalSpec, data: InstructionData, validated: ValidatedData,
                                        cache_root: str | Path) -> Path:
     """Tiny causal LM whose tokenizer is trained on the training split's instructions, contexts and responses."""
-    from llm_finetune.data.instructions import instruction_dataset
-
     examples = instruction_dataset(validated, "train", data, data.max_train_records)
     corpus = [m["content"] for e in examples for m in e["prompt"] + e["completion"]]
     corpus.append("[INST] <<SYS>>\n\n<</SYS>>\n\n [/INST]")  # the template's own markers get merges too

@@ -52,7 +52,7 @@ class TinyCausalSpec(Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _shapes(self) -> "TinyCausalSpec":
+    def _shapes(self) -> TinyCausalSpec:
         problems = []
         if self.hidden_size % self.num_attention_heads:
             problems.append("hidden_size must be a multiple of num_attention_heads")
@@ -72,7 +72,7 @@ class CausalModelSpec(Strict):
     tiny: TinyCausalSpec | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "CausalModelSpec":
+    def _exactly_one(self) -> CausalModelSpec:
         if (self.name_or_path is None) == (self.tiny is None):
             raise ValueError("set exactly one of 'name_or_path' or 'tiny'")
         return self
@@ -104,7 +104,7 @@ class LoraSpec(Strict):
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
 
     @model_validator(mode="after")
-    def _quantized_needs_adapters(self) -> "LoraSpec":
+    def _quantized_needs_adapters(self) -> LoraSpec:
         if self.quantization.load_in_4bit and not self.enabled:
             raise ValueError("quantization.load_in_4bit needs enabled: true (4-bit weights cannot be trained directly)")
         return self
@@ -131,7 +131,8 @@ class SFTParams(Strict):
         "attend to each other (attention is bounded by position_ids)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively (a GPU that "
-        "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Weights stay fp32 either way")
+        "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Trained weights stay fp32; under LoRA the frozen base "
+        "is loaded in bf16")
     activation_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, ~20-50% slower")
     seed: int = 42

@@ -27,6 +27,7 @@ from llm_finetune.data.instructions import (
     render_ids,
 )
 from llm_finetune.data.intake import ValidatedData
+from llm_finetune.errors import DataValidationError, MergeError
 from llm_finetune.fingerprint import is_complete, locked, mark_complete
 from llm_finetune.recipes import InstructionData, LoraSpec, SFTParams
 from llm_finetune.training.common import TrainingResult, last_complete_checkpoint
@@ -34,10 +35,6 @@ from llm_finetune.training.common import TrainingResult, last_complete_checkpoin
 ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
-
-
-class MergeError(RuntimeError):
-    """The merged model does not compute what base model + adapter compute."""
 
 
 class CausalTrainJob(BaseModel):
@@ -81,7 +78,7 @@ def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
     """'auto' is bf16 mixed precision where the hardware computes bf16 natively, else fp32.
 
     GPU: torch.cuda.is_bf16_supported(). CPU: AVX512-BF16 or AMX tiles (torch.cpu capability checks); without them
-    bf16 matmuls are emulated and slower than fp32. The weights and optimizer state stay fp32 either way.
+    bf16 matmuls are emulated and slower than fp32. Trained weights and optimizer state stay fp32 either way.
     """
     if precision != "auto":
         return precision  # type: ignore[return-value]
@@ -89,8 +86,8 @@ def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
 
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    cpu = torch.cpu
-    native = any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own capability checks
+    native = any(getattr(torch.cpu, check, lambda: False)() for check in checks)
     return "bf16" if native else "fp32"
 
 
@@ -424,7 +421,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True, help="Path to a CausalTrainJob JSON file")
     args = parser.parse_args(argv)
     job = CausalTrainJob.model_validate_json(Path(args.job).read_text())
-    result = train_causal_lm(job)
+    try:
+        result = train_causal_lm(job)
+    except DataValidationError as e:
+        sys.exit(str(e))  # the records to fix, without a traceback; exit status 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(result.model_dump_json())
 

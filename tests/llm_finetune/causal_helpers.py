@@ -24,8 +24,8 @@ DOLLY = REPO.parent / "shared" / "data" / "dolly"
 def dolly_data(**settings) -> InstructionData:
     """The Dolly sample (26 train, 6 validation records); max_length 192 keeps steps fast (6 train records then
     have no room left for a response and are dropped)."""
-    values = dict(train_uri=str(DOLLY / "train.jsonl"), validation_uri=str(DOLLY / "validation.jsonl"),
-                  max_length=192, overlong_records="drop")
+    values = {"train_uri": str(DOLLY / "train.jsonl"), "validation_uri": str(DOLLY / "validation.jsonl"),
+              "max_length": 192, "overlong_records": "drop"}
     return InstructionData(**{**values, **settings})
 
 
@@ -44,15 +44,15 @@ def tiny_base(work: Path, family: str = "llama", data: InstructionData | None = 
 def lora_for(family: str, **settings) -> LoraSpec:
     """LoRA on every linear layer of a Llama; on a Mixtral, attention plus the fused experts (router left frozen)."""
     if family == "mixtral":
-        base = dict(target_modules=ATTENTION_MODULES, target_parameters=MIXTRAL_EXPERT_PARAMETERS)
+        base = {"target_modules": ATTENTION_MODULES, "target_parameters": MIXTRAL_EXPERT_PARAMETERS}
     else:
-        base = dict(target_modules="all-linear")
+        base = {"target_modules": "all-linear"}
     return LoraSpec(**{"r": 8, "alpha": 16, "dropout": 0.0, **base, **settings})
 
 
 def small_job(base: str, validated: ValidatedData, output_dir: Path, *, family: str = "llama",
               data: InstructionData | None = None, lora: LoraSpec | None = None, **params) -> CausalTrainJob:
-    values = dict(max_steps=12, learning_rate=1e-2, per_device_train_batch_size=4, logging_steps=2, save_steps=6,
-                  warmup=0, precision="fp32")
+    values = {"max_steps": 12, "learning_rate": 1e-2, "per_device_train_batch_size": 4, "logging_steps": 2,
+              "save_steps": 6, "warmup": 0, "precision": "fp32"}
     return CausalTrainJob(base_model=base, validated=validated, data=data or dolly_data(), output_dir=str(output_dir),
                           lora=lora or lora_for(family), params=SFTParams(**{**values, **params}))

@@ -27,8 +27,8 @@ def test_mixtral_recipe_adapts_attention_and_experts_not_the_router():
 
 
 def test_defaults_and_overrides():
-    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
-                         overrides=["training.packing=true", "lora.quantization.load_in_4bit=true", "data.max_length=256"])
+    overrides = ["training.packing=true", "lora.quantization.load_in_4bit=true", "data.max_length=256"]
+    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe, overrides=overrides)
     assert recipe.training.packing and recipe.lora.quantization.load_in_4bit and recipe.data.max_length == 256
     assert recipe.training.completion_only_loss and recipe.training.nproc_per_node == 1
     assert recipe.training.precision == "auto" and recipe.lora.quantization.quant_type == "nf4"
@@ -42,4 +42,5 @@ def test_invalid_sections_say_what_to_change(tmp_path):
     with pytest.raises(ValueError, match="num_attention_heads must be a multiple of num_key_value_heads"):
         TinyCausalSpec(num_attention_heads=4, num_key_value_heads=3)
     with pytest.raises(RecipeError, match=r"field 'training.precision'"):
-        load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe, overrides=["training.precision=fp16"])
+        load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
+                    overrides=["training.precision=fp16"])

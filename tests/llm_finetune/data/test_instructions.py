@@ -5,6 +5,7 @@ import json
 import pytest
 
 from llm_finetune.data.instructions import (
+    LLAMA2_CHAT_TEMPLATE,
     check_sft_records,
     instruction_dataset,
     load_instruction_data,
@@ -13,7 +14,7 @@ from llm_finetune.data.instructions import (
     to_messages,
 )
 from llm_finetune.errors import DataValidationError
-from llm_finetune.models.tiny_causal import LLAMA2_CHAT_TEMPLATE, train_llama_style_tokenizer
+from llm_finetune.models.tiny_causal import train_llama_style_tokenizer
 from tests.llm_finetune.causal_helpers import DOLLY, dolly_data
 
 TRAIN = DOLLY / "train.jsonl"

@@ -29,7 +29,8 @@ def test_llama2_chat_format_multi_turn_with_system(llama):
     ids = render_ids(tokenizer, messages)
     assert tokenizer.decode(ids) == (
         "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nName a fish. [/INST] Tope </s><s>[INST] Another? [/INST] Cod </s>")
-    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 2  # chat rendering adds no extra <s>
+    # chat rendering writes the template's <s> only, no extra one from the tokenizer
+    assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 2
     assert ids[-1] == tokenizer.eos_token_id
 
 
