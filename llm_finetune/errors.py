@@ -41,3 +41,7 @@ class RecipeError(ValueError):
 
 class ApprovalRequiredError(RuntimeError):
     """A model version without an approval was about to be deployed."""
+
+
+class MergeError(RuntimeError):
+    """A merged model does not compute what its base model plus adapter compute."""

@@ -10,6 +10,18 @@ from llm_finetune.recipes.base import (
     RegistrySpec,
     Strict,
 )
+from llm_finetune.recipes.instruction import (
+    ATTENTION_MODULES,
+    MIXTRAL_EXPERT_PARAMETERS,
+    CausalEvaluationParams,
+    CausalModelSpec,
+    InstructionData,
+    InstructionRecipe,
+    LoraSpec,
+    QuantizationSpec,
+    SFTParams,
+    TinyCausalSpec,
+)
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.summarization import (
     EvaluationParams,
@@ -24,4 +36,6 @@ __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
     "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
     "apply_overrides", "load_recipe", "parse_override",
+    "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
+    "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
 ]

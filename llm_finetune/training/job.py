@@ -55,7 +55,10 @@ def finished_result(output_dir: str | Path) -> TrainingResult | None:
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
-    """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones)."""
+    """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones).
+
+    Weights are a full model (model.safetensors, pytorch_model*.bin) or a peft adapter (adapter_model.safetensors).
+    """
     if not checkpoints_dir.is_dir():
         return None
     candidates = sorted(
@@ -71,7 +74,14 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
 
 
 def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResult], argv: list[str] | None) -> None:
-    """`--job job.json` -> train with progress written beside the results -> the result as JSON on stdout."""
+    """`--job job.json` -> train with progress written beside the results -> the result as JSON on stdout (rank 0).
+
+    Bad data found by the trainer ends the process with the records to fix and exit status 1, without a traceback.
+    """
+    import os
+    import sys
+
+    from llm_finetune.errors import DataValidationError
     from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
 
     parser = argparse.ArgumentParser(description=f"Run a {job_type.__name__} (JSON) to completion")
@@ -79,5 +89,9 @@ def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResul
     args = parser.parse_args(argv)
     job = job_type.model_validate_json(Path(args.job).read_text())
     reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
-    result = train(job, callbacks=[ProgressCallback(reporter)])
-    print(result.model_dump_json())
+    try:
+        result = train(job, callbacks=[ProgressCallback(reporter)])
+    except DataValidationError as e:
+        sys.exit(str(e))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result.model_dump_json())

@@ -11,6 +11,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -58,9 +59,13 @@ def test_end_to_end_auto_approved_and_served(work_dir):
     assert 0 < report.latency_p50_ms <= report.latency_p95_ms
     assert not EndpointClient(report.url).ping()  # the flow stopped its endpoint
 
-    with get_client(sync_client=True) as prefect:
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as prefect:  # the flow's own artifacts and its nested release flow's
+        nested = prefect.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+        assert len(nested) == 1  # release-model
         artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run_id, *(r.id for r in nested)])))
     by_key = {a.key: a for a in artifacts}
     assert {"summarization-dataset", "training-progress", "training-loss-curve", "rouge-base-vs-finetuned",
             "sample-summaries", "endpoint-inference-test"} <= set(by_key)

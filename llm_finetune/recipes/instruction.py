@@ -1,0 +1,165 @@
+"""The instruction-tuning recipe (Dolly -> Llama-2, or a Mixtral MoE): chat-formatted SFT with TRL, LoRA or QLoRA."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llm_finetune.generation import GenerationParams
+from llm_finetune.recipes.base import ApprovalPolicy, DataSource, RecipeBase, RegistrySpec, Strict
+
+MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
+ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class InstructionData(DataSource):
+    """Instruction/response records (Dolly layout by default) and how they become chat turns."""
+
+    instruction_field: str = Field("instruction", description="The user's request")
+    context_field: str | None = Field(
+        "context", description="Supporting text appended to the instruction when a record has any (may be empty); "
+        "null when the data has no such field")
+    response_field: str = Field("response", description="The answer the model learns to give")
+    category_field: str | None = Field(
+        "category", description="Optional record category (kept for reports); null when the data has none")
+    system_prompt: str | None = Field(
+        None, description="System message put before every instruction (Llama-2 <<SYS>> block); none by default")
+    max_length: int = Field(
+        1024, gt=8, description="Tokens per training sequence (prompt + response); longer ones are cut at the end. "
+        "A record whose prompt alone fills it has no response left to learn from")
+    overlong_records: Literal["fail", "drop"] = Field(
+        "fail", description="What to do with records whose response is cut away entirely by max_length: 'fail' "
+        "names them and stops before training; 'drop' skips them and reports how many")
+
+
+class TinyCausalSpec(Strict):
+    """A randomly initialised Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained on the
+    training split (works offline)."""
+
+    family: Literal["llama", "mixtral"] = Field("llama", description="llama: dense (Llama-2); mixtral: MoE")
+    vocab_size: int = Field(2000, ge=300, description="BPE vocabulary size incl. 256 byte symbols and 4 specials")
+    hidden_size: int = Field(64, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0, description="Fewer than attention heads = grouped-query attention")
+    intermediate_size: int = Field(128, gt=0, description="MLP width (per expert for mixtral)")
+    max_position_embeddings: int = Field(2048, gt=0)
+    initializer_range: float | None = Field(
+        None, gt=0, description="Std of the random weights; default 1/sqrt(hidden_size). Llama's 0.02 suits widths in "
+        "the thousands: at a tiny width it leaves near-uniform logits that LoRA adapters can hardly move")
+    num_local_experts: int = Field(4, gt=1, description="mixtral only: experts per layer")
+    num_experts_per_tok: int = Field(2, gt=0, description="mixtral only: experts each token is routed to")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shapes(self) -> TinyCausalSpec:
+        problems = []
+        if self.hidden_size % self.num_attention_heads:
+            problems.append("hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            problems.append("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.num_experts_per_tok > self.num_local_experts:
+            problems.append("num_experts_per_tok must be <= num_local_experts")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class CausalModelSpec(Strict):
+    """Base model: a Hub id or local directory (e.g. meta-llama/Llama-2-7b-hf), or a tiny offline model."""
+
+    name_or_path: str | None = Field(None, description="Hub id or local directory of a causal LM with a tokenizer")
+    tiny: TinyCausalSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CausalModelSpec:
+        if (self.name_or_path is None) == (self.tiny is None):
+            raise ValueError("set exactly one of 'name_or_path' or 'tiny'")
+        return self
+
+
+class QuantizationSpec(Strict):
+    """QLoRA: the frozen base is loaded in 4 bits with bitsandbytes; only the LoRA adapters train."""
+
+    load_in_4bit: bool = Field(False, description="Load the base model's linear layers in 4 bits (needs lora.enabled)")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="nf4 as in the QLoRA paper")
+    compute_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="dtype the 4-bit weights are dequantized to for each matmul")
+    double_quant: bool = Field(False, description="Also quantize the quantization constants (saves ~0.4 bit/param)")
+
+
+class LoraSpec(Strict):
+    """LoRA adapters (peft). Disabled = full fine-tune of every weight."""
+
+    enabled: bool = True
+    r: int = Field(16, gt=0, description="Adapter rank; higher adapts more and costs more memory")
+    alpha: int = Field(32, gt=0, description="Scale: the adapter's update is multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Linear layers to adapt: 'all-linear' (every linear layer but the output head; "
+        "on a MoE model this includes the router 'mlp.gate') or names such as [q_proj, k_proj, v_proj, o_proj]")
+    target_parameters: list[str] = Field(
+        default_factory=list, description="Parameters (not modules) to adapt, for fused MoE experts: "
+        f"{MIXTRAL_EXPERT_PARAMETERS} on Mixtral")
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
+
+    @model_validator(mode="after")
+    def _quantized_needs_adapters(self) -> LoraSpec:
+        if self.quantization.load_in_4bit and not self.enabled:
+            raise ValueError("quantization.load_in_4bit needs enabled: true (4-bit weights cannot be trained directly)")
+        return self
+
+
+class SFTParams(Strict):
+    """Hyperparameters passed to TRL's SFTTrainer (SFTConfig)."""
+
+    backend: Literal["local"] = Field("local", description="Where training runs")
+    nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="If > 0, overrides epochs")
+    learning_rate: float = Field(2e-4, gt=0, description="2e-4 suits LoRA; use ~2e-5 for a full fine-tune")
+    per_device_train_batch_size: int = Field(4, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    warmup: float = Field(0.03, ge=0, description="Warm-up: a fraction of all steps if < 1, else a step count")
+    weight_decay: float = Field(0.0, ge=0)
+    logging_steps: int = Field(10, gt=0)
+    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
+    save_total_limit: int = Field(2, gt=0)
+    completion_only_loss: bool = Field(True, description="Learn only the response tokens (the prompt is masked)")
+    packing: bool = Field(
+        False, description="Pack several records into each max_length row, padding-free (TRL 'bfd'); records never "
+        "attend to each other (attention is bounded by position_ids)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively (a GPU that "
+        "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Trained weights stay fp32; under LoRA the frozen base "
+        "is loaded in bf16")
+    activation_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, ~20-50% slower")
+    seed: int = 42
+
+
+class CausalEvaluationParams(Strict):
+    """Generation-based evaluation (ROUGE-L of responses) and perplexity on the validation split."""
+
+    max_records: int = Field(50, gt=0)
+    batch_size: int = Field(8, gt=0)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    num_samples_shown: int = Field(3, ge=0, description="Sample responses shown in artifacts and the approval form")
+
+
+class InstructionRecipe(RecipeBase):
+    """Everything one instruction-tuning run needs. Metrics: 'rougeL' (higher is better) and 'perplexity'."""
+
+    name: str = "dolly-llama2"
+    data: InstructionData
+    model: CausalModelSpec
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    training: SFTParams = Field(default_factory=SFTParams)
+    evaluation: CausalEvaluationParams = Field(default_factory=CausalEvaluationParams)
+    registry: RegistrySpec = Field(
+        default_factory=lambda: RegistrySpec(experiment="dolly-llama2", model_name="dolly-llama2")
+    )
+    approval: ApprovalPolicy = Field(
+        default_factory=lambda: ApprovalPolicy(min_metrics={"rougeL": 0.1}, min_gain_over_base={"rougeL": 0.0})
+    )

@@ -1,0 +1,409 @@
+"""Supervised fine-tuning of a causal LM on chat-formatted instructions with TRL's SFTTrainer: LoRA, QLoRA (4-bit
+base) or a full fine-tune; resumable from its last checkpoint; saves the adapter and a merged, servable model.
+
+Run as a module for subprocess/container use (one process, or one per device under torchrun):
+    python -m llm_finetune.training.causal_lm --job job.json
+    torchrun --nproc_per_node 2 -m llm_finetune.training.causal_lm --job job.json
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel
+
+from llm_finetune.data.instructions import (
+    SFTDataReport,
+    check_sft_records,
+    instruction_dataset,
+    prepare_tokenizer,
+    render_ids,
+)
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.errors import MergeError
+from llm_finetune.fingerprint import is_complete, mark_complete
+from llm_finetune.recipes import InstructionData, LoraSpec, SFTParams
+from llm_finetune.training.job import TrainingResult, TrainJob, last_complete_checkpoint, run_entry_point
+
+ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
+MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
+MERGE_CHECK_RECORDS = 4
+
+
+class CausalTrainJob(TrainJob):
+    """Everything a training process needs; JSON-serialisable so it can cross a process or container boundary."""
+
+    entry_module: ClassVar[str] = "llm_finetune.training.causal_lm"
+    base_model: str  # Hub id or local directory with model and tokenizer
+    validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
+    data: InstructionData  # fields, system prompt, max_length, record limits
+    output_dir: str
+    lora: LoraSpec  # includes lora.quantization (QLoRA)
+    params: SFTParams
+
+
+class MergeCheck(BaseModel):
+    """Merged model vs base + adapter on a fixed batch of training records."""
+
+    max_abs_diff: float  # merged vs base+adapter logits: ~0 when the merge is right
+    adapter_effect: float  # base+adapter vs base logits: > 0 when the adapter learned something
+    tolerance: float
+    records: int
+
+
+class CausalTrainingResult(TrainingResult):
+    adapter_dir: str | None  # None for a full fine-tune
+    precision: Literal["fp32", "bf16"]
+    trainable_parameters: int
+    total_parameters: int
+    loss_tokens: int  # tokens the loss was computed on (the responses, with completion-only loss)
+    records: int  # training records given to the trainer
+    truncated_records: int  # response cut short by max_length (trained without its end)
+    dropped_records: int  # left out by TRL: no response token left to learn (see data_report for which)
+    data_report: SFTDataReport
+    merge: MergeCheck | None  # None for a full fine-tune
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Devices, precision, processes
+
+
+def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
+    """'auto' is bf16 mixed precision where the hardware computes bf16 natively, else fp32.
+
+    GPU: torch.cuda.is_bf16_supported(). CPU: AVX512-BF16 or AMX tiles (torch.cpu capability checks); without them
+    bf16 matmuls are emulated and slower than fp32. Trained weights and optimizer state stay fp32 either way.
+    """
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own capability checks
+    native = any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+    return "bf16" if native else "fp32"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def summed_over_processes(values: list[int]) -> list[int]:
+    """Per-process counts summed over every process of a torchrun job (each saw only its shard of the data)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor(values, dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model, tokenizer, trainer
+
+
+def load_tokenizer(base_model: str):
+    """The base model's tokenizer with a chat template and a pad token distinct from EOS (see prepare_tokenizer)."""
+    from transformers import AutoTokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(base_model))
+
+
+def keep_4bit_layers_differentiable(model) -> int:
+    """Stop bitsandbytes repacking 4-bit weights for CPU inference; returns the number of 4-bit layers.
+
+    On a CPU with AVX512-BF16, the first eval-mode forward repacks every Linear4bit, after which its matmul runs a
+    kernel without autograd: no gradient reaches the LoRA adapters below the top layer while the loss still moves.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
+def load_base_model(base_model: str, lora: LoraSpec, *, precision: str = "fp32",
+                    activation_checkpointing: bool = False):
+    """The base model to train: fp32; for LoRA under bf16 precision its frozen weights in bf16 (half the memory; peft
+    keeps the adapters fp32); for QLoRA with 4-bit linear layers, frozen and prepared for adapter training.
+    A full fine-tune keeps fp32 weights whatever the precision: bf16 is then autocast compute only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    q = lora.quantization
+    if not q.load_in_4bit:
+        frozen_bf16 = lora.enabled and resolve_precision(precision) == "bf16"
+        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    device = int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model,
+        dtype=torch.float32,
+        device_map={"": device},
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=q.quant_type,
+            bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+            bnb_4bit_use_double_quant=q.double_quant,
+        ),
+    )
+    keep_4bit_layers_differentiable(model)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
+
+
+def lora_config(lora: LoraSpec):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        target_parameters=lora.target_parameters or None,
+        bias="none",
+    )
+
+
+def sft_config(job: CausalTrainJob, precision: str):
+    import torch
+    from trl import SFTConfig
+
+    p = job.params
+    return SFTConfig(
+        output_dir=str(Path(job.output_dir) / CHECKPOINTS_DIR),
+        num_train_epochs=p.epochs,
+        max_steps=p.max_steps,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.per_device_train_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation_steps,
+        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
+        weight_decay=p.weight_decay,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=p.save_total_limit,
+        seed=p.seed,
+        max_length=job.data.max_length,
+        completion_only_loss=p.completion_only_loss,
+        packing=p.packing,
+        packing_strategy="bfd",  # padding-free; with use_cache=False (TRL sets it) records stay separate on CPU too
+        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        fp16=False,
+        activation_checkpointing=p.activation_checkpointing,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def build_trainer(job: CausalTrainJob, model, tokenizer, train_dataset, callbacks: list | None = None):
+    """TRL SFTTrainer for the job; a LoRA job gets its adapters here. Its train_dataset is tokenized and labelled."""
+    from trl import SFTTrainer
+
+    return SFTTrainer(
+        model=model,
+        args=sft_config(job, resolve_precision(job.params.precision)),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(job.lora) if job.lora.enabled else None,
+        callbacks=callbacks,
+    )
+
+
+class TrainingTokenCounter:
+    """Counts the tokens of every training-mode forward of a model: real (attended; every token of a padding-free
+    batch, which has no attention mask), padded (the batch's full size) and loss tokens (with a label).
+
+    Counted at the forward, not in the collator: the data loader collates a batch ahead, which is never trained.
+    """
+
+    def __init__(self, model):
+        self.real_tokens = self.padded_tokens = self.loss_tokens = 0
+        model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        if not module.training or kwargs.get("input_ids") is None:
+            return
+        ids, mask, labels = kwargs["input_ids"], kwargs.get("attention_mask"), kwargs.get("labels")
+        self.real_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+        self.padded_tokens += int(ids.numel())
+        if labels is not None:
+            self.loss_tokens += int((labels != -100).sum())
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """Trainable and total parameters; peft counts a 4-bit weight as the parameters it holds, not its packed bytes."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Merging and its check
+
+
+def verification_batch(tokenizer, examples, max_length: int, n: int = MERGE_CHECK_RECORDS) -> dict:
+    """The first n records rendered in full, cut at max_length, right-padded: a fixed batch to compare models on."""
+    import torch
+
+    rows = [render_ids(tokenizer, e["prompt"] + e["completion"])[:max_length] for e in examples.select(range(n))]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _logits(model, batch: dict):
+    import torch
+
+    with torch.no_grad():
+        logits = model(**batch, use_cache=False).logits.float()
+    return logits[batch["attention_mask"].bool()]  # real positions only
+
+
+def check_merge(merged, batch: dict, *, adapted_logits, base_logits,
+                tolerance: float = MERGE_TOLERANCE) -> MergeCheck:
+    """Raise MergeError unless the merged model reproduces base+adapter logits and the adapter changes something."""
+    merged_logits = _logits(merged, batch)
+    check = MergeCheck(
+        max_abs_diff=float((merged_logits - adapted_logits).abs().max()),
+        adapter_effect=float((adapted_logits - base_logits).abs().max()),
+        tolerance=tolerance,
+        records=int(batch["input_ids"].shape[0]),
+    )
+    if check.adapter_effect <= tolerance:
+        raise MergeError(
+            f"the adapter changes no logit by more than {tolerance} (max {check.adapter_effect:.2e}): training left it "
+            "at its initial state (lora_B = 0); check learning_rate, max_steps and that the loss has tokens to learn")
+    if float((merged_logits - base_logits).abs().max()) <= tolerance:
+        raise MergeError("the merge did nothing: the merged model computes the base model's logits, not the adapter's "
+                         f"(base+adapter differs from base by up to {check.adapter_effect:.2e})")
+    if check.max_abs_diff > tolerance:
+        raise MergeError(f"the merged model diverges from base+adapter: max |logit difference| "
+                         f"{check.max_abs_diff:.2e} > {tolerance}")
+    return check
+
+
+def merge_adapter(base_model: str, adapter_dir: str | Path, batch: dict,
+                  tolerance: float = MERGE_TOLERANCE):
+    """Base model + adapter merged into plain weights, and the check that it computes what base + adapter compute.
+
+    The base is reloaded in full precision: merging into 4-bit weights (QLoRA) would round the update away.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    adapted = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    adapted_logits = _logits(adapted, batch)
+    with adapted.disable_adapter():
+        base_logits = _logits(adapted, batch)
+    merged = adapted.merge_and_unload()
+    return merged, check_merge(merged, batch, adapted_logits=adapted_logits, base_logits=base_logits,
+                               tolerance=tolerance)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> CausalTrainingResult:
+    """Train, or resume, or (when a finished model is already there) return the finished result.
+
+    Runs in every torchrun worker; only rank 0 writes. Callers that may run concurrently on one output folder hold
+    `fingerprint.locked(output_dir)` (llm_finetune.backends.local does; the workers of one job must not).
+    """
+    from transformers import set_seed
+
+    out = Path(job.output_dir)
+    model_dir = out / MODEL_DIR
+    if is_complete(model_dir):
+        return CausalTrainingResult.model_validate_json((out / RESULT_FILE).read_text()).model_copy(
+            update={"reused": True})
+
+    set_seed(job.params.seed)
+    tokenizer = load_tokenizer(job.base_model)
+    report = check_sft_records(job.validated, job.data, tokenizer)  # raises before the model is loaded
+    train_dataset = instruction_dataset(job.validated, "train", job.data, job.data.max_train_records)
+    model = load_base_model(job.base_model, job.lora, precision=job.params.precision,
+                            activation_checkpointing=job.params.activation_checkpointing)
+    trainer = build_trainer(job, model, tokenizer, train_dataset, callbacks)
+    counter = TrainingTokenCounter(trainer.model)
+
+    resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - start
+
+    real_tokens, padded_tokens, loss_tokens = summed_over_processes(
+        [counter.real_tokens, counter.padded_tokens, counter.loss_tokens])
+    trainable, total = parameter_counts(trainer.model)
+    # What TRL dropped, counted from its prepared dataset: records left without a trained token (completion-only
+    # loss, response cut away). Packing keeps them (packed rows are not filtered).
+    dropped = 0 if job.params.packing else len(train_dataset) - len(trainer.train_dataset)
+    result = CausalTrainingResult(
+        model_dir=str(model_dir),
+        adapter_dir=str(out / ADAPTER_DIR) if job.lora.enabled else None,
+        global_step=output.global_step,
+        train_loss=output.training_loss,
+        loss_curve=[{k: h[k] for k in ("step", "loss", "aux_loss", "num_tokens") if k in h}
+                    for h in trainer.state.log_history if "loss" in h and "step" in h],
+        resumed_from_checkpoint=str(resume) if resume else None,
+        train_runtime_s=runtime,
+        real_tokens=real_tokens,
+        padded_tokens=padded_tokens,
+        loss_tokens=loss_tokens,
+        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0,
+        precision=resolve_precision(job.params.precision),
+        trainable_parameters=trainable,
+        total_parameters=total,
+        records=len(train_dataset),
+        truncated_records=report.splits["train"].truncated,
+        dropped_records=dropped,
+        data_report=report,
+        merge=None,
+    )
+    if not trainer.is_world_process_zero():
+        return result
+
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    if job.lora.enabled:
+        trainer.save_model(str(out / ADAPTER_DIR))  # adapter weights + config, and the tokenizer
+        batch = verification_batch(tokenizer, train_dataset, job.data.max_length)
+        merged, check = merge_adapter(job.base_model, out / ADAPTER_DIR, batch)
+        merged.generation_config.pad_token_id = tokenizer.pad_token_id
+        merged.save_pretrained(model_dir)
+        result.merge = check
+    else:
+        trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_entry_point(CausalTrainJob, train_causal_lm, argv)
+
+
+if __name__ == "__main__":
+    main()
