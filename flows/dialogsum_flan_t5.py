@@ -14,7 +14,7 @@ from flows.release import ReleaseOutcome, release_model
 from llm_finetune.data.summarization import summarization_test_cases
 from llm_finetune.recipes import SummarizationRecipe, load_recipe
 from llm_finetune.training.seq2seq import seq2seq_job
-from tasks.data import prepare_summarization_dataset, validate_summarization_data
+from tasks.data import prepare_summarization_dataset, validate_data
 from tasks.evaluation import evaluate_base_and_finetuned
 from tasks.models import materialize_base_model
 from tasks.training import train_model
@@ -32,7 +32,7 @@ class DialogsumOutcome(ReleaseOutcome):
 @flow(name="dialogsum-flan-t5", log_prints=True)
 def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_PATH)) -> DialogsumOutcome:
     work = recipe.work_dir
-    validated = validate_summarization_data(recipe.data, work)
+    validated = validate_data(recipe.data, work)
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
     prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work)
     training = train_model(seq2seq_job(base_model, prepared.path, prepared.fingerprint, recipe.data.prompt_template,

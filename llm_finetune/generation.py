@@ -130,4 +130,9 @@ class CausalGenerator:
         return outputs
 
     def _generate_options(self, params: GenerationParams) -> dict:
-        return generate_options(params, self.tokenizer)
+        options = generate_options(params, self.tokenizer)
+        if getattr(self.model.config, "output_router_logits", False):
+            # MoE configs trained with the router's auxiliary loss: transformers 5 cannot compute that loss against
+            # the attention mask of a cached decoding step (shape error); generation needs no loss anyway.
+            options["output_router_logits"] = False
+        return options

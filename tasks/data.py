@@ -10,13 +10,15 @@ from prefect.artifacts import create_table_artifact
 from llm_finetune.data import summarization
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import PreparedDataset
-from llm_finetune.recipes import SummarizationData
+from llm_finetune.data.instructions import SFTDataReport, check_sft_records
+from llm_finetune.data.shapes import load_data
+from llm_finetune.recipes import DataSource, InstructionData, SummarizationData
 
 
-@task(name="validate-summarization-data")
-def validate_summarization_data(data: SummarizationData, work_dir: str) -> ValidatedData:
+@task(name="validate-data")
+def validate_data(data: DataSource, work_dir: str) -> ValidatedData:
     """Fails with every bad record (file, line/row, field) before any model is built or trained."""
-    validated = summarization.load_summarization_data(data, work_dir)
+    validated = load_data(data, work_dir)
     get_run_logger().info("%s %s records (%s)", "reused checked" if validated.reused else "checked",
                           validated.num_records, validated.fingerprint)
     return validated
@@ -38,3 +40,20 @@ def prepare_summarization_dataset(
         description="Tokenized DialogSum dataset",
     )
     return prepared
+
+
+@task(name="check-sft-data")
+def check_sft_data(data: InstructionData, validated: ValidatedData, base_model: str) -> SFTDataReport:
+    """Before training: the chat template ends responses with EOS, max_length leaves every response something to
+    learn, padding is not EOS; fails naming every bad record, else publishes the token counts."""
+    from llm_finetune.training.causal_lm import load_tokenizer
+
+    report = check_sft_records(validated, data, load_tokenizer(base_model))
+    create_table_artifact(
+        key="sft-data-check",
+        table=[{"split": name, **split.model_dump(exclude={"truncated_records", "dropped_records"})}
+               for name, split in report.splits.items()],
+        description=f"Chat-formatted records at max_length {report.max_length} (EOS {report.eos_token!r}, "
+                    f"pad {report.pad_token!r})",
+    )
+    return report

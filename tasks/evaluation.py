@@ -10,8 +10,16 @@ from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import SummarizationComparison, evaluate_summarizer
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
-from llm_finetune.recipes import EvaluationParams, SummarizationData
-from llm_finetune.training.seq2seq import TrainingResult
+from llm_finetune.data.instructions import instruction_eval_records
+from llm_finetune.evaluation.causal import (
+    InstructionComparison,
+    compare,
+    evaluate_instruction_model,
+    expert_routing_shares,
+    routing_shares_markdown,
+)
+from llm_finetune.recipes import CausalEvaluationParams, EvaluationParams, InstructionData, SummarizationData
+from llm_finetune.training.job import TrainingResult
 
 
 @task(name="evaluate-base-and-finetuned")
@@ -54,3 +62,49 @@ def _compare(base_model: str, finetuned_model: str, data: SummarizationData, val
         for r, b, f in zip(records[: params.num_samples_shown], runs[0].predictions, runs[1].predictions)
     ]
     return SummarizationComparison(base=runs[0], finetuned=runs[1], samples=samples)
+
+
+@task(name="evaluate-instruction-models")
+def evaluate_instruction_models(
+    base_model: str,
+    training: TrainingResult,
+    data: InstructionData,
+    validated: ValidatedData,
+    params: CausalEvaluationParams,
+    work_dir: str,
+) -> InstructionComparison:
+    """Base vs fine-tuned on the validation split: response-token loss and perplexity, ROUGE of greedy responses,
+    the same per category; kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("instruction-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      validated.fingerprint, data, params)
+    out = Path(work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            records = instruction_eval_records(validated, data, params.max_records)
+            runs = [evaluate_instruction_model(model, records, params.batch_size, data.max_length, params.generation)
+                    for model in (base_model, training.model_dir)]
+            comparison = compare(*runs, num_samples=params.num_samples_shown)
+            (out / "comparison.json").write_text(comparison.model_dump_json())
+    comparison = InstructionComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="instruction-metrics-base-vs-finetuned", table=comparison.metric_rows(),
+                          description=f"On {comparison.finetuned.num_records} validation records")
+    if comparison.category_rows():
+        create_table_artifact(key="instruction-metrics-per-category", table=comparison.category_rows(),
+                              description="Per Dolly category")
+    create_markdown_artifact(key="sample-responses", markdown=comparison.markdown(),
+                             description="Base vs fine-tuned responses")
+    return comparison
+
+
+@task(name="report-expert-routing")
+def report_expert_routing(base_model: str, training: TrainingResult, data: InstructionData,
+                          validated: ValidatedData, params: CausalEvaluationParams) -> dict[str, list[list[float]]]:
+    """Each expert's share of routed tokens per layer, base vs fine-tuned, on the validation prompts and responses:
+    a collapsed router (one expert taking most tokens) shows at a glance."""
+    records = instruction_eval_records(validated, data, params.max_records)
+    texts = [" ".join(m["content"] for m in r["prompt"] + r["completion"]) for r in records]
+    shares = {name: expert_routing_shares(model, texts, params.batch_size, data.max_length)
+              for name, model in (("base", base_model), ("finetuned", training.model_dir))}
+    create_markdown_artifact(key="expert-routing", markdown=routing_shares_markdown(shares["base"], shares["finetuned"]),
+                             description="Share of routed tokens per expert and layer, base vs fine-tuned")
+    return shares

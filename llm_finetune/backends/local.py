@@ -29,6 +29,8 @@ from llm_finetune.training.job import (
 from llm_finetune.training.progress import TrainingProgress, read_progress
 
 LOG_FILE = "train.log"
+# Library deprecation notices (transformers, TRL) say nothing about the run; PYTHONWARNINGS set by the user wins.
+QUIET_WARNINGS = "ignore::FutureWarning,ignore::DeprecationWarning"
 
 
 class TrainingProcessError(RuntimeError):
@@ -60,7 +62,7 @@ def run_training_process(
     """Train (or resume, or reuse a finished run) in a child process; raise TrainingProcessError if it fails."""
     out = Path(job.output_dir)
     with locked(out):
-        if (finished := finished_result(out)) is not None:
+        if (finished := finished_result(out, job.result_type)) is not None:
             return finished
         out.mkdir(parents=True, exist_ok=True)
         (out / JOB_FILE).write_text(job.model_dump_json(indent=2))
@@ -70,7 +72,8 @@ def run_training_process(
         with open(out / LOG_FILE, "a") as log:
             proc = subprocess.Popen(
                 command(job, out / JOB_FILE), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True, preexec_fn=_die_with_parent,
+                env={"PYTHONWARNINGS": QUIET_WARNINGS, **os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
 
             def pump() -> None:
@@ -92,7 +95,7 @@ def run_training_process(
             raise TrainingProcessError(
                 f"training exited with code {proc.returncode}; log: {out / LOG_FILE}; last lines:\n" + "\n".join(tail)
             )
-        return TrainingResult.model_validate_json((out / RESULT_FILE).read_text())
+        return job.result_type.model_validate_json((out / RESULT_FILE).read_text())
 
 
 def _follow(proc, lines, tail, progress_file, on_progress, on_output, poll_s) -> None:

@@ -12,6 +12,7 @@ from llm_finetune.data.intake import FieldRule, ValidatedData, intake
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import fingerprint
 from llm_finetune.recipes import InstructionData
+from llm_finetune.serving.endpoint import EndpointTestCase
 
 if TYPE_CHECKING:
     import datasets
@@ -242,3 +243,27 @@ def _template_problems(where: tuple[str, int, str], tokenizer, prompt_ids: list[
             f"they differ from {tokenizer.decode(prompt_ids[prompt_len:])!r} on, so training would see a different "
             "prompt than generation; make the template render the prompt the same way in both cases"), unit=unit))
     return problems
+
+
+def instruction_eval_records(validated: ValidatedData, data: InstructionData, limit: int) -> list[dict]:
+    """Validation records for evaluation: prompt messages, reference response, category."""
+    rows = validated.load("validation", limit).to_list()
+    return [{**to_messages(r, data), "category": r.get(data.category_field) if data.category_field else None}
+            for r in rows]
+
+
+def instruction_test_cases(validated: ValidatedData, data: InstructionData, tokenizer_dir: str,
+                           limit: int) -> list[EndpointTestCase]:
+    """Validation prompts rendered with the model's chat template (as a client of a text-generation endpoint sends
+    them), and their reference responses."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    cases = []
+    for i, r in enumerate(validated.load("validation", limit).to_list()):
+        messages = to_messages(r, data)
+        text = tokenizer.apply_chat_template(messages["prompt"], tokenize=False, add_generation_prompt=True)
+        if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+            text = text[len(tokenizer.bos_token):]  # the tokenizer adds BOS itself to a raw prompt
+        cases.append(EndpointTestCase(id=str(i), inputs=text, reference=messages["completion"][0]["content"]))
+    return cases

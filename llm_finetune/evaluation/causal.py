@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llm_finetune.errors import DataValidationError, RecordProblem
+from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.evaluation.rouge import ROUGE_KEYS, rouge_scores
 from llm_finetune.generation import CausalGenerator, GenerationParams
 
@@ -249,6 +250,15 @@ class InstructionComparison(BaseModel):
                 f"- **fine-tuned:** {_cell(self.finetuned.predictions[i])}",
             ]
         return "\n".join(lines)
+
+
+    def evidence(self) -> ReleaseEvidence:
+        samples = [{"prompt": self.finetuned.prompts[i], "reference": self.finetuned.references[i],
+                    "base": self.base.predictions[i], "finetuned": self.finetuned.predictions[i]}
+                   for i in range(min(self.num_samples, self.finetuned.num_records))]
+        return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
+                               samples=samples, report_markdown=self.markdown(),
+                               num_records=self.finetuned.num_records)
 
 
 def _cell(text: str, limit: int = 400) -> str:

@@ -25,25 +25,13 @@ from llm_finetune.data.instructions import (
 )
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.errors import MergeError
-from llm_finetune.fingerprint import is_complete, mark_complete
+from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete, name_or_path_key
 from llm_finetune.recipes import InstructionData, LoraSpec, SFTParams
 from llm_finetune.training.job import TrainingResult, TrainJob, last_complete_checkpoint, run_entry_point
 
 ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
-
-
-class CausalTrainJob(TrainJob):
-    """Everything a training process needs; JSON-serialisable so it can cross a process or container boundary."""
-
-    entry_module: ClassVar[str] = "llm_finetune.training.causal_lm"
-    base_model: str  # Hub id or local directory with model and tokenizer
-    validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
-    data: InstructionData  # fields, system prompt, max_length, record limits
-    output_dir: str
-    lora: LoraSpec  # includes lora.quantization (QLoRA)
-    params: SFTParams
 
 
 class MergeCheck(BaseModel):
@@ -66,6 +54,19 @@ class CausalTrainingResult(TrainingResult):
     dropped_records: int  # left out by TRL: no response token left to learn (see data_report for which)
     data_report: SFTDataReport
     merge: MergeCheck | None  # None for a full fine-tune
+
+
+class CausalTrainJob(TrainJob):
+    """Everything a training process needs; JSON-serialisable so it can cross a process or container boundary."""
+
+    entry_module: ClassVar[str] = "llm_finetune.training.causal_lm"
+    result_type: ClassVar[type[TrainingResult]] = CausalTrainingResult
+    base_model: str  # Hub id or local directory with model and tokenizer
+    validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
+    data: InstructionData  # fields, system prompt, max_length, record limits
+    output_dir: str
+    lora: LoraSpec  # includes lora.quantization (QLoRA)
+    params: SFTParams
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -323,6 +324,14 @@ def merge_adapter(base_model: str, adapter_dir: str | Path, batch: dict,
 
 # ---------------------------------------------------------------------------------------------------------------
 # Training
+
+
+def causal_job(base_model: str, validated: ValidatedData, data: InstructionData, lora: LoraSpec, params: SFTParams,
+               work_dir: str | Path) -> CausalTrainJob:
+    """The job, in a folder named by the fingerprint of base model, checked data and every setting."""
+    key = fingerprint("causal-sft-v1", name_or_path_key(base_model), validated.fingerprint, data, lora, params)
+    return CausalTrainJob(base_model=base_model, validated=validated, data=data, lora=lora, params=params,
+                          output_dir=str(Path(work_dir) / "runs" / key))
 
 
 def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> CausalTrainingResult:

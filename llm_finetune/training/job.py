@@ -22,9 +22,11 @@ JOB_FILE, RESULT_FILE, PROGRESS_FILE, MODEL_DIR = "job.json", "result.json", "pr
 
 
 class TrainJob(BaseModel):
-    """Base of every trainer's job; `entry_module` is the module run as `python -m` for it."""
+    """Base of every trainer's job; `entry_module` is the module run as `python -m` for it, `result_type` what it
+    writes to result.json."""
 
     entry_module: ClassVar[str]
+    result_type: ClassVar[type["TrainingResult"]]
     output_dir: str
 
     @property
@@ -33,6 +35,8 @@ class TrainJob(BaseModel):
 
 
 class TrainingResult(BaseModel):
+    """What a trainer reports; trainers may add fields (a subclass named by their job's `result_type`)."""
+
     model_dir: str
     global_step: int
     train_loss: float | None
@@ -46,12 +50,13 @@ class TrainingResult(BaseModel):
     fingerprint: str | None = None  # of base model, data and hyperparameters, when the caller keys runs by it
 
 
-def finished_result(output_dir: str | Path) -> TrainingResult | None:
+def finished_result(output_dir: str | Path, result_type: type[TrainingResult] | None = None) -> TrainingResult | None:
     """The result of a run whose model is complete, marked as reused; None otherwise."""
     out = Path(output_dir)
     if not is_complete(out / MODEL_DIR):
         return None
-    return TrainingResult.model_validate_json((out / RESULT_FILE).read_text()).model_copy(update={"reused": True})
+    result = (result_type or TrainingResult).model_validate_json((out / RESULT_FILE).read_text())
+    return result.model_copy(update={"reused": True})
 
 
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:

@@ -32,6 +32,7 @@ class Seq2SeqTrainJob(TrainJob):
     """Everything a seq2seq training process needs; JSON, so it can cross a process or container boundary."""
 
     entry_module: ClassVar[str] = "llm_finetune.training.seq2seq"
+    result_type: ClassVar[type[TrainingResult]] = TrainingResult
     base_model: str
     dataset_dir: str
     prompt_template: str

@@ -9,7 +9,8 @@ import time
 import torch
 from transformers import TrainerCallback
 
-from llm_finetune.training.causal_lm import train_causal_lm, training_command
+from llm_finetune.backends.local import command
+from llm_finetune.training.causal_lm import train_causal_lm
 from llm_finetune.training.job import last_complete_checkpoint
 from tests.conftest import REPO
 from tests.llm_finetune.causal_helpers import small_job, tiny_base
@@ -33,7 +34,7 @@ def test_killed_lora_run_resumes_from_last_checkpoint(tmp_path):
     job = small_job(base, validated, tmp_path / "run", max_steps=12, save_steps=3, save_total_limit=2)
     job_file = tmp_path / "job.json"
     job_file.write_text(job.model_dump_json())
-    proc = subprocess.Popen(training_command(job_file), cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command(job, job_file), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 240
