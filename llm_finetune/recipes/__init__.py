@@ -6,6 +6,7 @@ from llm_finetune.recipes.base import (
     ApprovalPolicy,
     DataSource,
     EndpointSpec,
+    EvaluationParams,
     RecipeBase,
     RegistrySpec,
     Strict,
@@ -24,7 +25,6 @@ from llm_finetune.recipes.instruction import (
 )
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.summarization import (
-    EvaluationParams,
     ModelSpec,
     Seq2SeqTrainingParams,
     SummarizationData,

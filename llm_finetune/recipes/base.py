@@ -68,6 +68,15 @@ class EndpointSpec(Strict):
     keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
 
 
+class EvaluationParams(Strict):
+    """Base vs fine-tuned on the validation split: generation settings, how many records, how many samples shown."""
+
+    max_records: int = Field(50, gt=0)
+    batch_size: int = Field(16, gt=0)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    num_samples_shown: int = Field(3, ge=0, description="Sample outputs shown in artifacts and the approval form")
+
+
 class RecipeBase(Strict):
     """What every use case's recipe has; each adds its typed `data`, `model`, `training` and `evaluation`."""
 

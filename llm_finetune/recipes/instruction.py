@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llm_finetune.generation import GenerationParams
-from llm_finetune.recipes.base import ApprovalPolicy, DataSource, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import ApprovalPolicy, DataSource, EvaluationParams, RecipeBase, RegistrySpec, Strict
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -139,13 +138,10 @@ class SFTParams(Strict):
     seed: int = 42
 
 
-class CausalEvaluationParams(Strict):
+class CausalEvaluationParams(EvaluationParams):
     """Generation-based evaluation (ROUGE-L of responses) and perplexity on the validation split."""
 
-    max_records: int = Field(50, gt=0)
     batch_size: int = Field(8, gt=0)
-    generation: GenerationParams = Field(default_factory=GenerationParams)
-    num_samples_shown: int = Field(3, ge=0, description="Sample responses shown in artifacts and the approval form")
 
 
 class InstructionRecipe(RecipeBase):

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.generation import GenerationParams
-from llm_finetune.recipes.base import ApprovalPolicy, DataSource, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import ApprovalPolicy, DataSource, EvaluationParams, RecipeBase, RegistrySpec, Strict
 
 
 class SummarizationData(DataSource):
@@ -71,15 +70,6 @@ class Seq2SeqTrainingParams(Strict):
     save_total_limit: int = Field(2, gt=0)
     group_by_length: bool = Field(True, description="Batch records of similar length to cut padding")
     seed: int = 42
-
-
-class EvaluationParams(Strict):
-    """ROUGE evaluation of the base and fine-tuned models on the validation split."""
-
-    max_records: int = Field(50, gt=0)
-    batch_size: int = Field(16, gt=0)
-    generation: GenerationParams = Field(default_factory=GenerationParams)
-    num_samples_shown: int = Field(3, ge=0, description="Sample summaries shown in artifacts and the approval form")
 
 
 class SummarizationRecipe(RecipeBase):

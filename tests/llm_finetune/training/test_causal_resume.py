@@ -1,11 +1,5 @@
 """A LoRA training process killed with SIGKILL resumes from its last complete checkpoint, adapter weights included."""
 
-import json
-import os
-import signal
-import subprocess
-import time
-
 import torch
 from transformers import TrainerCallback
 
@@ -14,6 +8,7 @@ from llm_finetune.training.causal_lm import train_causal_lm
 from llm_finetune.training.job import last_complete_checkpoint
 from tests.conftest import REPO
 from tests.llm_finetune.causal_helpers import small_job, tiny_base
+from tests.training_helpers import kill_at_first_checkpoint
 
 
 class AdapterAtStart(TrainerCallback):
@@ -34,20 +29,10 @@ def test_killed_lora_run_resumes_from_last_checkpoint(tmp_path):
     job = small_job(base, validated, tmp_path / "run", max_steps=12, save_steps=3, save_total_limit=2)
     job_file = tmp_path / "job.json"
     job_file.write_text(job.model_dump_json())
-    proc = subprocess.Popen(command(job, job_file), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while last_complete_checkpoint(checkpoints) is None:
-        assert proc.poll() is None, "training ended before the first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
+    step_at_kill = kill_at_first_checkpoint(command(job, job_file), REPO, checkpoints)
     assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "adapter").exists()
     killed_at = last_complete_checkpoint(checkpoints)
-    step_at_kill = json.loads((killed_at / "trainer_state.json").read_text())["global_step"]
     assert 3 <= step_at_kill < 12
 
     saved = load_file(killed_at / "adapter_model.safetensors")  # read now: later checkpoints rotate it away

@@ -1,14 +1,10 @@
 """A training process killed with SIGKILL resumes from its last complete checkpoint."""
 
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob, last_complete_checkpoint, train_seq2seq
 from tests.conftest import REPO
+from tests.training_helpers import kill_at_first_checkpoint
 
 
 def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
@@ -18,20 +14,10 @@ def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
                           output_dir=str(tmp_path / "run"), prompt_template=recipe.data.prompt_template, params=params)
     job_file = tmp_path / "job.json"
     job_file.write_text(job.model_dump_json())
-    proc = subprocess.Popen([sys.executable, "-m", "llm_finetune.training.seq2seq", "--job", str(job_file)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while last_complete_checkpoint(checkpoints) is None:
-        assert proc.poll() is None, "training ended before the first checkpoint"
-        assert time.monotonic() < deadline, "no checkpoint within 240 s"
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
+    step_at_kill = kill_at_first_checkpoint([sys.executable, "-m", "llm_finetune.training.seq2seq", "--job",
+                                             str(job_file)], REPO, checkpoints)
     assert not (tmp_path / "run" / "model").exists()
-    killed_at = last_complete_checkpoint(checkpoints)
-    step_at_kill = json.loads((killed_at / "trainer_state.json").read_text())["global_step"]
     assert 5 <= step_at_kill < 40
 
     resumed = train_seq2seq(job)
