@@ -110,7 +110,7 @@ def _follow(proc, lines, tail, progress_file, on_progress, on_output, poll_s) ->
             done = True
         elif line:
             tail.append(line)
-            if on_output:
+            if on_output and not line.startswith('{"model_dir"'):  # the result JSON: returned, not logged
                 on_output(line)
         progress = read_progress(progress_file)
         if on_progress and progress is not None and progress != last:

@@ -138,7 +138,8 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         kind = served_kind(model_dir)
         column = INPUT_COLUMNS[kind]
-        example = pd.DataFrame({column: [s[column] for s in samples[:1] if column in s] or ["Hello."]})
+        example = pd.DataFrame({column: [s[column] for s in samples[:1] if isinstance(s.get(column), str)]
+                                or ["Hello."]})  # the served input is text (chat samples hold message lists)
         # MLflow infers each param's type from its default: leave out settings whose default is unset (None, []).
         defaults = {k: v for k, v in (generation or GenerationParams()).model_dump().items() if v not in (None, [])}
         signature = infer_signature(example, ["text"], params=defaults)

@@ -227,9 +227,9 @@ def test_torchrun_two_processes_train_one_model(llama, tmp_path):
                     per_device_train_batch_size=2, save_steps=100, nproc_per_node=2)
     assert command(job, tmp_path / "job.json")[1:5] == ["-m", "torch.distributed.run", "--standalone",
                                                         "--nproc_per_node=2"]
-    output: list[str] = []
-    result = run_training_process(job, on_output=output.append)
-    printed = [line for line in output if line.startswith('{"model_dir"')]
+    result = run_training_process(job)
+    printed = [line for line in (tmp_path / "run" / "train.log").read_text().splitlines()
+               if line.startswith('{"model_dir"')]
     assert len(printed) == 1  # rank 0 reports
     assert json.loads((tmp_path / "run" / "result.json").read_text()) == json.loads(printed[0])
     assert result.global_step == 2
