@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from llm_finetune.data.shapes import load_data
 from llm_finetune.data.summarization import (
     build_prompt,
-    load_summarization_data,
     prepare_summarization_dataset,
     summarization_records,
 )
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     data, params = recipe.data, recipe.training
     with tempfile.TemporaryDirectory(prefix="llmft-bench-") as tmp:
         work = Path(tmp)
-        validated = load_summarization_data(data, work)
+        validated = load_data(data, work)
         base = str(build_tiny_t5_for_summarization(recipe.model.tiny, data, validated, work / "base-models"))
         prepared = prepare_summarization_dataset(data, validated, base, work / "datasets")
         job = Seq2SeqTrainJob(

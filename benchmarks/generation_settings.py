@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from llm_finetune.data.shapes import load_data
 from llm_finetune.data.summarization import (
-    load_summarization_data,
     prepare_summarization_dataset,
     summarization_records,
 )
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     data, evaluation = recipe.data, recipe.evaluation
     with tempfile.TemporaryDirectory(prefix="llmft-gen-bench-") as tmp:
         work = Path(tmp)
-        validated = load_summarization_data(data, work)
+        validated = load_data(data, work)
         base = str(build_tiny_t5_for_summarization(recipe.model.tiny, data, validated, work / "base-models"))
         prepared = prepare_summarization_dataset(data, validated, base, work / "datasets")
         trained = train_seq2seq(Seq2SeqTrainJob(base_model=base, dataset_dir=prepared.path,

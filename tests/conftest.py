@@ -61,13 +61,14 @@ def stop_temporary_prefect_servers():
 @pytest.fixture(scope="session")
 def trained_tiny_model(tmp_path_factory) -> dict:
     """A tiny T5 fine-tuned for 60 steps on the DialogSum sample: {'base', 'finetuned', 'recipe', 'validated', ...}."""
-    from llm_finetune.data.summarization import load_summarization_data, prepare_summarization_dataset
+    from llm_finetune.data.shapes import load_data
+    from llm_finetune.data.summarization import prepare_summarization_dataset
     from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
     from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
 
     work = tmp_path_factory.mktemp("trained")
     recipe = small_recipe(work)
-    validated = load_summarization_data(recipe.data, work)
+    validated = load_data(recipe.data, work)
     base = build_tiny_t5_for_summarization(recipe.model.tiny, recipe.data, validated, work / "models")
     prepared = prepare_summarization_dataset(recipe.data, validated, str(base), work / "datasets")
     result = train_seq2seq(Seq2SeqTrainJob(base_model=str(base), dataset_dir=prepared.path,

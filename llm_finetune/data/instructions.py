@@ -3,12 +3,11 @@ the token-level checks that must pass before SFT, because TRL would otherwise go
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from llm_finetune.data.intake import FieldRule, ValidatedData, intake
+from llm_finetune.data.intake import FieldRule, ValidatedData
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import fingerprint
 from llm_finetune.recipes import InstructionData
@@ -47,12 +46,6 @@ def instruction_rules(data: InstructionData) -> list[FieldRule]:
     if data.category_field:
         rules.append(FieldRule(data.category_field, types=(str, int), required=False, allow_empty=True))
     return rules
-
-
-def load_instruction_data(data: InstructionData, work_dir: str | Path, s3=None) -> ValidatedData:
-    """Read both splits through the shared intake layer; every bad record of both is raised together."""
-    return intake({"train": data.train_uri, "validation": data.validation_uri}, instruction_rules(data),
-                  fmt=data.format, work_dir=work_dir, s3=s3)
 
 
 def user_message(record: dict, data: InstructionData) -> str:

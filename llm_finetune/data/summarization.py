@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.data.intake import FieldRule, ValidatedData, intake
+from llm_finetune.data.intake import FieldRule, ValidatedData
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
 from llm_finetune.recipes import SummarizationData
 from llm_finetune.serving.endpoint import EndpointTestCase
@@ -34,12 +34,6 @@ def summarization_rules(data: SummarizationData) -> list[FieldRule]:
     if data.id_field:
         rules.append(FieldRule(data.id_field, types=(str, int), required=False))
     return rules
-
-
-def load_summarization_data(data: SummarizationData, work_dir: str | Path, s3=None) -> ValidatedData:
-    """Read both splits through the shared intake layer; every bad record of both is raised together."""
-    return intake({"train": data.train_uri, "validation": data.validation_uri}, summarization_rules(data),
-                  fmt=data.format, work_dir=work_dir, s3=s3)
 
 
 def summarization_records(validated: ValidatedData, split: str, data: SummarizationData,

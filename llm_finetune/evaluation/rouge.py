@@ -8,7 +8,6 @@ import time
 from pydantic import BaseModel
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence
-
 from llm_finetune.generation import GenerationParams
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")

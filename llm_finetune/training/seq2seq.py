@@ -10,7 +10,6 @@ import json
 import shutil
 import time
 from pathlib import Path
-
 from typing import ClassVar
 
 from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key

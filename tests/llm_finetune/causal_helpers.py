@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_finetune.data.instructions import load_instruction_data
 from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.shapes import load_data
 from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
 from llm_finetune.recipes import (
     ATTENTION_MODULES,
@@ -37,7 +37,7 @@ def tiny_spec(family: str = "llama") -> TinyCausalSpec:
 def tiny_base(work: Path, family: str = "llama", data: InstructionData | None = None) -> tuple[str, ValidatedData]:
     """A tiny model (tokenizer trained on the Dolly sample) and the checked Dolly splits."""
     data = data or dolly_data()
-    validated = load_instruction_data(data, work)
+    validated = load_data(data, work)
     return str(build_tiny_causal_for_instructions(tiny_spec(family), data, validated, work / "models")), validated
 
 

@@ -8,11 +8,11 @@ from llm_finetune.data.instructions import (
     LLAMA2_CHAT_TEMPLATE,
     check_sft_records,
     instruction_dataset,
-    load_instruction_data,
     prepare_tokenizer,
     render_ids,
     to_messages,
 )
+from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import DataValidationError
 from llm_finetune.models.tiny_causal import train_llama_style_tokenizer
 from tests.llm_finetune.causal_helpers import DOLLY, dolly_data
@@ -22,7 +22,7 @@ TRAIN = DOLLY / "train.jsonl"
 
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
-    return load_instruction_data(dolly_data(), tmp_path_factory.mktemp("dolly"))
+    return load_data(dolly_data(), tmp_path_factory.mktemp("dolly"))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_context_may_be_empty_category_optional_response_required(tmp_path):
         {"instruction": "Name a tree.", "context": "Oaks grow slowly.", "response": " "},
     ]) + "\n")
     with pytest.raises(DataValidationError) as err:
-        load_instruction_data(dolly_data(train_uri=str(path), validation_uri=str(path)), tmp_path)
+        load_data(dolly_data(train_uri=str(path), validation_uri=str(path)), tmp_path)
     assert sorted({str(p) for p in err.value.problems}) == [f"{path}, line 3, field 'response': is empty"]
 
 

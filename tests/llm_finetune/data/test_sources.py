@@ -4,7 +4,7 @@ import pytest
 
 from llm_finetune.aws import s3_client
 from llm_finetune.data.intake import read_split
-from llm_finetune.data.summarization import load_summarization_data
+from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import DataValidationError
 from llm_finetune.recipes import SummarizationData
 from tests.conftest import DIALOGSUM
@@ -40,7 +40,7 @@ def test_s3_splits_validated_with_uri_in_errors(bucket, tmp_path):
     bucket.put_object(Bucket="llmft-data", Key="bad.jsonl", Body=b'{"dialogue": "d"}\n')
     data = SummarizationData(train_uri="s3://llmft-data/train.jsonl", validation_uri="s3://llmft-data/bad.jsonl")
     with pytest.raises(DataValidationError) as err:
-        load_summarization_data(data, tmp_path, s3=bucket)
+        load_data(data, tmp_path, s3=bucket)
     assert [str(p) for p in err.value.problems] == ["s3://llmft-data/bad.jsonl, line 1, field 'summary': missing"]
 
 

@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
+from llm_finetune.data.shapes import load_data
 from llm_finetune.data.summarization import (
     build_prompt,
-    load_summarization_data,
     prepare_summarization_dataset,
     summarization_records,
 )
@@ -22,7 +22,7 @@ def test_both_splits_problems_reported_together(tmp_path):
     bad_train.write_text('{"dialogue": "d"}\n')
     recipe = small_recipe(tmp_path, f"data.train_uri={bad_train}", f"data.validation_uri={tmp_path / 'missing.jsonl'}")
     with pytest.raises(DataValidationError) as err:
-        load_summarization_data(recipe.data, tmp_path)
+        load_data(recipe.data, tmp_path)
     assert [str(p) for p in err.value.problems] == [
         f"{bad_train}, line 1, field 'summary': missing",
         f"{tmp_path / 'missing.jsonl'}: file not found",
@@ -31,7 +31,7 @@ def test_both_splits_problems_reported_together(tmp_path):
 
 def test_records_build_prompts_and_ids(tmp_path):
     recipe = small_recipe(tmp_path)
-    rows = summarization_records(load_summarization_data(recipe.data, tmp_path), "validation", recipe.data, limit=3)
+    rows = summarization_records(load_data(recipe.data, tmp_path), "validation", recipe.data, limit=3)
     assert [r["id"] for r in rows] == ["dev_0", "dev_1", "dev_2"]
     assert rows[0]["prompt"].startswith("Summarize the following conversation.\n\n#Person1#")
     assert rows[0]["prompt"].endswith("\n\nSummary: ")
@@ -42,7 +42,7 @@ def test_other_field_names_and_formats(tmp_path):
     path.write_text('conversation,abstract,key\n"#Person1#: Hi.\n#Person2#: Hello.",They greet.,7\n')
     recipe = small_recipe(tmp_path, f"data.train_uri={path}", f"data.validation_uri={path}",
                           "data.dialogue_field=conversation", "data.summary_field=abstract", "data.id_field=key")
-    (row,) = summarization_records(load_summarization_data(recipe.data, tmp_path), "train", recipe.data)
+    (row,) = summarization_records(load_data(recipe.data, tmp_path), "train", recipe.data)
     assert (row["id"], row["dialogue"], row["summary"]) == ("7", "#Person1#: Hi.\n#Person2#: Hello.", "They greet.")
 
 
@@ -73,9 +73,9 @@ def test_changed_file_content_invalidates_cache(trained_tiny_model, tmp_path):
     train = tmp_path / "train.jsonl"
     shutil.copy(DIALOGSUM / "train.jsonl", train)
     data = recipe.data.model_copy(update={"train_uri": str(train)})
-    first = prepare_summarization_dataset(data, load_summarization_data(data, tmp_path), base, tmp_path / "c")
+    first = prepare_summarization_dataset(data, load_data(data, tmp_path), base, tmp_path / "c")
     with open(train, "a") as f:
         f.write(json.dumps({"fname": "x", "dialogue": "#Person1#: New.", "summary": "New."}) + "\n")
     data = data.model_copy(update={"max_train_records": None})
-    second = prepare_summarization_dataset(data, load_summarization_data(data, tmp_path), base, tmp_path / "c")
+    second = prepare_summarization_dataset(data, load_data(data, tmp_path), base, tmp_path / "c")
     assert second.fingerprint != first.fingerprint and second.num_train == 602
