@@ -236,3 +236,24 @@ def test_torchrun_two_processes_train_one_model(llama, tmp_path):
     assert result.real_tokens == result.loss_curve[-1]["num_tokens"]  # both processes' tokens
     assert result.merge.max_abs_diff <= 1e-3
     AutoModelForCausalLM.from_pretrained(result.model_dir)
+
+
+DATA_PARALLEL_LOSS_TOLERANCE = 1e-3  # fp32; a plain Trainer matched to 3 decimals (STACK-NOTES); seen here: 1e-6
+
+
+def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(llama, tmp_path):
+    """2 processes x batch 2 under torchrun follow the loss curve of 1 process x batch 4: each global batch holds the
+    same records, and the loss is averaged over the response tokens of all processes, not per process."""
+    from llm_finetune.backends.local import run_training_process
+
+    settings = {"max_steps": 4, "logging_steps": 1, "save_steps": 100}
+    one = run_training_process(small_job(llama["base"], llama["validated"], tmp_path / "one",
+                                         per_device_train_batch_size=4, **settings))
+    two = run_training_process(small_job(llama["base"], llama["validated"], tmp_path / "two",
+                                         per_device_train_batch_size=2, nproc_per_node=2, **settings))
+
+    assert [h["step"] for h in one.loss_curve] == [h["step"] for h in two.loss_curve] == [1, 2, 3, 4]
+    assert [h["num_tokens"] for h in one.loss_curve] == [h["num_tokens"] for h in two.loss_curve]  # same records
+    assert one.loss_tokens == two.loss_tokens
+    for a, b in zip(one.loss_curve, two.loss_curve):
+        assert abs(a["loss"] - b["loss"]) <= DATA_PARALLEL_LOSS_TOLERANCE, (one.loss_curve, two.loss_curve)

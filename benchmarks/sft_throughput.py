@@ -1,0 +1,318 @@
+"""Causal-LM SFT throughput and memory on the Dolly sample with the tiny Llama, against plain baselines, in one run.
+
+1. This machine: CPU model, torch threads, and fp32 / bf16 2048x2048 GEMM GFLOP/s (best of a few), the peaks that
+   model FLOP utilisation is measured against.
+2. Real (non-pad) training tokens/s and peak RSS, each case in its own process (ru_maxrss is per process), same
+   records, tiny model, batch size, max_length and max_steps:
+   a) seed-style script: every record padded to max_length, loss on the whole sequence (prompt too), plain
+      transformers `Trainer` with `default_data_collator`, the recipe's LoRA;
+   b) TRL `SFTTrainer` with its defaults (prompt-completion data, same LoRA) apart from batch size, max_length and
+      max_steps: on a CPU that is bf16 autocast and activation checkpointing;
+   c) this project's `train_causal_lm` with the recipe's settings (precision auto), LoRA;
+   d) the same, full fine-tune (lora.enabled=false).
+   Real tokens are counted at the model's forward (attention_mask.sum()) over trainer.train()'s wall time. Peak RSS is
+   taken at the end of training (before any merge); "train +MB" is peak minus the RSS when training began.
+3. Model FLOP utilisation of a bare training loop (AdamW, random tokens) on a ~27M-parameter Llama (hidden 512,
+   6 layers, vocab 8k, batch 8 x 256), fp32 vs bf16 autocast: 6 * parameters * tokens/s against the GEMM peak of
+   the same dtype (where bf16 is emulated the small model's matmuls can beat the 2048^2 GEMM, so >100% can show).
+
+Speeds on a shared machine vary from run to run: compare the ratios within one run.
+
+    source scripts/env.sh
+    python -m benchmarks.sft_throughput [--quick] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dolly_llama2_tiny.yaml"
+CASES = {
+    "seed_padded": "a) seed-style: pad to max_length, loss on all",
+    "trl_defaults": "b) TRL SFTTrainer defaults",
+    "project_lora": "c) train_causal_lm (LoRA)",
+    "project_full": "d) train_causal_lm (full fine-tune)",
+}
+BATCH_SIZE = 4
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def gemm_gflops(dtype_name: str, n: int = 2048, repeats: int = 5, budget_s: float = 5.0) -> float:
+    """Best n x n matmul rate over up to `repeats` timings (fewer once `budget_s` is spent: emulated bf16 is slow);
+    2 n^3 floating-point operations each."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    timings, began = [], time.perf_counter()
+    for _ in range(repeats + 1):  # the first is a warm-up unless it alone uses the budget
+        start = time.perf_counter()
+        torch.mm(a, b)
+        timings.append(time.perf_counter() - start)
+        if time.perf_counter() - began > budget_s:
+            break
+    best = min(timings[1:] or timings)
+    return 2 * n**3 / best / 1e9
+
+
+def native_bf16() -> bool:
+    """AVX512-BF16 or AMX on this CPU (torch.cpu's own checks); without them bf16 matmuls are emulated."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training cases (each in a child process)
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def memory_probe():
+    """Trainer callback: RSS when training begins and the process's peak RSS when it ends."""
+    from transformers import TrainerCallback
+
+    class MemoryProbe(TrainerCallback):
+        start_mb = peak_mb = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.start_mb = rss_mb()
+
+        def on_train_end(self, args, state, control, **kw):
+            self.peak_mb = peak_rss_mb()
+
+    return MemoryProbe()
+
+
+def timed_train(trainer, probe) -> dict:
+    from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts
+
+    counter = TrainingTokenCounter(trainer.model)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return {"real_tokens": counter.real_tokens, "padded_tokens": counter.padded_tokens, "seconds": seconds,
+            "trainable": parameter_counts(trainer.model)[0], "precision": "bf16" if trainer.args.bf16 else "fp32",
+            "start_mb": probe.start_mb, "peak_mb": probe.peak_mb}
+
+
+def seed_padded(recipe, base: str, validated, out: Path, steps: int) -> dict:
+    """A seed-style script: render, pad to max_length, labels = every real token, plain Trainer."""
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    from llm_finetune.data.instructions import instruction_dataset, render_ids
+    from llm_finetune.training.causal_lm import load_tokenizer, lora_config
+
+    set_seed(recipe.training.seed)
+    tokenizer = load_tokenizer(base)
+    length = recipe.data.max_length
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    for e in instruction_dataset(validated, "train", recipe.data):
+        ids = render_ids(tokenizer, e["prompt"] + e["completion"])[:length]
+        pad = length - len(ids)
+        rows["input_ids"].append(ids + [tokenizer.pad_token_id] * pad)
+        rows["attention_mask"].append([1] * len(ids) + [0] * pad)
+        rows["labels"].append(ids + [-100] * pad)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), lora_config(recipe.lora))
+    args = TrainingArguments(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH_SIZE,
+                             learning_rate=recipe.training.learning_rate, use_cpu=True, save_strategy="no",
+                             report_to="none", disable_tqdm=True, seed=recipe.training.seed, logging_steps=steps)
+    probe = memory_probe()
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
+                      data_collator=default_data_collator, callbacks=[probe])
+    return timed_train(trainer, probe)
+
+
+def trl_defaults(recipe, base: str, validated, out: Path, steps: int) -> dict:
+    """TRL SFTTrainer as its docs start: model path, conversational prompt-completion data, SFTConfig defaults."""
+    from trl import SFTConfig, SFTTrainer
+
+    from llm_finetune.data.instructions import instruction_dataset
+    from llm_finetune.training.causal_lm import load_tokenizer, lora_config
+
+    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=BATCH_SIZE,
+                     max_length=recipe.data.max_length, use_cpu=True, save_strategy="no", report_to="none",
+                     disable_tqdm=True, logging_steps=steps)
+    probe = memory_probe()
+    trainer = SFTTrainer(model=base, args=args, train_dataset=instruction_dataset(validated, "train", recipe.data),
+                         processing_class=load_tokenizer(base), peft_config=lora_config(recipe.lora), callbacks=[probe])
+    return timed_train(trainer, probe)
+
+
+def project(recipe, base: str, validated, out: Path, steps: int, *, lora: bool) -> dict:
+    from llm_finetune.training.causal_lm import causal_job, train_causal_lm
+
+    params = recipe.training.model_copy(update={"max_steps": steps, "save_steps": steps + 1, "logging_steps": steps,
+                                                "per_device_train_batch_size": BATCH_SIZE})
+    probe = memory_probe()
+    job = causal_job(base, validated, recipe.data, recipe.lora.model_copy(update={"enabled": lora}), params, out)
+    result = train_causal_lm(job, callbacks=[probe])
+    return {"real_tokens": result.real_tokens, "padded_tokens": result.padded_tokens,
+            "seconds": result.train_runtime_s, "trainable": result.trainable_parameters,
+            "precision": result.precision, "start_mb": probe.start_mb, "peak_mb": probe.peak_mb}
+
+
+def load_inputs(work: Path):
+    from llm_finetune.data.instructions import load_instruction_data
+    from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
+    from llm_finetune.recipes import load_recipe
+    from llm_finetune.recipes.instruction import InstructionRecipe
+
+    dolly = RECIPE.parent.parent.parent / "shared" / "data" / "dolly"
+    recipe = load_recipe(RECIPE, InstructionRecipe, overrides=[f"data.train_uri={dolly / 'train.jsonl'}",
+                                                               f"data.validation_uri={dolly / 'validation.jsonl'}"])
+    validated = load_instruction_data(recipe.data, work)
+    base = build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "models")
+    return recipe, str(base), validated
+
+
+def run_case(case: str, work: Path, steps: int) -> None:
+    recipe, base, validated = load_inputs(work)
+    out = work / case
+    if case == "seed_padded":
+        row = seed_padded(recipe, base, validated, out, steps)
+    elif case == "trl_defaults":
+        row = trl_defaults(recipe, base, validated, out, steps)
+    else:
+        row = project(recipe, base, validated, out, steps, lora=case == "project_lora")
+    print("CASE_RESULT " + json.dumps(row), flush=True)
+
+
+def case_in_child(case: str, work: Path, steps: int) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sft_throughput", "--case", case, "--work", str(work),
+                           "--steps", str(steps)], capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("CASE_RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"case {case} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("CASE_RESULT "))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model FLOP utilisation of a bare loop
+
+
+def bare_loop_tokens_per_s(quick: bool, bf16: bool, steps: int, warmup: int = 1) -> tuple[float, int]:
+    """Tokens/s of forward+backward+AdamW over `steps` after `warmup` steps, and the parameter count."""
+    import contextlib
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if quick:
+        sizes = {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 4}
+        batch, seq = 2, 64
+    else:  # ~27M parameters
+        sizes = {"vocab_size": 8192, "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 6,
+                 "num_attention_heads": 8, "num_key_value_heads": 8}
+        batch, seq = 8, 256
+    model = LlamaForCausalLM(LlamaConfig(**sizes, max_position_embeddings=seq, tie_word_embeddings=False)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = torch.randint(0, sizes["vocab_size"], (batch, seq))
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        with cast():
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return batch * seq * steps / (time.perf_counter() - start), sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run: few steps, small MFU model")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per case (default 20, quick 2)")
+    parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in a child process
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    steps = args.steps or (2 if args.quick else 20)
+    if args.case:
+        run_case(args.case, Path(args.work), steps)
+        return
+
+    import torch
+
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+          f" (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    repeats = 2 if args.quick else 5
+    peak = {"fp32": gemm_gflops("float32", repeats=repeats), "bf16": gemm_gflops("bfloat16", repeats=repeats)}
+    print(f"2048x2048 GEMM: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s "
+          f"({'native' if native_bf16() else 'emulated: no AVX512-BF16 or AMX'} bf16)")
+
+    with tempfile.TemporaryDirectory(prefix="llmft-sft-bench-") as tmp:
+        work = Path(tmp)
+        recipe, _, _ = load_inputs(work)  # builds the tiny model once; the children reuse it
+        print(f"\nTraining: Dolly sample, tiny Llama (hidden {recipe.model.tiny.hidden_size}, "
+              f"{recipe.model.tiny.num_hidden_layers} layers), max_length {recipe.data.max_length}, "
+              f"batch {BATCH_SIZE}, {steps} steps, one process per case")
+        header = f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'pad %':>6} {'peak MB':>8} {'train +MB':>9}"
+        print(header)
+        print("-" * len(header))
+        rows = {}
+        for case, label in CASES.items():
+            r = rows[case] = case_in_child(case, work, steps)
+            pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
+            print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {r['real_tokens'] / r['seconds']:>10.0f} "
+                  f"{pad:>6.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] - r['start_mb']:>9.0f}")
+        base = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
+        print("real tokens/s vs seed-style: " + ", ".join(
+            f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / base:.2f}x" for case in CASES))
+
+    mfu_steps = 2 if args.quick else 3
+    print(f"\nBare loop, {'tiny quick' if args.quick else '~27M'} Llama, AdamW, {mfu_steps} steps after 1 warm-up:")
+    fp32 = None
+    for name, bf16 in (("fp32", False), ("bf16 autocast", True)):
+        tokens_s, n = bare_loop_tokens_per_s(args.quick, bf16, mfu_steps)
+        gflops = 6 * n * tokens_s / 1e9
+        fp32 = fp32 or tokens_s
+        print(f"  {name:<14} {n / 1e6:.1f}M params  {tokens_s:8.0f} tokens/s ({tokens_s / fp32:.2f}x)  "
+              f"6NT {gflops:6.1f} GFLOP/s = {100 * gflops / peak['bf16' if bf16 else 'fp32']:.0f}% of the "
+              f"{'bf16' if bf16 else 'fp32'} GEMM peak")
+
+
+if __name__ == "__main__":
+    main()
