@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_model
 from llm_finetune.data.shapes import load_data
 from llm_finetune.data.summarization import (
     prepare_summarization_dataset,
@@ -58,14 +58,6 @@ def share_repeating_ngrams(model_dir: str, texts: list[str]) -> dict[int, float]
     return {n: sum(repeats_ngram(i, n) for i in ids) / len(texts) for n in (2, 3)}
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", f"best rougeL: no_repeat_ngram_size={best[0]}, repetition_penalty={best[1]}", "",
               "sample outputs (first record):"]
     lines += [f"  ({ngram}, {penalty}): {result.predictions[0]!r}" for ngram, penalty, result, _ in rows]
-    lines += ["", f"total wall time {time.perf_counter() - t0:.0f} s on {cpu_name()} ({os.cpu_count()} CPUs); "
+    lines += ["", f"total wall time {time.perf_counter() - t0:.0f} s on {cpu_model()} ({os.cpu_count()} CPUs); "
               f"1-min load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end"]
     print("\n".join(lines))
 

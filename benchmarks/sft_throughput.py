@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_model
+
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dolly_llama2_tiny.yaml"
 CASES = {
     "seed_padded": "a) seed-style: pad to max_length, loss on all",
@@ -44,16 +46,6 @@ CASES = {
 BATCH_SIZE = 4
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def gemm_gflops(dtype_name: str, n: int = 2048, repeats: int = 5, budget_s: float = 5.0) -> float:
