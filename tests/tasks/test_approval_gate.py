@@ -35,7 +35,8 @@ def registered(trained_tiny_model, tmp_path):
 
 def test_thresholds_met_approve_and_move_alias(registered):
     uri, version = registered
-    decision = gate_flow(ApprovalPolicy(min_metrics={"rougeL": 0.2}), comparison(0.1, 0.3), version, uri)
+    policy = ApprovalPolicy(min_metrics={"rougeL": 0.2}, min_gain_over_base={"rougeL": 0.0})
+    decision = gate_flow(policy, comparison(0.1, 0.3), version, uri)
     assert decision.approved and decision.automatic and decision.reviewer == "policy"
     assert decision.reason == "all thresholds hold: rougeL >= 0.2, rougeL gain over base >= 0.0"
     client = mlflow.MlflowClient(uri)
