@@ -90,10 +90,6 @@ def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
     return "bf16" if native else "fp32"
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def summed_over_processes(values: list[int]) -> list[int]:
     """Per-process counts summed over every process of a torchrun job (each saw only its shard of the data)."""
     import torch
