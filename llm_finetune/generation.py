@@ -104,9 +104,11 @@ class CausalGenerator:
         return ids
 
     def generate(
-        self, prompts: list[Prompt], batch_size: int = 16, params: GenerationParams | None = None, **overrides
+        self, prompts: list[Prompt], batch_size: int = 16, params: GenerationParams | None = None, *,
+        strip: bool = True, **overrides
     ) -> list[str]:
         """New text only (prompt excluded), in input order; batches of similar-length prompts (less padding).
+        Surrounding whitespace is stripped unless `strip` is False (code: the first line's indentation matters).
 
         Settings come from `params`, then keyword overrides (`max_new_tokens=32`), validated by GenerationParams."""
         import torch
@@ -126,7 +128,8 @@ class CausalGenerator:
                 generated = self.model.generate(**enc, **options)
             new_tokens = generated[:, enc["input_ids"].shape[1] :]
             for i, text in zip(idx, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                outputs[i] = cut_at_stop(text, params.stop).strip()
+                text = cut_at_stop(text, params.stop)
+                outputs[i] = text.strip() if strip else text
         return outputs
 
     def _generate_options(self, params: GenerationParams) -> dict:

@@ -8,7 +8,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.settings import get_current_settings
 
-from llm_finetune.approval import ApprovalDecision, threshold_failures
+from llm_finetune.approval import ApprovalDecision, policy_summary, threshold_failures
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval, recorded_decision
@@ -50,11 +50,11 @@ def approval_gate(
     if not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
-            reason="all thresholds hold: " + ", ".join(
-                [f"{k} >= {v}" for k, v in policy.min_metrics.items()]
-                + [f"{k} gain over base >= {v}" for k, v in policy.min_gain_over_base.items()]
-            ),
+            reason="all thresholds hold: " + policy_summary(policy),
         )
+    elif not policy.manual_review:
+        decision = ApprovalDecision(approved=False, reviewer="policy", automatic=True,
+                                    reason="thresholds not met: " + "; ".join(failures))
     elif get_current_settings().api.url is None:
         # Ephemeral Prefect (no server): nobody can open this run to review it, so do not wait for an hour.
         decision = ApprovalDecision(
@@ -78,7 +78,8 @@ def approval_gate(
                 approved=answer.approve, reviewer=answer.reviewer, automatic=False,
                 reason=answer.reason or "; ".join(failures),
             )
-    decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
+    decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias,
+                               previous_alias=policy.previous_alias)
     logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
                 decision.reviewer)
     return decision

@@ -7,12 +7,12 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from llm_finetune.data import summarization
+from llm_finetune.data import raw_text, summarization
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.data.instructions import SFTDataReport, check_sft_records
 from llm_finetune.data.shapes import load_data
-from llm_finetune.recipes import DataSource, InstructionData, SummarizationData
+from llm_finetune.recipes import DataSource, InstructionData, PerplexityEvaluationParams, SummarizationData
 
 
 @task(name="validate-data")
@@ -57,3 +57,11 @@ def check_sft_data(data: InstructionData, validated: ValidatedData, base_model: 
                     f"pad {report.pad_token!r})",
     )
     return report
+
+
+@task(name="validate-held-out-sets")
+def validate_held_out_sets(params: PerplexityEvaluationParams, work_dir: str) -> dict[str, ValidatedData]:
+    """Every out-of-domain evaluation set through the intake layer, before any training: all problems at once."""
+    checked = raw_text.validate_held_out_sets(params, work_dir)
+    get_run_logger().info("out-of-domain sets: %s", {name: v.num_records for name, v in checked.items()})
+    return checked

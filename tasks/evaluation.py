@@ -1,11 +1,14 @@
-"""Evaluation task: ROUGE of the base and the fine-tuned model on the same records, side by side."""
+"""Evaluation tasks: the starting and the trained model on the same held-out records, side by side (ROUGE,
+response perplexity, held-out perplexity, code completions)."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import SummarizationComparison, evaluate_summarizer
@@ -18,7 +21,18 @@ from llm_finetune.evaluation.causal import (
     expert_routing_shares,
     routing_shares_markdown,
 )
-from llm_finetune.recipes import CausalEvaluationParams, EvaluationParams, InstructionData, SummarizationData
+from llm_finetune.data.raw_text import held_out_texts
+from llm_finetune.models.base import StartingModel
+from llm_finetune.evaluation.pretraining import CompletionEval, PretrainComparison, compare_held_out, complete_code
+from llm_finetune.recipes import (
+    CausalEvaluationParams,
+    CodeCompletionParams,
+    EvaluationParams,
+    InstructionData,
+    PerplexityEvaluationParams,
+    RawTextData,
+    SummarizationData,
+)
 from llm_finetune.training.job import TrainingResult
 
 
@@ -108,3 +122,62 @@ def report_expert_routing(base_model: str, training: TrainingResult, data: Instr
     create_markdown_artifact(key="expert-routing", markdown=routing_shares_markdown(shares["base"], shares["finetuned"]),
                              description="Share of routed tokens per expert and layer, base vs fine-tuned")
     return shares
+
+
+@task(name="evaluate-held-out-perplexity")
+def evaluate_held_out_perplexity(
+    start: StartingModel,
+    training: TrainingResult,
+    data: RawTextData,
+    validated: ValidatedData,
+    out_of_domain: dict[str, ValidatedData],
+    params: PerplexityEvaluationParams,
+    work_dir: str,
+) -> PretrainComparison:
+    """The starting model (champion or base) and the trained one on the same held-out sets: perplexity in domain
+    (validation split) and out of domain, as a table and a plot; both continue the first validation documents.
+    Kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("perplexity-eval-v1", name_or_path_key(start.path), training.fingerprint or training.model_dir,
+                      validated.fingerprint, {n: v.fingerprint for n, v in out_of_domain.items()}, data.text_field,
+                      data.block_size, params)
+    out = Path(work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            sets = held_out_texts(validated, data, params, out_of_domain)
+            comparison = compare_held_out(start.path, training.model_dir, sets, data.block_size, params, start.label)
+            (out / "comparison.json").write_text(comparison.model_dump_json())
+            comparison.plot_png(out / "perplexity.png")
+    comparison = PretrainComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="held-out-perplexity", table=comparison.rows(),
+                          description=f"Perplexity on held-out documents: {start.label} vs challenger")
+    png = base64.b64encode((out / "perplexity.png").read_bytes()).decode()
+    create_image_artifact(image_url=f"data:image/png;base64,{png}", key="held-out-perplexity-plot",
+                          description=f"Perplexity per held-out set, {start.label} vs challenger")
+    create_markdown_artifact(key="held-out-perplexity-report", markdown=comparison.markdown(),
+                             description="Perplexity table and sample continuations")
+    return comparison
+
+
+@task(name="evaluate-code-completions")
+def evaluate_code_completions(base_model: str, training: TrainingResult, params: CodeCompletionParams,
+                              work_dir: str) -> dict[str, CompletionEval]:
+    """Both models complete the fixed Python prompts; each completion, cut at the next top-level statement, must
+    parse with ast.parse. The samples go to an artifact."""
+    key = fingerprint("code-completions-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      params)
+    out = Path(work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            runs = {name: complete_code(model, params.prompts, params.generation)
+                    for name, model in (("base", base_model), ("trained", training.model_dir))}
+            (out / "completions.json").write_text(json.dumps({k: v.model_dump() for k, v in runs.items()}))
+    runs = {k: CompletionEval.model_validate(v) for k, v in json.loads((out / "completions.json").read_text()).items()}
+    trained = runs["trained"]
+    create_table_artifact(key="code-parse-rate", description="Share of completions that parse (ast.parse)", table=[
+        {"model": name, "parse_rate": round(run.parse_rate, 4), "parsed": sum(run.parsed), "prompts": len(run.parsed)}
+        for name, run in runs.items()])
+    samples = "\n\n".join(f"### Prompt {i + 1}: {'parses' if ok else 'does not parse'}\n```python\n{code}\n```"
+                          for i, (code, ok) in enumerate(zip(trained.completions, trained.parsed)))
+    create_markdown_artifact(key="code-completion-samples", markdown=samples,
+                             description="Trained model's completions, cut at the next top-level statement")
+    return runs

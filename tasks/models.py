@@ -8,11 +8,11 @@ from prefect import get_run_logger, task
 
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.models.base import base_model_path
-from llm_finetune.recipes import CausalModelSpec, DataSource, ModelSpec
+from llm_finetune.recipes import CausalModelSpec, DataSource, ModelSpec, PretrainModelSpec
 
 
 @task(name="materialize-base-model")
-def materialize_base_model(model: ModelSpec | CausalModelSpec, data: DataSource, validated: ValidatedData,
+def materialize_base_model(model: ModelSpec | CausalModelSpec | PretrainModelSpec, data: DataSource, validated: ValidatedData,
                            work_dir: str) -> str:
     """Name or local directory that `from_pretrained` accepts."""
     path = base_model_path(model, data, validated, Path(work_dir) / "base-models")

@@ -1,4 +1,5 @@
-"""Registry task: log the run to MLflow and register a version (status 'pending' until the approval gate)."""
+"""Registry tasks: log the run to MLflow and register a version (status 'pending' until the approval gate); roll
+the champion alias back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from prefect import get_run_logger, task
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import RecipeBase
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register
+from llm_finetune.errors import RecipeError
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register, rollback_alias
 from llm_finetune.training.job import TrainingResult
 
 
@@ -55,3 +57,15 @@ def register_model(
     get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
                           version.version)
     return version
+
+
+@task(name="rollback-champion-alias")
+def rollback_champion_alias(recipe: RecipeBase, reason: str) -> tuple[str, str]:
+    """Move the approval alias (champion) back to the version the previous alias marks; returns (demoted, restored)."""
+    if not recipe.approval.previous_alias:
+        raise RecipeError("approval.previous_alias is not set, so no previous champion was kept to roll back to")
+    demoted, restored = rollback_alias(recipe.tracking_uri(), recipe.registry.model_name, recipe.approval.alias,
+                                       recipe.approval.previous_alias, reason)
+    get_run_logger().info("%s: %s moved from version %s back to %s", recipe.registry.model_name,
+                          recipe.approval.alias, demoted, restored)
+    return demoted, restored

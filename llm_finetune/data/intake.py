@@ -116,14 +116,7 @@ def _fetch_s3(uri: str, cache_dir: Path, s3) -> Path:
         raise DataValidationError([RecordProblem(uri, None, None, "S3 URI must look like s3://bucket/key or s3://bucket/prefix/")])
     s3 = s3 or s3_client()
     try:
-        if key.endswith("/"):
-            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
-            objects = [(o["Key"], o["ETag"].strip('"')) for page in pages for o in page.get("Contents", [])
-                       if not o["Key"].endswith("/")]
-            if not objects:
-                raise DataValidationError([RecordProblem(uri, None, None, "no objects under this S3 prefix")])
-        else:
-            objects = [(key, s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"'))]
+        objects = _s3_objects(uri, s3, bucket, key)
         listing_key = fingerprint(objects)
         root = cache_dir / "s3" / bucket / f"{_SAFE.sub('_', key.rstrip('/'))}-{listing_key}"
         with build_once(root) as needed:
@@ -135,6 +128,44 @@ def _fetch_s3(uri: str, cache_dir: Path, s3) -> Path:
     except (ClientError, BotoCoreError) as e:
         raise DataValidationError([RecordProblem(uri, None, None, f"cannot read S3 object: {e}")]) from None
     return root if key.endswith("/") else root / Path(key).name
+
+
+def _s3_objects(uri: str, s3, bucket: str, key: str) -> list[tuple[str, str]]:
+    """(key, ETag) of the object, or of every object under a prefix (a key ending in '/')."""
+    if not key.endswith("/"):
+        return [(key, s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"'))]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+    objects = [(o["Key"], o["ETag"].strip('"')) for page in pages for o in page.get("Contents", [])
+               if not o["Key"].endswith("/")]
+    if not objects:
+        raise DataValidationError([RecordProblem(uri, None, None, "no objects under this S3 prefix")])
+    return objects
+
+
+def source_listing(uri: str, s3=None) -> list[tuple[str, str]] | None:
+    """What is at a URI, cheaply: (name, content hash) of every file of a local file or folder (SHA-256), or of
+    every object of an S3 key or prefix (ETag, from the listing: nothing is downloaded). None for a Hub dataset,
+    which cannot be listed (compare its loaded content instead)."""
+    base, _ = _split_query(uri)
+    if base.startswith("hf://"):
+        return None
+    if base.startswith("s3://"):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from llm_finetune.aws import s3_client
+
+        parsed = urlparse(base)
+        try:
+            return _s3_objects(uri, s3 or s3_client(), parsed.netloc, parsed.path.lstrip("/"))
+        except (ClientError, BotoCoreError) as e:
+            raise DataValidationError([RecordProblem(uri, None, None, f"cannot list S3 objects: {e}")]) from None
+    local = Path(base)
+    if not local.exists():
+        raise DataValidationError([RecordProblem(uri, None, None, "file not found")])
+    if local.is_file():
+        return [(local.name, file_sha256(local))]
+    return [(str(p.relative_to(local)), file_sha256(p)) for p in sorted(local.rglob("*"))
+            if p.is_file() and not p.name.startswith((".", "_"))]
 
 
 SPLIT_FILE_PREFIXES = {"train": ("train", "training"), "validation": ("validation", "valid", "val", "dev"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_finetune.data.intake import FieldRule, ValidatedData, intake
-from llm_finetune.recipes import DataSource, InstructionData, SummarizationData
+from llm_finetune.recipes import DataSource, InstructionData, RawTextData, SummarizationData
 
 
 def rules_for(data: DataSource) -> list[FieldRule]:
@@ -13,6 +13,10 @@ def rules_for(data: DataSource) -> list[FieldRule]:
         from llm_finetune.data.instructions import instruction_rules
 
         return instruction_rules(data)
+    if isinstance(data, RawTextData):
+        from llm_finetune.data.raw_text import raw_text_rules
+
+        return raw_text_rules(data)
     if isinstance(data, SummarizationData):
         from llm_finetune.data.summarization import summarization_rules
 

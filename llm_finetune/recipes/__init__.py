@@ -23,6 +23,18 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.pretraining import (
+    CodeCompletionParams,
+    CodePretrainingRecipe,
+    ContinuedPretrainingRecipe,
+    GPT2ConfigSpec,
+    HeldOutSet,
+    PerplexityEvaluationParams,
+    PretrainingRecipe,
+    PretrainModelSpec,
+    PretrainParams,
+    RawTextData,
+)
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.summarization import (
     ModelSpec,
@@ -38,4 +50,6 @@ __all__ = [
     "apply_overrides", "load_recipe", "parse_override",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
+    "CodeCompletionParams", "CodePretrainingRecipe", "ContinuedPretrainingRecipe", "GPT2ConfigSpec", "HeldOutSet",
+    "PerplexityEvaluationParams", "PretrainingRecipe", "PretrainModelSpec", "PretrainParams", "RawTextData",
 ]

@@ -50,7 +50,19 @@ class ApprovalPolicy(Strict):
     min_gain_over_base: dict[str, float] = Field(
         default_factory=dict, description="Fine-tuned minus base must be >= value"
     )
+    min_relative_decrease: dict[str, float] = Field(
+        default_factory=dict, description="Lower-is-better metrics (perplexity) that must fall below the base's by at "
+        "least this share: {perplexity_in_domain: 0.01} = at least 1% lower")
+    max_relative_increase: dict[str, float] = Field(
+        default_factory=dict, description="Lower-is-better metrics that may rise above the base's by at most this "
+        "share: {perplexity_out_of_domain: 0.05} = at most 5% higher")
     alias: str = Field("champion", description="Registry alias set on the approved version")
+    previous_alias: str | None = Field(
+        None, description="Alias moved to the version `alias` pointed to before an approval (e.g. previous-champion), "
+        "so a rollback is one alias move")
+    manual_review: bool = Field(
+        True, description="When a threshold fails: pause the run for a reviewer (true) or record the version as "
+        "rejected with the reasons at once (false; for scheduled runs)")
     manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
 
 

@@ -160,15 +160,60 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
 
 
 def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision,
-                    alias: str) -> ApprovalDecision:
-    """Write the decision on the version; an approval also moves `alias` to it. Nothing is deleted or overwritten:
-    when a decision is already recorded (by an earlier or a concurrent run), that one is kept and returned."""
+                    alias: str, *, previous_alias: str | None = None) -> ApprovalDecision:
+    """Write the decision on the version; an approval also moves `alias` to it (and `previous_alias`, if given, to
+    the version `alias` left). Nothing is deleted or overwritten: when a decision is already recorded (by an earlier
+    or a concurrent run), that one is kept and returned."""
     with registry_lock(tracking_uri):
         recorded = recorded_decision(tracking_uri, name, version)
         if recorded is not None:
             return recorded
+        if decision.approved and previous_alias:
+            former = alias_version(tracking_uri, name, alias)
+            if former is not None and former != version:
+                _client(tracking_uri).set_registered_model_alias(name, previous_alias, former)
         _write_decision(tracking_uri, name, version, decision, alias)
     return decision
+
+
+def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
+    """The version an alias points to; None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def rollback_alias(tracking_uri: str, name: str, alias: str, previous_alias: str, reason: str) -> tuple[str, str]:
+    """Move `alias` back to the version `previous_alias` marks and drop `previous_alias` (one rollback per
+    promotion); the demoted version is tagged with the reason. Returns (demoted version, restored version)."""
+    with registry_lock(tracking_uri):
+        restored = alias_version(tracking_uri, name, previous_alias)
+        if restored is None:
+            raise ValueError(f"model '{name}' has no '{previous_alias}' alias: nothing to roll back to")
+        demoted = alias_version(tracking_uri, name, alias)
+        client = _client(tracking_uri)
+        client.set_registered_model_alias(name, alias, restored)
+        client.delete_registered_model_alias(name, previous_alias)
+        if demoted is not None:
+            client.set_model_version_tag(name, demoted, "rolled_back_reason", reason)
+    return demoted or "", restored
+
+
+def model_tags(tracking_uri: str, name: str) -> dict[str, str] | None:
+    """The tags of the registered model (not of a version); None when no such model is registered."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client(tracking_uri).get_registered_model(name).tags)
+    except MlflowException:
+        return None
+
+
+def set_model_tag(tracking_uri: str, name: str, key: str, value: str) -> None:
+    _client(tracking_uri).set_registered_model_tag(name, key, value)
 
 
 def _write_decision(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:

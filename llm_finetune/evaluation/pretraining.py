@@ -1,0 +1,215 @@
+"""Pretraining evaluation: perplexity of held-out documents packed into blocks (in and out of domain), two models
+side by side (champion vs challenger, or random init vs trained) as a table and a plot, and Python completions
+checked with `ast.parse`."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from llm_finetune.data.raw_text import IN_DOMAIN, OUT_OF_DOMAIN, continuation_prompts, pack_blocks, tokenize_documents
+from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.generation import CausalGenerator, GenerationParams
+from llm_finetune.recipes import PerplexityEvaluationParams
+
+
+def block_losses(model, blocks: list[list[int]], batch_size: int) -> tuple[float, int]:
+    """(summed cross-entropy, predicted tokens) over blocks; each block is scored alone from its first token,
+    batched with blocks of the same length (no padding)."""
+    import torch
+
+    total, tokens = 0.0, 0
+    by_length: dict[int, list[list[int]]] = {}
+    for block in blocks:
+        if len(block) > 1:
+            by_length.setdefault(len(block), []).append(block)
+    for group in by_length.values():
+        for start in range(0, len(group), batch_size):
+            ids = torch.tensor(group[start : start + batch_size], device=model.device)
+            with torch.inference_mode():
+                # use_cache=False: a cache changes how transformers 5 builds the mask (STACK-NOTES, packing).
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="sum")
+            total += loss.item()
+            tokens += ids[:, 1:].numel()
+    return total, tokens
+
+
+class SetPerplexity(BaseModel):
+    loss: float
+    perplexity: float
+    tokens: int
+    documents: int
+
+
+def _perplexity(total: float, tokens: int) -> float:
+    if tokens == 0:
+        raise ValueError("no tokens to score")
+    return math.exp(total / tokens) if total / tokens < 700 else math.inf
+
+
+def held_out_perplexity(model_dir: str | Path, sets: dict[str, list[str]], block_size: int,
+                        batch_size: int = 8) -> dict[str, SetPerplexity]:
+    """Per named set of documents: mean next-token loss and perplexity over its packed blocks (EOS between
+    documents, the last shorter block kept), plus 'out_of_domain' over every set but 'in_domain' together."""
+    generator = CausalGenerator(model_dir)
+    results, ood_total, ood_tokens, ood_docs = {}, 0.0, 0, 0
+    for name, texts in sets.items():
+        blocks = pack_blocks(tokenize_documents(generator.tokenizer, texts), block_size,
+                             generator.tokenizer.eos_token_id, keep_remainder=True)
+        total, tokens = block_losses(generator.model, blocks, batch_size)
+        results[name] = SetPerplexity(loss=total / tokens, perplexity=_perplexity(total, tokens), tokens=tokens,
+                                      documents=len(texts))
+        if name != IN_DOMAIN:
+            ood_total, ood_tokens, ood_docs = ood_total + total, ood_tokens + tokens, ood_docs + len(texts)
+    if ood_tokens:
+        results[OUT_OF_DOMAIN] = SetPerplexity(loss=ood_total / ood_tokens, perplexity=_perplexity(ood_total, ood_tokens),
+                                               tokens=ood_tokens, documents=ood_docs)
+    return results
+
+
+def perplexity_metrics(sets: dict[str, SetPerplexity]) -> dict[str, float]:
+    return {f"perplexity_{name}": s.perplexity for name, s in sets.items()}
+
+
+# ---- Python completions ----
+
+def truncate_at_next_statement(code: str) -> str:
+    """A completion cut where the function ends: at the first line after the first one that starts at column 0
+    (the next top-level statement, as CodeParrot/HumanEval stop sequences do), without trailing blank lines."""
+    lines = code.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        if line and not line[0].isspace():
+            lines = lines[:i]
+            break
+    return "\n".join(lines).rstrip()
+
+
+def parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
+        return False
+    return True
+
+
+class CompletionEval(BaseModel):
+    """Completions of fixed Python prompts: the prompt plus its completion, cut at the next top-level statement."""
+
+    model: str
+    prompts: list[str]
+    completions: list[str]  # prompt + generated text, truncated
+    parsed: list[bool]
+
+    @property
+    def parse_rate(self) -> float:
+        return sum(self.parsed) / len(self.parsed)
+
+
+def complete_code(model_dir: str | Path, prompts: list[str], generation: GenerationParams,
+                  batch_size: int = 8) -> CompletionEval:
+    """Each prompt continued (not stripped: indentation is code) and cut at the next top-level statement."""
+    generated = CausalGenerator(model_dir).generate(prompts, batch_size=batch_size, params=generation, strip=False)
+    programs = [truncate_at_next_statement(p + g) for p, g in zip(prompts, generated)]
+    return CompletionEval(model=str(model_dir), prompts=prompts, completions=programs,
+                          parsed=[parses(c) for c in programs])
+
+
+# ---- two models side by side ----
+
+class PretrainComparison(BaseModel):
+    """The starting model ('base': the champion, or the random init) and the trained one on the same held-out sets;
+    change is relative ((trained - base) / base; lower perplexity is better)."""
+
+    base_label: str
+    base: dict[str, SetPerplexity]
+    trained: dict[str, SetPerplexity]
+    base_extra: dict[str, float] = {}
+    trained_extra: dict[str, float] = {}  # e.g. parse_rate (higher is better)
+    samples: list[dict] = []
+
+    def with_extra(self, base: dict[str, float], trained: dict[str, float]) -> PretrainComparison:
+        """The comparison with more metrics of both models (e.g. parse_rate of code completions)."""
+        return self.model_copy(update={"base_extra": {**self.base_extra, **base},
+                                       "trained_extra": {**self.trained_extra, **trained}})
+
+    def metrics(self, which: str) -> dict[str, float]:
+        sets, extra = (self.base, self.base_extra) if which == "base" else (self.trained, self.trained_extra)
+        return {**perplexity_metrics(sets), **extra}
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for name, base in self.base.items():
+            trained = self.trained[name]
+            rows.append({"set": name, "documents": base.documents, "tokens": base.tokens,
+                         self.base_label: round(base.perplexity, 3), "challenger": round(trained.perplexity, 3),
+                         "change": f"{(trained.perplexity - base.perplexity) / base.perplexity:+.2%}"})
+        for key, value in self.trained_extra.items():
+            rows.append({"set": key, "documents": None, "tokens": None, self.base_label: self.base_extra.get(key),
+                         "challenger": round(value, 4), "change": None})
+        return rows
+
+    def markdown(self) -> str:
+        lines = [f"| held-out set | documents | tokens | {self.base_label} | challenger | change |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.rows():
+            lines.append(f"| {r['set']} | {r['documents'] or ''} | {r['tokens'] or ''} | {r[self.base_label]} | "
+                         f"{r['challenger']} | {r['change'] or ''} |")
+        for i, s in enumerate(self.samples, start=1):
+            lines += ["", f"### Sample {i}", "```", s["prompt"], "```",
+                      f"- **{self.base_label}:** `{_one_line(s['base'])}`",
+                      f"- **challenger:** `{_one_line(s['challenger'])}`"]
+        return "\n".join(lines)
+
+    def evidence(self) -> ReleaseEvidence:
+        return ReleaseEvidence(base_metrics=self.metrics("base"), finetuned_metrics=self.metrics("trained"),
+                               samples=[{"prompt": s["prompt"], "base": s["base"], "finetuned": s["challenger"]}
+                                        for s in self.samples],
+                               report_markdown=self.markdown(), num_records=self.trained[IN_DOMAIN].documents)
+
+    def plot_png(self, path: str | Path) -> Path:
+        """Grouped bars: perplexity per held-out set, base vs trained (log scale when they differ a lot)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        names = list(self.base)
+        fig = Figure(figsize=(1.8 + 1.4 * len(names), 3.6), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        width = 0.38
+        for offset, (label, sets) in ((-width / 2, (self.base_label, self.base)),
+                                      (width / 2, ("challenger", self.trained))):
+            values = [sets[n].perplexity for n in names]
+            bars = ax.bar([i + offset for i in range(len(names))], values, width, label=label)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        values = [s.perplexity for s in (*self.base.values(), *self.trained.values())]
+        if max(values) / max(min(values), 1e-9) > 20:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylabel("perplexity (lower is better)")
+        ax.legend()
+        path = Path(path)
+        fig.savefig(path, dpi=100)
+        return path
+
+
+def compare_held_out(base_model: str, trained_model: str, sets: dict[str, list[str]], block_size: int,
+                     params: PerplexityEvaluationParams, base_label: str) -> PretrainComparison:
+    """Both models' perplexity on the same held-out sets, and both continuing the first in-domain documents."""
+    prompts = continuation_prompts(sets[IN_DOMAIN][: params.num_samples_shown], trained_model,
+                                   params.sample_prompt_tokens)
+    continued = [CausalGenerator(m).generate(prompts, batch_size=params.batch_size, params=params.generation)
+                 if prompts else [] for m in (base_model, trained_model)]
+    return PretrainComparison(
+        base_label=base_label,
+        base=held_out_perplexity(base_model, sets, block_size, params.batch_size),
+        trained=held_out_perplexity(trained_model, sets, block_size, params.batch_size),
+        samples=[{"prompt": p, "base": b, "challenger": c} for p, b, c in zip(prompts, *continued)],
+    )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(text[:limit].split()).replace("`", "'")

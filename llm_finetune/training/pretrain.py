@@ -1,0 +1,170 @@
+"""Causal-LM pretraining on packed blocks with transformers' Trainer (from scratch or continued); resumable from its
+last complete checkpoint; every weight trains.
+
+Run as a module for subprocess/container use (one process, or one per device under torchrun):
+    python -m llm_finetune.training.pretrain --job job.json
+    torchrun --nproc_per_node 2 -m llm_finetune.training.pretrain --job job.json
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from llm_finetune.data.raw_text import DOCUMENTS_FILE, PackedBlocks
+from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.recipes import PretrainParams
+from llm_finetune.training.causal_lm import (
+    TrainingTokenCounter,
+    parameter_counts,
+    resolve_precision,
+    summed_over_processes,
+)
+from llm_finetune.training.job import (
+    MODEL_DIR,
+    RESULT_FILE,
+    TrainingResult,
+    TrainJob,
+    finished_result,
+    last_complete_checkpoint,
+    run_entry_point,
+)
+
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class PretrainingResult(TrainingResult):
+    precision: Literal["fp32", "bf16"]
+    parameters: int
+    blocks: int
+    block_size: int
+
+
+class PretrainJob(TrainJob):
+    """Everything a pretraining process needs; JSON, so it can cross a process or container boundary."""
+
+    entry_module: ClassVar[str] = "llm_finetune.training.pretrain"
+    result_type: ClassVar[type[TrainingResult]] = PretrainingResult
+    base_model: str  # Hub id or local directory with model and tokenizer (random weights when from scratch)
+    packed: PackedBlocks  # the training blocks; their documents file is saved with the model
+    params: PretrainParams
+
+
+def pretrain_job(base_model: str, packed: PackedBlocks, params: PretrainParams, work_dir: str | Path) -> PretrainJob:
+    """The job, in a folder named by the fingerprint of base model, blocks and hyperparameters."""
+    key = fingerprint("pretrain-v1", name_or_path_key(base_model), packed.fingerprint, params)
+    return PretrainJob(base_model=base_model, packed=packed, params=params,
+                       output_dir=str(Path(work_dir) / "runs" / key))
+
+
+class BlockCollator:
+    """Fixed-length blocks -> a batch whose labels are its inputs (the model shifts them). No padding and no
+    masking: the EOS between documents is learned too (DataCollatorForLanguageModeling would mask it as padding
+    when the pad token is EOS, as for GPT-2)."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        ids = torch.tensor([f["input_ids"] for f in features], dtype=torch.long)
+        return {"input_ids": ids, "labels": ids.clone()}
+
+
+def training_arguments(job: PretrainJob, precision: str):
+    import torch
+    from transformers import TrainingArguments
+
+    p = job.params
+    return TrainingArguments(
+        output_dir=str(Path(job.output_dir) / CHECKPOINTS_DIR),
+        num_train_epochs=p.epochs,
+        max_steps=p.max_steps,
+        learning_rate=p.learning_rate,
+        lr_scheduler_type=p.lr_scheduler_type,
+        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
+        weight_decay=p.weight_decay,
+        per_device_train_batch_size=p.per_device_train_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation_steps,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=p.save_total_limit,
+        seed=p.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        activation_checkpointing=p.activation_checkpointing,
+        remove_unused_columns=False,
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> PretrainingResult:
+    """Train, or resume, or (when a finished model is already there) return the finished result.
+
+    Runs in every torchrun worker; only rank 0 writes. Callers that may run concurrently on one output folder hold
+    `fingerprint.locked(output_dir)` (llm_finetune.backends.local does).
+    """
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+
+    out = Path(job.output_dir)
+    model_dir = out / MODEL_DIR
+    if (finished := finished_result(out, PretrainingResult)) is not None:
+        return finished
+
+    p = job.params
+    set_seed(p.seed)
+    precision = resolve_precision(p.precision)
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
+    model = AutoModelForCausalLM.from_pretrained(job.base_model, dtype=torch.float32)
+    model.config.use_cache = False  # training forward passes never decode; a cache only costs memory
+    blocks = datasets.load_from_disk(job.packed.path)["train"]
+    trainer = Trainer(model=model, args=training_arguments(job, precision), train_dataset=blocks,
+                      data_collator=BlockCollator(), processing_class=tokenizer, callbacks=callbacks)
+    counter = TrainingTokenCounter(trainer.model)
+
+    resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - start
+
+    real_tokens, padded_tokens = summed_over_processes([counter.real_tokens, counter.padded_tokens])
+    result = PretrainingResult(
+        model_dir=str(model_dir),
+        global_step=output.global_step,
+        train_loss=output.training_loss,
+        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                    if "loss" in h and "step" in h],
+        resumed_from_checkpoint=str(resume) if resume else None,
+        train_runtime_s=runtime,
+        real_tokens=real_tokens,
+        padded_tokens=padded_tokens,
+        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0,
+        precision=precision,
+        parameters=parameter_counts(trainer.model)[1],
+        blocks=len(blocks),
+        block_size=job.packed.block_size,
+    )
+    if not trainer.is_world_process_zero():
+        return result
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    trainer.model.config.use_cache = True  # the saved model generates
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    shutil.copy(job.packed.documents_file, model_dir / DOCUMENTS_FILE)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_entry_point(PretrainJob, train_pretraining, argv)
+
+
+if __name__ == "__main__":
+    main()
