@@ -126,6 +126,7 @@ def prepare_blocks(texts: Sequence[str], tokenizer_dir: str, block_size: int, ca
     with build_once(out) as needed:
         if needed:
             import datasets
+            import pyarrow as pa
 
             if not texts:
                 raise ValueError("no documents to pack")
@@ -136,8 +137,10 @@ def prepare_blocks(texts: Sequence[str], tokenizer_dir: str, block_size: int, ca
                 total = sum(len(t) + 1 for t in token_lists)
                 raise ValueError(f"{len(texts)} documents make {total} tokens, fewer than one block of "
                                  f"{block_size}: add documents or lower data.block_size")
-            datasets.DatasetDict({"train": datasets.Dataset.from_dict({"input_ids": blocks})}).save_to_disk(
-                str(out / "dataset"))
+            # A given fingerprint: else datasets hashes the table with dill, whose disassembly a flow with
+            # log_prints would log line by line.
+            table = datasets.Dataset(pa.Table.from_pydict({"input_ids": blocks}), fingerprint=key)
+            datasets.DatasetDict({"train": table}).save_to_disk(str(out / "dataset"))
             (out / DOCUMENTS_FILE).write_text(json.dumps({"documents": sorted(set(keys) | set(seen_before))}))
             packed = PackedBlocks(
                 path=str(out / "dataset"), fingerprint=key, block_size=block_size, documents=len(texts),
@@ -156,14 +159,15 @@ def continuation_prompts(texts: Sequence[str], tokenizer_dir: str, prompt_tokens
 
 def continuation_test_cases(texts: Sequence[str], tokenizer_dir: str, prompt_tokens: int,
                             limit: int) -> list[EndpointTestCase]:
-    """Held-out documents cut after `prompt_tokens` tokens: the start is the prompt, the rest the reference."""
+    """Held-out documents cut after `prompt_tokens` tokens: the start is the prompt, the next as many tokens the
+    reference."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     cases = []
     for i, ids in enumerate(tokenize_documents(tokenizer, texts[:limit])):
         cases.append(EndpointTestCase(id=str(i), inputs=tokenizer.decode(ids[:prompt_tokens]),
-                                      reference=tokenizer.decode(ids[prompt_tokens:])))
+                                      reference=tokenizer.decode(ids[prompt_tokens : 2 * prompt_tokens])))
     return cases
 
 

@@ -190,7 +190,9 @@ class PretrainComparison(BaseModel):
             ax.set_yscale("log")
         ax.set_xticks(range(len(names)), names)
         ax.set_ylabel("perplexity (lower is better)")
-        ax.legend()
+        ax.set_title("Held-out perplexity per set")
+        ax.margins(y=0.15)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
         path = Path(path)
         fig.savefig(path, dpi=100)
         return path

@@ -55,6 +55,10 @@ def recipe(tmp_path, corpus, *overrides) -> ContinuedPretrainingRecipe:
     return load_recipe(DEFAULT_RECIPE_PATH, ContinuedPretrainingRecipe, [*where, *SMALL, *overrides])
 
 
+def alias(client, name: str) -> str:
+    return str(client.get_model_version_by_alias("plots", name).version)
+
+
 def artifact_keys(state) -> set[str]:
     with get_client(sync_client=True) as client:
         runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
@@ -97,7 +101,7 @@ def test_champion_challenger_cycle(tmp_path):
     assert first.status == "trained" and first.starting_model.label == "base model"
     assert first.selection.new == 100 and first.release.decision.approved
     assert first.metrics["challenger"]["perplexity_in_domain"] < first.metrics["base"]["perplexity_in_domain"]
-    assert client.get_model_version_by_alias("plots", "champion").version == first.release.version.version == "1"
+    assert alias(client, "champion") == first.release.version.version == "1"
 
     # 2. Unchanged corpus: ends early, Completed, no new version.
     state = continued_pretraining(recipe=recipe(tmp_path, corpus), return_state=True)
@@ -111,8 +115,8 @@ def test_champion_challenger_cycle(tmp_path):
     assert second.status == "trained" and second.starting_model.label == "champion v1"
     assert (second.selection.new, second.selection.replayed) == (40, 100)  # 120 wanted, 100 seen
     assert second.release.decision.approved, second.release.decision.reason
-    assert client.get_model_version_by_alias("plots", "champion").version == "2"
-    assert client.get_model_version_by_alias("plots", "previous-champion").version == "1"
+    assert alias(client, "champion") == "2"
+    assert alias(client, "previous-champion") == "1"
 
     # 4. More plots, no replay, a high learning rate: in domain better, dialogues forgotten -> rejected.
     write(corpus / "train-002.jsonl", lines("movie_plots/train.jsonl", "text", 80, 120))
@@ -127,12 +131,12 @@ def test_champion_challenger_cycle(tmp_path):
     assert "perplexity_out_of_domain" in decision.reason and "may rise by at most 15.00%" in decision.reason
     assert "perplexity_in_domain" not in decision.reason
     assert client.get_model_version("plots", "3").tags["approval_status"] == "rejected"
-    assert client.get_model_version_by_alias("plots", "champion").version == "2"
+    assert alias(client, "champion") == "2"
     assert third.release.endpoint_test is None  # a rejected challenger is never deployed
 
     # 5. Rollback: one alias move back to the previous champion.
     rolled = rollback_champion(recipe=recipe(tmp_path, corpus), reason="plots drifted")
     assert (rolled.demoted, rolled.restored) == ("2", "1")
-    assert client.get_model_version_by_alias("plots", "champion").version == "1"
+    assert alias(client, "champion") == "1"
     assert "previous-champion" not in client.get_registered_model("plots").aliases
     assert client.get_model_version("plots", "2").tags["rolled_back_reason"] == "plots drifted"
