@@ -9,7 +9,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from llm_finetune.generation import GenerationParams
-from llm_finetune.recipes.base import DATA_URI_HELP, ApprovalPolicy, DataSource, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import (
+    DATA_URI_HELP,
+    ApprovalPolicy,
+    DataSource,
+    RecipeBase,
+    RegistrySpec,
+    Strict,
+)
 
 
 class RawTextData(DataSource):

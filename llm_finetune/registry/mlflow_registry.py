@@ -219,12 +219,14 @@ def set_model_tag(tracking_uri: str, name: str, key: str, value: str) -> None:
 def _write_decision(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:
     client = _client(tracking_uri)
     status = "approved" if decision.approved else "rejected"
+    # The status last: a concurrent run reads the decision (without the lock) once it sees a status, so every other
+    # tag must already be there (seen: decided_at missing under load).
     for key, value in {
-        APPROVAL_STATUS: status,
         "approval_reviewer": decision.reviewer,
         "approval_reason": decision.reason,
         "approval_automatic": str(decision.automatic).lower(),
         "approval_decided_at": decision.decided_at.isoformat(),
+        APPROVAL_STATUS: status,
     }.items():
         client.set_model_version_tag(name, version, key, value)
     if decision.approved:

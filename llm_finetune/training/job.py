@@ -59,6 +59,26 @@ def finished_result(output_dir: str | Path, result_type: type[TrainingResult] | 
     return result.model_copy(update={"reused": True})
 
 
+def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: TrainingResult,
+                       write_extras: Callable[[Path], None] | None = None) -> None:
+    """Rank 0's last act: model and tokenizer in <output_dir>/model (a partial one from a killed run replaced), any
+    extra files, the result; the model folder is marked complete last."""
+    import shutil
+
+    from llm_finetune.fingerprint import mark_complete
+
+    out = Path(output_dir)
+    model_dir = out / MODEL_DIR
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(model_dir)
+    if write_extras is not None:
+        write_extras(model_dir)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+
+
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones).
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from llm_finetune.data.raw_text import DOCUMENTS_FILE, PackedBlocks
-from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import PretrainParams
 from llm_finetune.training.causal_lm import (
     TrainingTokenCounter,
@@ -24,12 +24,12 @@ from llm_finetune.training.causal_lm import (
 )
 from llm_finetune.training.job import (
     MODEL_DIR,
-    RESULT_FILE,
     TrainingResult,
     TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
+    save_trained_model,
 )
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -149,16 +149,10 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
         blocks=len(blocks),
         block_size=job.packed.block_size,
     )
-    if not trainer.is_world_process_zero():
-        return result
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    trainer.model.config.use_cache = True  # the saved model generates
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    shutil.copy(job.packed.documents_file, model_dir / DOCUMENTS_FILE)
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
+    if trainer.is_world_process_zero():
+        trainer.model.config.use_cache = True  # the saved model generates
+        save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: shutil.copy(
+            job.packed.documents_file, d / DOCUMENTS_FILE))
     return result
 
 

@@ -7,21 +7,20 @@ Run as a module for subprocess/container use:
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import ClassVar
 
-from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
 from llm_finetune.training.job import (
     MODEL_DIR,
-    RESULT_FILE,
     TrainingResult,
     TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
+    save_trained_model,
 )
 
 PROMPT_FILE = "llmft_prompt.json"
@@ -123,15 +122,9 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         padded_tokens=collator.padded_tokens,
         tokens_per_second=collator.real_tokens * args.world_size / runtime if runtime > 0 else 0.0,
     )
-    if not trainer.is_world_process_zero():
-        return result
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    (model_dir / PROMPT_FILE).write_text(json.dumps({"prompt_template": job.prompt_template}))
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
+    if trainer.is_world_process_zero():
+        save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: (d / PROMPT_FILE).write_text(
+            json.dumps({"prompt_template": job.prompt_template})))
     return result
 
 

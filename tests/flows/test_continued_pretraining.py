@@ -15,7 +15,11 @@ from prefect.settings import get_current_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from deployments.serve import deployment_specs
-from flows.continued_pretraining import DEFAULT_RECIPE_PATH, continued_pretraining, rollback_champion
+from flows.continued_pretraining import (
+    DEFAULT_RECIPE_PATH,
+    continued_pretraining,
+    rollback_champion,
+)
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
 from tests.conftest import REPO
 

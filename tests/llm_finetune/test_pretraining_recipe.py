@@ -3,7 +3,11 @@
 import pytest
 
 from llm_finetune.errors import RecipeError
-from llm_finetune.recipes import CodePretrainingRecipe, ContinuedPretrainingRecipe, load_recipe
+from llm_finetune.recipes import (
+    CodePretrainingRecipe,
+    ContinuedPretrainingRecipe,
+    load_recipe,
+)
 from tests.conftest import REPO
 
 SHARED = REPO.parent / "shared" / "data"

@@ -4,7 +4,12 @@ GPT-2 built from a config with the tokenizer's ids."""
 import json
 from pathlib import Path
 
-from llm_finetune.models.gpt2 import EOS, build_gpt2, gpt2_tokenizer, train_code_tokenizer
+from llm_finetune.models.gpt2 import (
+    EOS,
+    build_gpt2,
+    gpt2_tokenizer,
+    train_code_tokenizer,
+)
 from llm_finetune.recipes import GPT2ConfigSpec
 
 CODE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "python_code"
