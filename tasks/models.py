@@ -12,7 +12,8 @@ from llm_finetune.recipes import CausalModelSpec, DataSource, ModelSpec, Pretrai
 
 
 @task(name="materialize-base-model")
-def materialize_base_model(model: ModelSpec | CausalModelSpec | PretrainModelSpec, data: DataSource, validated: ValidatedData,
+def materialize_base_model(model: ModelSpec | CausalModelSpec | PretrainModelSpec, data: DataSource,
+                           validated: ValidatedData,
                            work_dir: str) -> str:
     """Name or local directory that `from_pretrained` accepts."""
     path = base_model_path(model, data, validated, Path(work_dir) / "base-models")

@@ -37,8 +37,8 @@ CORPUS_TAG = "last_trained_corpus"  # registered-model tag: the corpus listing o
 def check_corpus(recipe: PretrainingRecipe) -> CorpusCheck:
     """Fingerprint the corpus listing and compare it with the one of the last successful run."""
     fp, files = corpus_fingerprint(recipe.data.train_uri)
-    check = CorpusCheck(uri=recipe.data.train_uri, fingerprint=fp, files=files,
-                        last_trained=(model_tags(recipe.tracking_uri(), recipe.registry.model_name) or {}).get(CORPUS_TAG))
+    tags = model_tags(recipe.tracking_uri(), recipe.registry.model_name) or {}
+    check = CorpusCheck(uri=recipe.data.train_uri, fingerprint=fp, files=files, last_trained=tags.get(CORPUS_TAG))
     get_run_logger().info("corpus %s: %s files, listing %s (last trained: %s)", check.uri, files, fp,
                           check.last_trained)
     return check

@@ -72,8 +72,8 @@ def held_out_perplexity(model_dir: str | Path, sets: dict[str, list[str]], block
         if name != IN_DOMAIN:
             ood_total, ood_tokens, ood_docs = ood_total + total, ood_tokens + tokens, ood_docs + len(texts)
     if ood_tokens:
-        results[OUT_OF_DOMAIN] = SetPerplexity(loss=ood_total / ood_tokens, perplexity=_perplexity(ood_total, ood_tokens),
-                                               tokens=ood_tokens, documents=ood_docs)
+        results[OUT_OF_DOMAIN] = SetPerplexity(loss=ood_total / ood_tokens, tokens=ood_tokens, documents=ood_docs,
+                                               perplexity=_perplexity(ood_total, ood_tokens))
     return results
 
 

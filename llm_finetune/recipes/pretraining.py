@@ -124,7 +124,7 @@ DEFAULT_CODE_PROMPTS = [
     'def factorial(n: int) -> int:\n    """Return n! computed iteratively."""\n',
     'def gcd(a: int, b: int) -> int:\n    """Greatest common divisor of a and b (Euclid)."""\n',
     'def bubble_sort(collection: list) -> list:\n    """Sort collection in ascending order with bubble sort."""\n',
-    'def celsius_to_fahrenheit(celsius: float) -> float:\n    """Convert a temperature from Celsius to Fahrenheit."""\n',
+    'def celsius_to_fahrenheit(celsius: float) -> float:\n    """Convert Celsius to Fahrenheit."""\n',
 ]
 
 

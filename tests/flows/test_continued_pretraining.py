@@ -31,7 +31,8 @@ SMALL = ("model.config.tokenizer=train", "model.config.vocab_size=500", "model.c
          "training.max_steps=30", "training.learning_rate=0.005", "training.per_device_train_batch_size=4",
          "training.warmup=0", "training.logging_steps=5", "training.save_steps=100", "training.precision=fp32",
          "evaluation.max_documents=8", "evaluation.num_samples_shown=1", "evaluation.batch_size=16",
-         "evaluation.generation.max_new_tokens=8", "endpoint.num_test_records=1", "endpoint.generation.max_new_tokens=8",
+         "evaluation.generation.max_new_tokens=8", "endpoint.num_test_records=1",
+         "endpoint.generation.max_new_tokens=8",
          f"evaluation.out_of_domain={{dialogsum: {{uri: {SHARED / 'dialogsum' / 'validation.jsonl'}, "
          "text_field: dialogue, max_documents: 8}}",
          # the gate: in-domain 1% better; dialogues (in the first corpus, then no more) at most 15% worse
