@@ -45,7 +45,7 @@ def chatbot_inference(recipe: ChatInferenceRecipe = load_recipe(DEFAULT_RECIPE_P
     tokenizer = deployed.model_dir if deployed else target.tokenizer
     reports = []
     try:
-        for suite, spec in zip(suites, recipe.suites):
+        for suite, spec in zip(suites, recipe.suites.values()):
             reports.append(run_prompt_suite(target, url, suite, spec, recipe.grid, tokenizer=tokenizer,
                                             out_dir=out_dir))
     finally:  # a local endpoint is left up only when asked for and only when every suite ran

@@ -25,7 +25,7 @@ from llm_finetune.evaluation.chat_inference import (
 )
 from llm_finetune.recipes import ChatInferenceRecipe, GenerationGrid, InferenceTarget, PromptSuiteSpec
 from llm_finetune.registry.mlflow_registry import log_run
-from llm_finetune.serving.client import EndpointError
+from llm_finetune.serving.client import EndpointUnreachable
 
 
 class SuiteReport(BaseModel):
@@ -47,9 +47,9 @@ def load_prompt_suites(recipe: ChatInferenceRecipe) -> list[PromptSuite]:
     work."""
     bearer_token(recipe.endpoint)
     suites, problems = [], []
-    for spec in recipe.suites:
+    for name, spec in recipe.suites.items():
         try:
-            suites.append(load_suite(spec, recipe.work_dir))
+            suites.append(load_suite(name, spec, recipe.work_dir))
         except DataValidationError as e:
             problems += e.problems
     if problems:
@@ -60,7 +60,7 @@ def load_prompt_suites(recipe: ChatInferenceRecipe) -> list[PromptSuite]:
 
 def _endpoint_down(task, task_run, state) -> bool:
     """Retry a suite only when the endpoint gave no answer at all (a refused request is a result, not a failure)."""
-    return isinstance(state.data, EndpointError) and state.data.status is None
+    return isinstance(state.data, EndpointUnreachable)
 
 
 @task(name="run-prompt-suite", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_endpoint_down)

@@ -162,7 +162,7 @@ def _check(kind: SuiteKind, raw: dict) -> tuple[dict | None, list[tuple[str | No
     return record.model_dump(exclude_none=True), problems
 
 
-def load_suite(spec: PromptSuiteSpec, work_dir: str | Path) -> PromptSuite:
+def load_suite(name: str, spec: PromptSuiteSpec, work_dir: str | Path) -> PromptSuite:
     """Read and check a suite; every problem of the file is raised at once, by file, line and field."""
     ds, source = read_split(spec.path, fmt=None, split="test", cache_dir=Path(work_dir))
     rows = _exact_json(source.files) if source.format == "json" else ds.to_list()
@@ -182,7 +182,7 @@ def load_suite(spec: PromptSuiteSpec, work_dir: str | Path) -> PromptSuite:
     problems += _suite_problems(spec, records) if not problems else []
     if problems:
         raise DataValidationError(problems)
-    return PromptSuite(name=spec.name, kind=spec.kind, path=spec.path, records=records, origins=origins)
+    return PromptSuite(name=name, kind=spec.kind, path=spec.path, records=records, origins=origins)
 
 
 def _suite_problems(spec: PromptSuiteSpec, records: list[dict]) -> list[RecordProblem]:

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llm_finetune.data.suites import SuitePrompt
 from llm_finetune.errors import RecipeError
 from llm_finetune.evaluation.answers import extract_final_answer, is_correct
 from llm_finetune.recipes.chat_inference import DecodingSetting, GenerationGrid, InferenceTarget, Route
-from llm_finetune.serving.client import EndpointError, InferenceClient, open_client
+from llm_finetune.serving.client import EndpointError, EndpointUnreachable, InferenceClient, open_client
 
 
 class GridPoint(BaseModel):
@@ -63,6 +63,7 @@ class OutputRecord(BaseModel):
     output: str | None = None
     finish_reason: str | None = None
     error: str | None = None
+    status: int | None = Field(None, description="HTTP status of a refused request")
     latency_ms: float | None = None
     completion_tokens: int | None = None
     tokens_counted_by: Literal["endpoint", "tokenizer"] | None = None
@@ -120,7 +121,8 @@ class SuiteRun:
         or refuses every request, raises EndpointError."""
         outputs = [self.ask(prompt, point) for point in points for prompt in prompts]
         if outputs and all(o.error for o in outputs):
-            raise EndpointError(f"suite {self.suite}: every request failed; the first: {outputs[0].error}")
+            raise EndpointError(f"suite {self.suite}: every request failed; the first: {outputs[0].error}",
+                                outputs[0].status)
         return outputs
 
     def ask(self, prompt: SuitePrompt, point: GridPoint) -> OutputRecord:
@@ -130,10 +132,10 @@ class SuiteRun:
             start = time.perf_counter()
             text, finish, tokens = self._request(prompt, point)
             latency_s = time.perf_counter() - start
+        except EndpointUnreachable:  # no answer at all: the endpoint is down, not this request's fault
+            raise
         except EndpointError as e:
-            if e.status is None:  # no answer at all: the endpoint is down, not this request's fault
-                raise
-            record.error = str(e)
+            record.error, record.status = str(e), e.status
             return record
         record.output, record.finish_reason, record.latency_ms = text, finish, round(latency_s * 1000, 2)
         if tokens is not None:

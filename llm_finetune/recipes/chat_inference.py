@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import DATA_URI_HELP, EndpointSpec, Strict, resolve_local
@@ -14,6 +14,7 @@ SuiteKind = Literal["chat", "assistant", "cot"]
 Route = Literal["chat", "inputs"]
 CotStyle = Literal["direct", "zero_shot_cot", "few_shot_cot"]
 COT_STYLES: tuple[CotStyle, ...] = ("direct", "zero_shot_cot", "few_shot_cot")
+SuiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$")]  # names artifacts: lowercase, dashes
 
 
 class RegisteredModelRef(Strict):
@@ -65,7 +66,6 @@ class InferenceTarget(Strict):
 class PromptSuiteSpec(Strict):
     """One prompt suite file and how its records are asked."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Names the suite's artifact (lowercase, dashes)")
     path: str = Field(description=DATA_URI_HELP)
     kind: SuiteKind = Field(description="chat: single turns; assistant: multi-turn with a system prompt; "
                                         "cot: arithmetic word problems with known numeric answers")
@@ -135,7 +135,10 @@ class GenerationGrid(Strict):
     @classmethod
     def _lengths(cls, v: list[int]) -> list[int]:
         for n in v:
-            GenerationParams(max_new_tokens=n)
+            try:
+                GenerationParams(max_new_tokens=n)
+            except ValidationError as e:
+                raise ValueError(f"{n}: {e.errors()[0]['msg']}") from None
         return v
 
     @model_validator(mode="after")
@@ -159,21 +162,15 @@ class ChatInferenceRecipe(Strict):
     name: str = "chatbot-inference"
     work_dir: str = Field(".llmft", description="Outputs, caches, MLflow store (relative to the working directory)")
     endpoint: InferenceTarget
-    suites: list[PromptSuiteSpec] = Field(min_length=1)
+    suites: dict[SuiteName, PromptSuiteSpec] = Field(
+        min_length=1, description="Suites by name (lowercase, dashes; names the artifacts), run in this order")
     grid: GenerationGrid = Field(default_factory=GenerationGrid)
     tracking: TrackingSpec | None = Field(default_factory=TrackingSpec, description="null: Prefect artifacts only")
-
-    @model_validator(mode="after")
-    def _unique_suites(self) -> ChatInferenceRecipe:
-        names = [s.name for s in self.suites]
-        if len(set(names)) != len(names):
-            raise ValueError(f"suite names must be unique, got {names}")
-        return self
 
     def default_tracking_uri(self) -> str:
         return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
 
     def with_paths_relative_to(self, base: Path) -> ChatInferenceRecipe:
         """Local suite files and tokenizer folders in a recipe file are relative to that file."""
-        suites = [s.model_copy(update={"path": resolve_local(s.path, base)}) for s in self.suites]
+        suites = {name: s.model_copy(update={"path": resolve_local(s.path, base)}) for name, s in self.suites.items()}
         return self.model_copy(update={"suites": suites})

@@ -25,6 +25,10 @@ class EndpointError(RuntimeError):
         self.status = status
 
 
+class EndpointUnreachable(EndpointError):
+    """No answer came at all (refused connection, timeout): the endpoint is down or unreachable."""
+
+
 @runtime_checkable
 class InferenceClient(Protocol):
     """What the flows need from an endpoint, whatever serves it."""
@@ -100,7 +104,7 @@ class HttpInferenceClient:
                                 e.code) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
-            raise EndpointError(f"{self.url}{path}: no answer ({reason})") from None
+            raise EndpointUnreachable(f"{self.url}{path}: no answer ({reason})") from None
 
     def invoke(self, payload: dict) -> Any:
         """Any body to /invocations (the path real SageMaker endpoints and local ones share)."""
@@ -140,7 +144,7 @@ class SageMakerInferenceClient:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             raise EndpointError(f"SageMaker endpoint {self.endpoint_name}: {e}", status) from None
         except BotoCoreError as e:
-            raise EndpointError(f"SageMaker endpoint {self.endpoint_name}: no answer ({e})") from None
+            raise EndpointUnreachable(f"SageMaker endpoint {self.endpoint_name}: no answer ({e})") from None
         raw = response["Body"].read()
         try:
             return json.loads(raw)

@@ -12,13 +12,13 @@ from tests.chat_helpers import SUITES, write_lines
 
 
 def spec(path, kind, **settings) -> PromptSuiteSpec:
-    return PromptSuiteSpec(name="s", path=str(path), kind=kind, **settings)
+    return PromptSuiteSpec(path=str(path), kind=kind, **settings)
 
 
 @pytest.mark.parametrize("file, kind, records", [("chat.jsonl", "chat", 8), ("assistant.jsonl", "assistant", 6),
                                                  ("cot_arithmetic.jsonl", "cot", 27)])
 def test_shipped_suites_load(tmp_path, file, kind, records):
-    suite = load_suite(spec(SUITES / file, kind), tmp_path)
+    suite = load_suite("s", spec(SUITES / file, kind), tmp_path)
     assert len(suite.records) == records and suite.origins[1] == f"{SUITES / file}, line 2"
 
 
@@ -32,7 +32,7 @@ def test_shipped_cot_suite_is_the_generator_output_with_known_answers():
 
 
 def test_cot_prompts_in_every_style_and_route(tmp_path):
-    suite = load_suite(spec(SUITES / "cot_arithmetic.jsonl", "cot"), tmp_path)
+    suite = load_suite("s", spec(SUITES / "cot_arithmetic.jsonl", "cot"), tmp_path)
     chat = suite_prompts(suite, spec(SUITES / "cot_arithmetic.jsonl", "cot", max_records=2, few_shot=2))
     assert [(p.record_id, p.style) for p in chat] == [
         ("cot-004", "direct"), ("cot-004", "zero_shot_cot"), ("cot-004", "few_shot_cot"),
@@ -62,7 +62,7 @@ def test_bad_chat_suite_names_file_line_and_field(tmp_path):
         {"id": "f", "messages": [{"role": "user", "content": "Hi"}], "refrence": "Hello"},
     )
     with pytest.raises(DataValidationError) as err:
-        load_suite(spec(path, "chat"), tmp_path)
+        load_suite("s", spec(path, "chat"), tmp_path)
     assert [str(p) for p in err.value.problems] == [
         f"{path}, line 2, field 'messages[0].role': Input should be 'system', 'user' or 'assistant'",
         f"{path}, line 3, field 'messages[1].content': is empty",
@@ -80,7 +80,7 @@ def test_assistant_suite_needs_system_prompt_and_user_last(tmp_path):
     path = write_lines(tmp_path / "a.jsonl", {"id": "1", "messages": ok}, {"id": "2", "messages": ok[1:]},
                        {"id": "3", "messages": ok[:3]})
     with pytest.raises(DataValidationError) as err:
-        load_suite(spec(path, "assistant"), tmp_path)
+        load_suite("s", spec(path, "assistant"), tmp_path)
     assert [(p.line, p.field) for p in err.value.problems] == [(2, "messages"), (3, "messages")]
     assert "got roles ['system', 'user', 'assistant']" in str(err.value.problems[1])
 
@@ -94,7 +94,7 @@ def test_bad_cot_suite(tmp_path):
         {"id": 4, "question": "5 + 5?", "answer": 10, "use": "sample"},
     )
     with pytest.raises(DataValidationError) as err:
-        load_suite(spec(path, "cot"), tmp_path)
+        load_suite("s", spec(path, "cot"), tmp_path)
     assert [str(p) for p in err.value.problems] == [
         f"{path}, line 1, field 'answer': Input should be a valid number",
         f"{path}, line 2, field 'solution': ends on 5, but 'answer' is 6",
@@ -106,18 +106,18 @@ def test_bad_cot_suite(tmp_path):
 def test_cot_suite_needs_enough_worked_examples_and_a_test_record(tmp_path):
     example = {"id": "e", "question": "1 + 1?", "answer": 2, "use": "example", "solution": "The answer is 2."}
     path = write_lines(tmp_path / "cot.jsonl", example, {"id": "t", "question": "2 + 2?", "answer": 4})
-    assert len(load_suite(spec(path, "cot", few_shot=1), tmp_path).records) == 2
+    assert len(load_suite("s", spec(path, "cot", few_shot=1), tmp_path).records) == 2
     with pytest.raises(DataValidationError, match=r"few_shot_cot needs 3 records with use: example, the file has 1"):
-        load_suite(spec(path, "cot", few_shot=3), tmp_path)
-    load_suite(spec(path, "cot", few_shot=3, styles=["direct"]), tmp_path)  # no few-shot style: no examples needed
+        load_suite("s", spec(path, "cot", few_shot=3), tmp_path)
+    load_suite("s", spec(path, "cot", few_shot=3, styles=["direct"]), tmp_path)  # no few-shot style: no examples needed
     only = write_lines(tmp_path / "only.jsonl", example)
     with pytest.raises(DataValidationError, match="no test records"):
-        load_suite(spec(only, "cot", few_shot=1), tmp_path)
+        load_suite("s", spec(only, "cot", few_shot=1), tmp_path)
 
 
 def test_missing_and_unparsable_files(tmp_path):
     with pytest.raises(DataValidationError, match="file not found"):
-        load_suite(spec(tmp_path / "none.jsonl", "chat"), tmp_path)
+        load_suite("s", spec(tmp_path / "none.jsonl", "chat"), tmp_path)
     path = write_lines(tmp_path / "broken.jsonl", '{"id": "a", "messages": [}')
     with pytest.raises(DataValidationError, match=rf"{path}, line 1: invalid JSON"):
-        load_suite(spec(path, "chat"), tmp_path)
+        load_suite("s", spec(path, "chat"), tmp_path)

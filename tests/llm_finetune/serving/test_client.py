@@ -11,6 +11,7 @@ from llm_finetune.evaluation.chat_inference import client_for
 from llm_finetune.errors import RecipeError
 from llm_finetune.serving.client import (
     EndpointError,
+    EndpointUnreachable,
     HttpInferenceClient,
     InferenceClient,
     SageMakerInferenceClient,
@@ -48,9 +49,9 @@ def test_http_errors_say_what_happened():
 
     with serving_in_thread(contract_app(lambda body: "x")) as url:
         pass  # stopped: nothing listens there any more
-    with pytest.raises(EndpointError, match=r"/v1/chat/completions: no answer") as err:
+    with pytest.raises(EndpointUnreachable, match=r"/v1/chat/completions: no answer") as err:
         HttpInferenceClient(url, timeout_s=2).chat(MESSAGES)
-    assert err.value.status is None
+    assert err.value.status is None and isinstance(err.value, EndpointError)
 
     odd = FastAPI()
     odd.post("/v1/chat/completions")(lambda: {"text": "not a completion"})
