@@ -15,6 +15,13 @@ def spec(path, kind, **settings) -> PromptSuiteSpec:
     return PromptSuiteSpec(path=str(path), kind=kind, **settings)
 
 
+def problems(path, kind, work_dir) -> list[str]:
+    """The problems a suite file is refused with, as printed."""
+    with pytest.raises(DataValidationError) as err:
+        load_suite("s", spec(path, kind), work_dir)
+    return [str(p) for p in err.value.problems]
+
+
 @pytest.mark.parametrize("file, kind, records", [("chat.jsonl", "chat", 8), ("assistant.jsonl", "assistant", 6),
                                                  ("cot_arithmetic.jsonl", "cot", 27)])
 def test_shipped_suites_load(tmp_path, file, kind, records):
@@ -61,9 +68,7 @@ def test_bad_chat_suite_names_file_line_and_field(tmp_path):
         {"id": "a", "messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}]},
         {"id": "f", "messages": [{"role": "user", "content": "Hi"}], "refrence": "Hello"},
     )
-    with pytest.raises(DataValidationError) as err:
-        load_suite("s", spec(path, "chat"), tmp_path)
-    assert [str(p) for p in err.value.problems] == [
+    assert problems(path, "chat", tmp_path) == [
         f"{path}, line 2, field 'messages[0].role': Input should be 'system', 'user' or 'assistant'",
         f"{path}, line 3, field 'messages[1].content': is empty",
         f"{path}, line 4, field 'id': missing",
@@ -79,10 +84,10 @@ def test_assistant_suite_needs_system_prompt_and_user_last(tmp_path):
           {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}]
     path = write_lines(tmp_path / "a.jsonl", {"id": "1", "messages": ok}, {"id": "2", "messages": ok[1:]},
                        {"id": "3", "messages": ok[:3]})
-    with pytest.raises(DataValidationError) as err:
-        load_suite("s", spec(path, "assistant"), tmp_path)
-    assert [(p.line, p.field) for p in err.value.problems] == [(2, "messages"), (3, "messages")]
-    assert "got roles ['system', 'user', 'assistant']" in str(err.value.problems[1])
+    found = problems(path, "assistant", tmp_path)
+    assert [p.split(": ", 1)[0] for p in found] == [f"{path}, line 2, field 'messages'",
+                                                    f"{path}, line 3, field 'messages'"]
+    assert found[1].endswith("got roles ['system', 'user', 'assistant']")
 
 
 def test_bad_cot_suite(tmp_path):
@@ -93,9 +98,7 @@ def test_bad_cot_suite(tmp_path):
         {"id": 3, "question": "4 + 4?", "answer": 8, "use": "example"},
         {"id": 4, "question": "5 + 5?", "answer": 10, "use": "sample"},
     )
-    with pytest.raises(DataValidationError) as err:
-        load_suite("s", spec(path, "cot"), tmp_path)
-    assert [str(p) for p in err.value.problems] == [
+    assert problems(path, "cot", tmp_path) == [
         f"{path}, line 1, field 'answer': Input should be a valid number",
         f"{path}, line 2, field 'solution': ends on 5, but 'answer' is 6",
         f"{path}, line 3, field 'solution': missing: a worked example needs its solution",
