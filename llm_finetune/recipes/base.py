@@ -11,6 +11,11 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
 
+def resolve_local(uri: str, base: Path) -> str:
+    """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
+    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
+
+
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
 
@@ -95,10 +100,6 @@ class RecipeBase(Strict):
     def with_paths_relative_to(self, base: Path) -> "RecipeBase":
         """Local data paths in a recipe file are relative to that file, not to the working directory."""
 
-        def resolve(uri: str) -> str:
-            return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
-
-        data = self.data.model_copy(
-            update={"train_uri": resolve(self.data.train_uri), "validation_uri": resolve(self.data.validation_uri)}
-        )
+        data = self.data.model_copy(update={"train_uri": resolve_local(self.data.train_uri, base),
+                                            "validation_uri": resolve_local(self.data.validation_uri, base)})
         return self.model_copy(update={"data": data})
