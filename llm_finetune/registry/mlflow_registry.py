@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
@@ -223,3 +224,30 @@ def download_approved_model(tracking_uri: str, name: str, version: str, dst: str
     if not configs:
         raise FileNotFoundError(f"no Hugging Face model directory in the artifacts of '{name}' version {version}")
     return configs[0].parent
+
+
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
+
+
+def resolve_model_uri(tracking_uri: str, uri: str) -> tuple[str, str]:
+    """(name, version) of 'models:/name/3' or 'models:/name@alias'; ValueError saying which part is wrong."""
+    match = MODEL_URI.fullmatch(uri)
+    if not match:
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    name, version, alias = match["name"], match["version"], match["alias"]
+    client = _client(tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = version or str(client.get_model_version_by_alias(name, alias).version)
+        client.get_model_version(name, version)
+    except MlflowException as e:
+        raise ValueError(f"{uri!r} is not in the registry at {tracking_uri}: {e.message}") from None
+    return name, version
+
+
+def download_registered_model(tracking_uri: str, uri: str, cache_root: str | Path) -> Path:
+    """The model directory of 'models:/name/3' or 'models:/name@alias' (approved versions only), fetched once
+    into cache_root/<name>-v<version>/model, the folder the deploy task uses."""
+    name, version = resolve_model_uri(tracking_uri, uri)
+    return download_approved_model(tracking_uri, name, version, Path(cache_root) / f"{name}-v{version}" / "model")
