@@ -71,6 +71,22 @@ def test_bad_requests_get_400_naming_the_field(endpoint, payload, message):
     assert_still_serving(endpoint.url)
 
 
+def test_chat_messages_to_a_text2text_model_get_400(endpoint):
+    status, body = request(endpoint.url, "POST", "/v1/chat/completions",
+                           json.dumps({"messages": [{"role": "user", "content": DIALOGUE}]}).encode())
+    assert (status, body) == (400, {"error": 'messages: this text2text-generation model takes {"inputs": ...}, not chat'})
+    assert_still_serving(endpoint.url)
+
+
+def test_details_and_max_length_on_a_text2text_model(endpoint, trained_tiny_model):
+    from llm_finetune.summarizer import Summarizer
+
+    local = Summarizer(trained_tiny_model["finetuned"]).summarize([DIALOGUE], GenerationParams(max_new_tokens=6))
+    status, body = invoke(endpoint.url, {"inputs": DIALOGUE, "parameters": {"max_length": 7, "details": True}})
+    assert status == 200 and body[0]["summary_text"] == local[0]
+    assert body[0]["details"]["generated_tokens"] <= 6 and body[0]["details"]["finish_reason"] in ("length", "eos_token")
+
+
 def test_malformed_json_gets_400(endpoint):
     status, body = request(endpoint.url, "POST", "/invocations", b'{"inputs": "hi"')
     assert status == 400 and body["error"].startswith("body: Invalid JSON: EOF while parsing")
