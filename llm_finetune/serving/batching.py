@@ -133,7 +133,7 @@ class Batcher:
             results = self._run_batch([job.payload for job in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(batch)} requests")
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001  (it goes to the request; the server logs it with its traceback)
             if len(batch) > 1:
                 logger.warning("a batch of %d requests failed (%s: %s); running each alone",
                                len(batch), type(error).__name__, error)

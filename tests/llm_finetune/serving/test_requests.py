@@ -69,8 +69,8 @@ def test_bad_inputs_parameters_get_400_naming_them(url, parameters, message):
     ({"stream": "yes"}, "stream: Input should be a valid boolean"),
     ({"n": 2}, "n: Input should be 1"),
     ({"frequency_penalty": 1}, "frequency_penalty: Extra inputs are not permitted"),
-    ({"max_tokens": 0, "top_p": 2}, "max_tokens: Input should be greater than or equal to 1; "
-                                    "top_p: Input should be less than or equal to 1"),
+    ({"max_tokens": 0, "top_p": 2}, ("max_tokens: Input should be greater than or equal to 1; "
+                                     "top_p: Input should be less than or equal to 1")),
     ({"stream": True, "num_beams": 2}, "stream: not available with num_beams > 1 (beam search decides at the end)"),
 ])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/invocations"])
