@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
 
@@ -66,6 +67,10 @@ class EndpointSpec(Strict):
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get HTTP 413")
+    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, description="Most prompts of concurrent requests "
+                                "answered by one batched generate; 1 turns batching off")
+    max_batch_wait_ms: float = Field(DEFAULT_MAX_BATCH_WAIT_MS, ge=0, description="How long a request waits for "
+                                     "others with the same settings to share its batch")
     num_test_records: int = Field(5, gt=0)
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"

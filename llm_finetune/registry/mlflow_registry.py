@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
@@ -253,3 +254,25 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str,
         for path in files:
             mlflow.log_artifact(str(path))
     return run.info.run_id
+
+
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
+
+
+def resolve_model_uri(tracking_uri: str, uri: str) -> tuple[str, str]:
+    """(name, version) of 'models:/name/3' or 'models:/name@alias'; ValueError saying which part is wrong."""
+    match = MODEL_URI.fullmatch(uri)
+    if not match:
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    try:
+        mv = resolve_version(tracking_uri, match["name"], match["version"], match["alias"])
+    except RecipeError:
+        raise ValueError(f"{uri!r} is not in the registry at {tracking_uri}") from None
+    return mv.name, mv.version
+
+
+def download_registered_model(tracking_uri: str, uri: str, cache_root: str | Path) -> Path:
+    """The model directory of 'models:/name/3' or 'models:/name@alias' (approved versions only), fetched once
+    into cache_root/<name>-v<version>/model, the folder the deploy task uses."""
+    name, version = resolve_model_uri(tracking_uri, uri)
+    return download_approved_model(tracking_uri, name, version, Path(cache_root) / f"{name}-v{version}" / "model")

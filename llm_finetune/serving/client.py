@@ -10,10 +10,12 @@ Requests follow the chat wire contract of llm_finetune.serving.server:
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any, Protocol, runtime_checkable
 
+TOKEN_ENV = "LLMFT_ENDPOINT_TOKEN"  # the bearer token a local server requires and a client sends
 CHAT_PATH = "/v1/chat/completions"  # OpenAI's path; our server also answers chat bodies on /invocations
 
 
@@ -71,12 +73,12 @@ def as_chat_completion(answer: Any, source: str) -> dict:
 
 class HttpInferenceClient:
     """An HTTP endpoint: GET /ping, POST /invocations (generate) and POST /v1/chat/completions (chat), with an
-    optional bearer token."""
+    optional bearer token (default: $LLMFT_ENDPOINT_TOKEN, the variable a local server reads its token from)."""
 
     def __init__(self, url: str, timeout_s: float = 120.0, token: str | None = None, chat_path: str = CHAT_PATH):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
-        self.token = token
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
         self.chat_path = chat_path
 
     def __repr__(self) -> str:  # never the token

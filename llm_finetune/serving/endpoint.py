@@ -42,14 +42,18 @@ def start_local_endpoint(
     timeout_s: float = 180.0,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    server_args: tuple[str, ...] = (),
 ) -> EndpointHandle:
-    """Launch the server in its own process group and wait until /ping answers 200."""
+    """Launch the server in its own process group and wait until /ping answers 200.
+
+    `model_dir` may also be a registry URI (models:/NAME@ALIAS); `server_args` are further server flags
+    (`--max-batch-size 8`); the bearer token, if any, travels in the environment (LLMFT_ENDPOINT_TOKEN)."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_finetune.serving.server", "--model-dir", str(model_dir), "--host", host,
-         "--port", str(port), "--max-body-bytes", str(max_body_bytes)],
+        [sys.executable, "-m", "llm_finetune.serving.server", "--model", str(model_dir), "--host", host,
+         "--port", str(port), "--max-body-bytes", str(max_body_bytes), *server_args],
         stdout=subprocess.PIPE,
         stderr=log,
         start_new_session=True,
