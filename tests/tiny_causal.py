@@ -56,7 +56,7 @@ def build_tiny_causal(out: Path, family: str = "llama", seed: int = 0, init_std:
             texts += [r["instruction"], r["context"], r["response"]]
     spec = TinyCausalSpec(family=family, vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
-                          initializer_range=init_std, seed=seed)
+                          max_position_embeddings=512, initializer_range=init_std, seed=seed)
     return build_tiny_causal_lm(spec, texts, out, corpus_key="dolly-sample-texts")
 
 

@@ -128,3 +128,14 @@ def test_factory_picks_the_client_and_reads_the_token_from_the_environment(monke
     monkeypatch.delenv("CHAT_TOKEN")
     with pytest.raises(RecipeError, match="endpoint.token_env names the environment variable CHAT_TOKEN, which is not"):
         client_for(InferenceTarget(url="http://127.0.0.1:9/", token_env="CHAT_TOKEN"))
+
+
+def test_http_client_sends_the_token_a_local_server_reads(monkeypatch):
+    """A flow that deploys a server under $LLMFT_ENDPOINT_TOKEN must reach it without passing the token around."""
+    from llm_finetune.serving.client import TOKEN_ENV, HttpInferenceClient
+
+    monkeypatch.setenv(TOKEN_ENV, "s3cret")
+    assert HttpInferenceClient("http://127.0.0.1:1").token == "s3cret"
+    assert HttpInferenceClient("http://127.0.0.1:1", token="other").token == "other"
+    monkeypatch.delenv(TOKEN_ENV)
+    assert HttpInferenceClient("http://127.0.0.1:1").token is None
