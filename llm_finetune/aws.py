@@ -10,6 +10,10 @@ import os
 import boto3
 
 
-def s3_client(endpoint_url: str | None = None):
+def aws_client(service: str, endpoint_url: str | None = None):
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+    return boto3.client(service, endpoint_url=endpoint_url, region_name=region)
+
+
+def s3_client(endpoint_url: str | None = None):
+    return aws_client("s3", endpoint_url)

@@ -212,9 +212,21 @@ def require_approved(tracking_uri: str, name: str, version: str) -> None:
 
 def download_approved_model(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
     """The Hugging Face model directory of an approved version, fetched once from the registry's artifact store."""
+    require_approved(tracking_uri, name, version)
+    return download_model_version(tracking_uri, name, version, dst)
+
+
+def version_of(tracking_uri: str, name: str, version_or_alias: str) -> str:
+    """The version number a version (`3`) or an alias (`champion`) of a registered model names."""
+    if version_or_alias.isdigit():
+        return str(_client(tracking_uri).get_model_version(name, version_or_alias).version)
+    return str(_client(tracking_uri).get_model_version_by_alias(name, version_or_alias).version)
+
+
+def download_model_version(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """The Hugging Face model directory of any version (to read or evaluate it; deploying needs the approval)."""
     import mlflow
 
-    require_approved(tracking_uri, name, version)
     _client(tracking_uri)
     with build_once(dst) as needed:
         if needed:
@@ -223,3 +235,20 @@ def download_approved_model(tracking_uri: str, name: str, version: str, dst: str
     if not configs:
         raise FileNotFoundError(f"no Hugging Face model directory in the artifacts of '{name}' version {version}")
     return configs[0].parent
+
+
+def log_report_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str, object],
+                   metrics: dict[str, float], files: dict[str, list[Path]], tags: dict[str, str] | None = None) -> str:
+    """An MLflow run of an evaluation that trains nothing (probes, image counting): params, metrics and files
+    or folders (artifact folder -> paths; "" for the top level). Returns the run id."""
+    import mlflow
+
+    experiment_id = ensure_experiment(tracking_uri, experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags or {}) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(metrics)
+        for folder, paths in files.items():
+            for path in paths:
+                log = mlflow.log_artifacts if Path(path).is_dir() else mlflow.log_artifact
+                log(str(path), artifact_path=folder or None)
+    return run.info.run_id
