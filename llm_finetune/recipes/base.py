@@ -18,6 +18,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def require_exactly_one(section: BaseModel, names: tuple[str, ...]) -> None:
+    """Raise unless exactly one of these fields is set (a model given by Hub id or by a tiny config, ...)."""
+    given = [n for n in names if getattr(section, n) is not None]
+    if len(given) != 1:
+        raise ValueError(f"set exactly one of {', '.join(map(repr, names))} (got {', '.join(given) or 'none'})")
+
+
 DATA_URI_HELP = (
     "A local file or folder (JSON Lines, JSON array, CSV, TSV, Parquet, Arrow or text, optionally .gz/.bz2/.xz/.zst; "
     "a save_to_disk folder), s3://bucket/key, s3://bucket/prefix/, or hf://owner/name?split=train"
@@ -108,9 +115,24 @@ def default_tracking_uri(work_dir: str) -> str:
     return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
 
 
+class TrackingSpec(Strict):
+    """MLflow tracking of a flow that evaluates without registering a model."""
+
+    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    experiment: str = Field(description="MLflow experiment the runs are logged to")
+
+    def uri(self, work_dir: str) -> str:
+        return self.tracking_uri or default_tracking_uri(work_dir)
+
+
 def resolve_local(uri: str, base: Path) -> str:
     """A relative local path becomes relative to `base` (the recipe file's folder); URIs stay as they are."""
     return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
+
+
+def resolve_existing(name_or_path: str, base: Path) -> str:
+    """A model folder that exists relative to `base` (the recipe file's folder); anything else (a Hub id) as given."""
+    return str((base / name_or_path).resolve()) if (base / name_or_path).exists() else name_or_path
 
 
 class EvaluationParams(Strict):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import ProbeSuiteSpec, Strict, default_tracking_uri, resolve_local
+from llm_finetune.recipes.base import ProbeSuiteSpec, Strict, TrackingSpec, require_exactly_one, resolve_existing
 from llm_finetune.recipes.instruction import TinyCausalSpec
 
 REGISTERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
@@ -33,9 +33,7 @@ class ProbeModelSpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ProbeModelSpec:
-        given = [s for s in MODEL_SOURCES if getattr(self, s) is not None]
-        if len(given) != 1:
-            raise ValueError(f"set exactly one of {', '.join(MODEL_SOURCES)} (got {', '.join(given) or 'none'})")
+        require_exactly_one(self, MODEL_SOURCES)
         return self
 
     @field_validator("registered")
@@ -46,11 +44,6 @@ class ProbeModelSpec(Strict):
         return v
 
 
-class TrackingSpec(Strict):
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
-    experiment: str = Field("instruction-following-probe", description="MLflow experiment of the probe runs")
-
-
 class InstructionProbeRecipe(Strict):
     """Everything one probe run needs."""
 
@@ -58,7 +51,7 @@ class InstructionProbeRecipe(Strict):
     work_dir: str = Field(".llmft", description="Caches, answers, MLflow store (relative to the working directory)")
     probes: ProbeSuiteSpec = Field(default_factory=ProbeSuiteSpec)
     models: list[ProbeModelSpec] = Field(min_length=1)
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    tracking: TrackingSpec = Field(default_factory=lambda: TrackingSpec(experiment="instruction-following-probe"))
 
     @field_validator("models")
     @classmethod
@@ -69,10 +62,10 @@ class InstructionProbeRecipe(Strict):
         return v
 
     def tracking_uri(self) -> str:
-        return self.tracking.tracking_uri or default_tracking_uri(self.work_dir)
+        return self.tracking.uri(self.work_dir)
 
     def with_paths_relative_to(self, base: Path) -> InstructionProbeRecipe:
         """The suite file, and model folders that exist there, are relative to the recipe file."""
-        models = [m.model_copy(update={"name_or_path": resolve_local(m.name_or_path, base)})
-                  if m.name_or_path and (base / m.name_or_path).exists() else m for m in self.models]
+        models = [m.model_copy(update={"name_or_path": resolve_existing(m.name_or_path, base)}) if m.name_or_path
+                  else m for m in self.models]
         return self.model_copy(update={"probes": self.probes.with_suite_relative_to(base), "models": models})
