@@ -65,11 +65,15 @@ class ImageSettings(Strict):
 
 
 class CountingObject(Strict):
+    """An object word in its two forms."""
+
     name: str = Field(min_length=1, description="Singular, as in 'a photo of one apple'")
     plural: str = Field(min_length=1, description="As in 'a photo of three apples'")
 
 
 class CountingPrompts(Strict):
+    """The prompts: the template filled with each N (as a word or digits) and each object (its plural above one)."""
+
     template: str = Field("a photo of {count} {object}", description="Must contain {count} and {object}")
     counts: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6], min_length=1)
     objects: list[CountingObject] = Field(min_length=1)

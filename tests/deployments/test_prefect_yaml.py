@@ -19,10 +19,16 @@ def test_deployments_load_their_flows_with_recipe_forms():
     for d in deployments:
         schema = d._parameter_openapi_schema.model_dump()
         recipe_type = schema["properties"]["recipe"]["$ref"].rsplit("/", 1)[1]
-        assert recipe_type in ("SummarizationRecipe", "InstructionRecipe")
-        data_type = schema["definitions"][recipe_type]["properties"]["data"]["$ref"].rsplit("/", 1)[1]
-        data_fields = schema["definitions"][data_type]["properties"]
-        assert "s3://" in data_fields["train_uri"]["description"]  # field docs show in the UI form
+        assert recipe_type in ("SummarizationRecipe", "InstructionRecipe", "InstructionProbeRecipe",
+                               "TextToImageCountingRecipe")
+        recipe_fields = schema["definitions"][recipe_type]["properties"]
+        if "data" in recipe_fields:  # training flows
+            data_type = recipe_fields["data"]["$ref"].rsplit("/", 1)[1]
+            data_fields = schema["definitions"][data_type]["properties"]
+            assert "s3://" in data_fields["train_uri"]["description"]  # field docs show in the UI form
+        else:  # evaluation flows: their sections are documented too
+            sections = [f["$ref"].rsplit("/", 1)[1] for f in recipe_fields.values() if "$ref" in f]
+            assert sections and [s for s in sections if not schema["definitions"][s].get("description")] == []
 
 
 def test_entrypoints_are_flows():
