@@ -20,8 +20,7 @@ from tasks.text_to_image import (
     CountingReport,
     count_generated_objects,
     generate_counting_images,
-    materialize_detector,
-    materialize_text_to_image_pipeline,
+    materialize_image_model,
     report_counting,
 )
 
@@ -44,8 +43,8 @@ def text_to_image_counting(
     prompts = counting_prompts(recipe.prompts)
     corpus = [p.prompt for p in prompts] + [recipe.detector.query_template.replace("{object}", o.name)
                                             for o in recipe.prompts.objects]
-    pipeline = materialize_text_to_image_pipeline(recipe.pipeline, corpus, recipe.work_dir)
-    detector = materialize_detector(recipe.detector, corpus, recipe.work_dir)
+    pipeline = materialize_image_model(recipe.pipeline, corpus, recipe.work_dir)
+    detector = materialize_image_model(recipe.detector, corpus, recipe.work_dir)
     images = generate_counting_images(pipeline, prompts, recipe)
     counts = count_generated_objects(images, detector, recipe.detector, recipe.work_dir)
     report = report_counting(images, counts, recipe)

@@ -34,24 +34,15 @@ class CountingReport(BaseModel):
     mlflow_run_id: str
 
 
-@task(name="materialize-text-to-image-pipeline")
-def materialize_text_to_image_pipeline(spec: DiffusionModelSpec, corpus: list[str], work_dir: str) -> str:
-    """Hub id or folder as given, or a tiny pipeline whose CLIP tokenizer is trained on the prompts."""
+@task(name="materialize-image-model")
+def materialize_image_model(spec: DiffusionModelSpec | DetectorSpec, corpus: list[str], work_dir: str) -> str:
+    """The pipeline or the detector: a Hub id or folder as given, or a tiny one whose CLIP tokenizer is trained on the
+    prompts and detector queries."""
     if spec.name_or_path:
         return spec.name_or_path
-    from llm_finetune.models.tiny_diffusion import build_tiny_text_to_image
+    from llm_finetune.models.tiny_diffusion import build_tiny_image_model
 
-    return str(build_tiny_text_to_image(spec.tiny, corpus, Path(work_dir) / "base-models"))
-
-
-@task(name="materialize-detector")
-def materialize_detector(spec: DetectorSpec, corpus: list[str], work_dir: str) -> str:
-    """Hub id or folder as given, or a tiny OWLv2 whose CLIP tokenizer is trained on the prompts and queries."""
-    if spec.name_or_path:
-        return spec.name_or_path
-    from llm_finetune.models.tiny_diffusion import build_tiny_detector
-
-    return str(build_tiny_detector(spec.tiny, corpus, Path(work_dir) / "base-models"))
+    return str(build_tiny_image_model(spec.tiny, corpus, Path(work_dir) / "base-models"))
 
 
 @task(name="generate-images")

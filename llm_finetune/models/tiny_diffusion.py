@@ -45,12 +45,15 @@ def _text_config(spec: TinyDiffusionSpec | TinyDetectorSpec, tokenizer) -> dict:
                 pad_token_id=tokenizer.pad_token_id)
 
 
-def build_tiny_text_to_image(spec: TinyDiffusionSpec, corpus: list[str], cache_root: str | Path) -> Path:
-    """A saved StableDiffusionPipeline folder (loads with DiffusionPipeline.from_pretrained), built once."""
-    out = Path(cache_root) / fingerprint("tiny-text-to-image-v1", spec, corpus)
+def build_tiny_image_model(spec: TinyDiffusionSpec | TinyDetectorSpec, corpus: list[str],
+                           cache_root: str | Path) -> Path:
+    """A saved folder that from_pretrained loads, built once under cache_root/<fingerprint>: a StableDiffusionPipeline
+    for a TinyDiffusionSpec, an Owlv2ForObjectDetection with its Owlv2Processor for a TinyDetectorSpec."""
+    save = _save_tiny_text_to_image if isinstance(spec, TinyDiffusionSpec) else _save_tiny_detector
+    out = Path(cache_root) / fingerprint("tiny-image-model-v1", type(spec).__name__, spec, corpus)
     with build_once(out) as needed:
         if needed:
-            _save_tiny_text_to_image(spec, corpus, out)
+            save(spec, corpus, out)
     return out
 
 
@@ -79,15 +82,6 @@ def _save_tiny_text_to_image(spec: TinyDiffusionSpec, corpus: list[str], out: Pa
                                        scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                        requires_safety_checker=False)
     pipeline.save_pretrained(out)
-
-
-def build_tiny_detector(spec: TinyDetectorSpec, corpus: list[str], cache_root: str | Path) -> Path:
-    """A saved Owlv2ForObjectDetection + Owlv2Processor folder (loads with from_pretrained), built once."""
-    out = Path(cache_root) / fingerprint("tiny-owlv2-v1", spec, corpus)
-    with build_once(out) as needed:
-        if needed:
-            _save_tiny_detector(spec, corpus, out)
-    return out
 
 
 def _save_tiny_detector(spec: TinyDetectorSpec, corpus: list[str], out: Path) -> None:

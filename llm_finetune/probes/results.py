@@ -165,7 +165,10 @@ def probe_model(target: ProbeTarget, suite: ProbeSuite, spec: ProbeSuiteSpec, wo
     endpoints are asked every time."""
     if target.key is None:
         return run_probes(open_chat_model(target), suite, spec)
-    out = Path(work_dir) / "probes" / fingerprint("probe-run-v1", target.key, suite, spec.model_dump(exclude={"suite"}))
+    # What decides the answers (the gate's tolerance does not): the same model asked by the flow and by the gate
+    # shares them.
+    asked = spec.model_dump(include={"variants", "max_prompts", "chat"})
+    out = Path(work_dir) / "probes" / fingerprint("probe-run-v1", target.key, suite, asked)
     with build_once(out) as needed:
         if needed:
             (out / "run.json").write_text(run_probes(open_chat_model(target), suite, spec).model_dump_json())
