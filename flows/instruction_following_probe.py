@@ -3,7 +3,7 @@ zero-shot, with a system role, few-shot and with a format reminder, of every mod
 versions or aliases, Hub ids, local folders, tiny offline models, HTTP or SageMaker endpoints); pass rate per
 check type x variant x model as a table, a chart and an MLflow run with every answer.
 
-    llmft run instruction-following-probe [--recipe recipes/instruction_following_probe_mistral.yaml] [key.sub=value ...]
+    llmft run instruction-following-probe [--recipe recipes/instruction_following_probe_mistral.yaml] [key=value ...]
 """
 
 from __future__ import annotations

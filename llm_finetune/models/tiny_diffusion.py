@@ -39,7 +39,8 @@ def train_clip_tokenizer(texts: list[str], vocab_size: int):
 
 
 def _text_config(spec: TinyDiffusionSpec | TinyDetectorSpec, tokenizer) -> dict:
-    return dict(vocab_size=len(tokenizer), hidden_size=spec.text_hidden_size, intermediate_size=2 * spec.text_hidden_size,
+    width = spec.text_hidden_size
+    return dict(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
                 num_hidden_layers=spec.text_layers, num_attention_heads=2, max_position_embeddings=CLIP_MAX_LENGTH,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id)

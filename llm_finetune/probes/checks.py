@@ -172,7 +172,7 @@ class Lowercase(_Check):
 
 
 class EndsWith(_Check):
-    """The answer ends with this exact phrase (case-insensitive, trailing whitespace ignored), as IFEval's end checker."""
+    """The answer ends with this phrase (any case, trailing whitespace ignored), as IFEval's end checker."""
 
     type: Literal["ends_with"] = "ends_with"
     phrase: str = Field(min_length=1)

@@ -33,7 +33,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("spec", "good", "bad", "why"), CASES, ids=[f"{c[0]['type']}-{i}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(("spec", "good", "bad", "why"), CASES,
+                         ids=[f"{c[0]['type']}-{i}" for i, c in enumerate(CASES)])
 def test_each_check_passes_a_good_answer_and_catches_a_bad_one(spec, good, bad, why):
     check = CHECK.validate_python(spec)
     passed, failed = check.evaluate(good), check.evaluate(bad)
