@@ -10,10 +10,17 @@ import os
 import boto3
 
 
-def aws_client(service: str, endpoint_url: str | None = None):
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client(service, endpoint_url=endpoint_url, region_name=region)
+def default_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def s3_client(endpoint_url: str | None = None):
-    return aws_client("s3", endpoint_url)
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=default_region())
+
+
+def sagemaker_runtime_client(endpoint_url: str | None = None, region: str | None = None, timeout_s: float = 120.0):
+    """InvokeEndpoint's client; read_timeout bounds one generation (SageMaker itself stops at 60 s by default)."""
+    from botocore.config import Config
+
+    return boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, region_name=region or default_region(),
+                        config=Config(read_timeout=timeout_s))

@@ -27,7 +27,7 @@ from llm_finetune.probes.results import (
 from llm_finetune.probes.suite import ProbeSuite, load_suite
 from llm_finetune.recipes.base import ProbeGateSpec, ProbeSuiteSpec
 from llm_finetune.recipes.probes import InstructionProbeRecipe, ProbeModelSpec
-from llm_finetune.registry.mlflow_registry import log_report_run
+from llm_finetune.registry.mlflow_registry import log_run
 
 
 class ProbeReport(BaseModel):
@@ -75,12 +75,12 @@ def report_probe_pass_rates(runs: list[ProbeRun], recipe: InstructionProbeRecipe
     (out / "pass_rates.json").write_text(json.dumps(rows, indent=1))
     chart = pass_rate_chart(rates, out / "pass_rates.png")
     overall = {run.model: rate_of(pass_rates(run.answers)).rate for run in runs}
-    run_id = log_report_run(
+    run_id = log_run(
         recipe.tracking_uri(), recipe.tracking.experiment, recipe.name,
         params={"suite": recipe.probes.suite, "variants": recipe.probes.variants, **recipe.probes.chat.model_dump(),
                 "models": [m.name for m in recipe.models]},
         metrics={f"pass_rate.{r['model']}.{r['variant']}.{r['check_type']}": r["pass_rate"] for r in rows},
-        files={"": [answers_path, out / "pass_rates.json", chart]})
+        files=[answers_path, out / "pass_rates.json", chart])
     create_table_artifact(key="probe-pass-rates", table=rows,
                           description="Checks passed / asked per model x variant x check type ('all' = pooled)")
     create_image_artifact(key="probe-pass-rate-chart", description="Pass rate per check type and variant",

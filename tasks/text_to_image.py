@@ -20,7 +20,7 @@ from llm_finetune.evaluation.counting import (
     image_grid,
 )
 from llm_finetune.recipes.text_to_image import DetectorSpec, DiffusionModelSpec, TextToImageCountingRecipe
-from llm_finetune.registry.mlflow_registry import log_report_run
+from llm_finetune.registry.mlflow_registry import log_run
 from llm_finetune.text_to_image import CountPrompt, ImageSet, generate_images
 
 
@@ -76,14 +76,14 @@ def report_counting(images: ImageSet, result: CountingResult, recipe: TextToImag
     tables = out / "counting.json"
     tables.write_text(json.dumps({"accuracy": accuracy, "per_count": per_count, "per_object_and_count": per_object,
                                   "confusion": confusion, "counts": [c.model_dump() for c in result.counts]}, indent=1))
-    run_id = log_report_run(
+    run_id = log_run(
         recipe.tracking_uri(), recipe.tracking.experiment, recipe.name,
         params={"pipeline": recipe.pipeline.name_or_path or "tiny", "detector": recipe.detector.name_or_path or "tiny",
                 "steps": recipe.images.steps, "guidance_scale": recipe.images.guidance_scale,
                 "seeds": recipe.images.seeds, "score_threshold": recipe.detector.score_threshold,
                 "device": images.device, "dtype": images.dtype, "template": recipe.prompts.template},
         metrics={"count_accuracy": accuracy, **{f"count_accuracy.n{r['asked']}": r["accuracy"] for r in per_count}},
-        files={"": [grid_path, tables], "images": [Path(images.folder)]})
+        files=[grid_path, tables], folders={"images": Path(images.folder)})
     create_table_artifact(key="count-accuracy", table=per_count + [{"asked": "all", "accuracy": round(accuracy, 4)}],
                           description="Images with exactly the asked number of objects found, per N")
     create_table_artifact(key="count-accuracy-per-object", table=per_object, description="Per object and N")

@@ -1,4 +1,4 @@
-"""Test helpers for the probes: a scripted chat model, a chat-completions HTTP app, a tiny model gone mute."""
+"""Test helpers for the probes: a scripted chat model, answers for the stand-in endpoint, a tiny model gone mute."""
 
 from __future__ import annotations
 
@@ -19,24 +19,9 @@ class ScriptedChat:
         return self.answer(messages[-1]["content"])
 
 
-def chat_app(answer: Callable[[str], str], token: str | None = None, requests: list | None = None):
-    """A FastAPI app speaking the chat wire contract; records each request body in `requests`."""
-    from fastapi import FastAPI, Header
-    from fastapi.responses import JSONResponse
-
-    app = FastAPI()
-
-    @app.post("/v1/chat/completions")
-    def completions(body: dict, authorization: str | None = Header(None)):
-        if requests is not None:
-            requests.append({"body": body, "authorization": authorization})
-        if token and authorization != f"Bearer {token}":
-            return JSONResponse({"error": "unauthorized"}, status_code=401)
-        text = answer(body["messages"][-1]["content"])
-        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-
-    return app
+def asked(answer: Callable[[str], str]) -> Callable[[dict], str]:
+    """An answer function of the last message's text, as tests.chat_helpers.contract_app calls it with the body."""
+    return lambda body: answer(body["messages"][-1]["content"])
 
 
 def mute_copy(model_dir: str | Path, out: Path) -> Path:

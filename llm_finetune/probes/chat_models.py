@@ -1,17 +1,12 @@
 """The chat models under test, behind one small protocol: in-process (a Hub id, local folder, registered version or
-tiny model through `CausalGenerator`), an HTTP endpoint and a SageMaker endpoint (both speak the chat wire contract).
-
-Chat wire contract: POST /v1/chat/completions {"messages": [...], "max_tokens", "temperature", "seed"} ->
-{"choices": [{"message": {"role": "assistant", "content": str}, "finish_reason"}], "usage": {...}}.
-"""
+tiny model through `CausalGenerator`), or an HTTP / SageMaker endpoint through the shared `InferenceClient`
+(llm_finetune/serving/client.py, the chat wire contract: POST /v1/chat/completions {"messages", "max_tokens",
+"temperature", "seed"} -> {"choices": [{"message": {"role": "assistant", "content"}, ...}], ...})."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -20,8 +15,8 @@ from pydantic import BaseModel
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.generation import CausalGenerator, GenerationParams
 from llm_finetune.recipes.base import ChatSettings
-from llm_finetune.recipes.probes import REGISTERED_URI, ProbeModelSpec
-from llm_finetune.serving.endpoint import EndpointError
+from llm_finetune.recipes.probes import ProbeModelSpec
+from llm_finetune.serving.client import EndpointError, InferenceClient, open_client
 
 log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
@@ -39,22 +34,6 @@ def answer_all(model: ChatModel, conversations: list[Messages], settings: ChatSe
     if batched is not None:
         return batched(conversations, settings)
     return [model.chat(c, settings.max_tokens, settings.temperature, settings.seed) for c in conversations]
-
-
-def chat_request(messages: Messages, max_tokens: int, temperature: float, seed: int | None) -> dict:
-    return {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-
-
-def chat_answer(body: object, source: str) -> str:
-    """The assistant's text of a chat completion; a clear error naming the endpoint when the shape is wrong."""
-    try:
-        content = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise EndpointError(f"{source}: not a chat completion (want choices[0].message.content): "
-                            f"{json.dumps(body)[:300]}") from None
-    if not isinstance(content, str):
-        raise EndpointError(f"{source}: choices[0].message.content is {type(content).__name__}, not text")
-    return content
 
 
 class LocalChatModel:
@@ -101,53 +80,17 @@ def fold_system(messages: Messages) -> Messages:
     return rest
 
 
-class HttpChatModel:
-    """POSTs the chat wire contract to `<url>/v1/chat/completions` (with a bearer token when one is given)."""
+class EndpointChatModel:
+    """An endpoint behind the shared InferenceClient (llm_finetune/serving/client.py): our server, TGI, any
+    OpenAI-compatible chat server, or a SageMaker endpoint; the chat wire contract either way."""
 
-    def __init__(self, name: str, url: str, token: str | None = None, timeout_s: float = 300.0):
+    def __init__(self, name: str, client: InferenceClient):
         self.name = name
-        base = url.rstrip("/")
-        self.url = base if base.endswith("/v1/chat/completions") else f"{base}/v1/chat/completions"
-        self.token = token
-        self.timeout_s = timeout_s
+        self.client = client
 
     def chat(self, messages: Messages, max_tokens: int, temperature: float, seed: int | None) -> str:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        body = json.dumps(chat_request(messages, max_tokens, temperature, seed)).encode()
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as r:
-                answer = json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise EndpointError(f"{self.url} answered {e.code}: {e.read().decode(errors='replace')[:300]}") from None
-        except urllib.error.URLError as e:
-            raise EndpointError(f"{self.url}: cannot connect ({e.reason})") from None
-        return chat_answer(answer, self.url)
-
-
-class SageMakerChatModel:
-    """The same chat request through SageMaker's InvokeEndpoint (as TGI / LMI containers accept the messages API)."""
-
-    def __init__(self, name: str, endpoint_name: str, client=None):
-        from llm_finetune.aws import aws_client
-
-        self.name = name
-        self.endpoint_name = endpoint_name
-        self.client = client or aws_client("sagemaker-runtime")
-
-    def chat(self, messages: Messages, max_tokens: int, temperature: float, seed: int | None) -> str:
-        response = self.client.invoke_endpoint(
-            EndpointName=self.endpoint_name, ContentType="application/json", Accept="application/json",
-            Body=json.dumps(chat_request(messages, max_tokens, temperature, seed)))
-        raw = response["Body"].read()
-        source = f"SageMaker endpoint {self.endpoint_name}"
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError:
-            raise EndpointError(f"{source}: answer is not JSON: {raw[:300]!r}") from None
-        return chat_answer(body, source)
+        answer = self.client.chat(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        return answer["choices"][0]["message"]["content"]  # checked by the client
 
 
 class ProbeTarget(BaseModel):
@@ -174,11 +117,9 @@ def resolve_target(spec: ProbeModelSpec, corpus: list[str], work_dir: str | Path
 
         location = str(build_tiny_causal_lm(spec.tiny, corpus, work_dir / "base-models", fingerprint(corpus)))
     elif spec.registered:
-        from llm_finetune.registry.mlflow_registry import download_model_version, version_of
+        from llm_finetune.registry.mlflow_registry import download_model_version, resolve_model_uri
 
-        match = REGISTERED_URI.match(spec.registered)
-        name = match["name"]
-        version = version_of(tracking_uri, name, match["version"] or match["alias"])
+        name, version = resolve_model_uri(tracking_uri, spec.registered)
         dst = work_dir / "registered-models" / fingerprint(tracking_uri, name, version)
         location = str(download_model_version(tracking_uri, name, version, dst))
     else:
@@ -188,13 +129,13 @@ def resolve_target(spec: ProbeModelSpec, corpus: list[str], work_dir: str | Path
 
 def open_chat_model(target: ProbeTarget) -> ChatModel:
     if target.kind == "http":
-        token = None
+        token = None  # the client then reads $LLMFT_ENDPOINT_TOKEN, as a local server does
         if target.token_env:
             token = os.environ.get(target.token_env)
             if not token:
                 raise EndpointError(f"model {target.name}: environment variable {target.token_env} (token_env) is "
                                     "not set")
-        return HttpChatModel(target.name, target.location, token)
+        return EndpointChatModel(target.name, open_client(url=target.location, token=token))
     if target.kind == "sagemaker":
-        return SageMakerChatModel(target.name, target.location)
+        return EndpointChatModel(target.name, open_client(sagemaker_endpoint=target.location))
     return LocalChatModel(target.name, target.location)

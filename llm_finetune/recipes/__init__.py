@@ -11,6 +11,16 @@ from llm_finetune.recipes.base import (
     RegistrySpec,
     Strict,
 )
+from llm_finetune.recipes.chat_inference import (
+    COT_STYLES,
+    ChatInferenceRecipe,
+    DecodingSetting,
+    GenerationGrid,
+    InferenceTarget,
+    PromptSuiteSpec,
+    RegisteredModelRef,
+    TrackingSpec,
+)
 from llm_finetune.recipes.instruction import (
     ATTENTION_MODULES,
     MIXTRAL_EXPERT_PARAMETERS,
@@ -38,4 +48,6 @@ __all__ = [
     "apply_overrides", "load_recipe", "parse_override",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
+    "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
+    "RegisteredModelRef", "TrackingSpec",
 ]

@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.probes import DEFAULT_SUITE
+from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+
+
+def resolve_local(uri: str, base: Path) -> str:
+    """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
+    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
 
 
 class Strict(BaseModel):
@@ -69,6 +75,10 @@ class EndpointSpec(Strict):
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get HTTP 413")
+    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, description="Most prompts of concurrent requests "
+                                "answered by one batched generate; 1 turns batching off")
+    max_batch_wait_ms: float = Field(DEFAULT_MAX_BATCH_WAIT_MS, ge=0, description="How long a request waits for "
+                                     "others with the same settings to share its batch")
     num_test_records: int = Field(5, gt=0)
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
@@ -115,7 +125,7 @@ def default_tracking_uri(work_dir: str) -> str:
     return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
 
 
-class TrackingSpec(Strict):
+class RunTracking(Strict):
     """MLflow tracking of a flow that evaluates without registering a model."""
 
     tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
@@ -123,11 +133,6 @@ class TrackingSpec(Strict):
 
     def uri(self, work_dir: str) -> str:
         return self.tracking_uri or default_tracking_uri(work_dir)
-
-
-def resolve_local(uri: str, base: Path) -> str:
-    """A relative local path becomes relative to `base` (the recipe file's folder); URIs stay as they are."""
-    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
 
 
 def resolve_existing(name_or_path: str, base: Path) -> str:

@@ -3,15 +3,14 @@ local folders, tiny offline models, HTTP or SageMaker endpoints), pass rates per
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import ProbeSuiteSpec, Strict, TrackingSpec, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import ProbeSuiteSpec, Strict, RunTracking, require_exactly_one, resolve_existing
 from llm_finetune.recipes.instruction import TinyCausalSpec
+from llm_finetune.registry.mlflow_registry import MODEL_URI
 
-REGISTERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 MODEL_SOURCES = ("name_or_path", "registered", "endpoint_url", "sagemaker_endpoint", "tiny")
 
 
@@ -39,7 +38,7 @@ class ProbeModelSpec(Strict):
     @field_validator("registered")
     @classmethod
     def _registered_uri(cls, v: str | None) -> str | None:
-        if v is not None and not REGISTERED_URI.match(v):
+        if v is not None and not MODEL_URI.fullmatch(v):
             raise ValueError("must be models:/NAME/VERSION or models:/NAME@ALIAS")
         return v
 
@@ -51,7 +50,7 @@ class InstructionProbeRecipe(Strict):
     work_dir: str = Field(".llmft", description="Caches, answers, MLflow store (relative to the working directory)")
     probes: ProbeSuiteSpec = Field(default_factory=ProbeSuiteSpec)
     models: list[ProbeModelSpec] = Field(min_length=1)
-    tracking: TrackingSpec = Field(default_factory=lambda: TrackingSpec(experiment="instruction-following-probe"))
+    tracking: RunTracking = Field(default_factory=lambda: RunTracking(experiment="instruction-following-probe"))
 
     @field_validator("models")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import Strict, TrackingSpec, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import Strict, RunTracking, require_exactly_one, resolve_existing
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")
@@ -142,7 +142,7 @@ class TextToImageCountingRecipe(Strict):
     prompts: CountingPrompts
     detector: DetectorSpec
     grid_thumbnail: int = Field(128, ge=16, le=512, description="Pixels per image in the grid artifact")
-    tracking: TrackingSpec = Field(default_factory=lambda: TrackingSpec(experiment="text-to-image-counting"))
+    tracking: RunTracking = Field(default_factory=lambda: RunTracking(experiment="text-to-image-counting"))
 
     def tracking_uri(self) -> str:
         return self.tracking.uri(self.work_dir)

@@ -18,7 +18,8 @@ from llm_finetune.recipes.probes import InstructionProbeRecipe
 from llm_finetune.serving.endpoint import EndpointTestCase
 from llm_finetune.training.job import TrainingResult
 from tests.http_helpers import serving_in_thread
-from tests.probe_helpers import chat_app, mute_copy
+from tests.chat_helpers import contract_app
+from tests.probe_helpers import asked, mute_copy
 from tests.tiny_causal import one_torch_thread
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def prefect_server():
 
 
 def test_probe_flow_records_every_answer_and_pass_rates_per_model(tmp_path):
-    with serving_in_thread(chat_app(good_answer)) as url, one_torch_thread():
+    with serving_in_thread(contract_app(asked(good_answer))) as url, one_torch_thread():
         recipe = load_recipe(DEFAULT_RECIPE_PATH, InstructionProbeRecipe, [
             f"work_dir={tmp_path}", "probes.max_prompts=3", "probes.variants=[zero_shot, few_shot]",
             "probes.chat.max_tokens=8",

@@ -4,16 +4,14 @@ import json
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
 from llm_finetune.fingerprint import fingerprint
 from llm_finetune.models.tiny_causal import build_tiny_causal_lm
 from llm_finetune.probes.chat_models import (
-    HttpChatModel,
+    EndpointChatModel,
     LocalChatModel,
     ProbeTarget,
-    SageMakerChatModel,
     answer_all,
     open_chat_model,
     resolve_target,
@@ -21,9 +19,10 @@ from llm_finetune.probes.chat_models import (
 from llm_finetune.recipes.base import ChatSettings
 from llm_finetune.recipes.instruction import TinyCausalSpec
 from llm_finetune.recipes.probes import ProbeModelSpec
-from llm_finetune.serving.endpoint import EndpointError
+from llm_finetune.serving.client import EndpointError, SageMakerInferenceClient
 from tests.http_helpers import serving_in_thread
-from tests.probe_helpers import chat_app
+from tests.chat_helpers import contract_app
+from tests.probe_helpers import asked
 from tests.tiny_causal import one_torch_thread
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}]
@@ -36,47 +35,36 @@ def tiny_llama(tmp_path_factory):
     return build_tiny_causal_lm(TinyCausalSpec(vocab_size=300), CORPUS, root, fingerprint(CORPUS))
 
 
-def test_http_model_posts_the_chat_contract_with_a_bearer_token():
+def test_http_endpoint_gets_the_chat_contract_with_the_token_named_by_token_env(monkeypatch):
     seen = []
-    with serving_in_thread(chat_app(lambda text: f"echo: {text}", token="s3cret", requests=seen)) as url:
-        model = HttpChatModel("ep", url, token="s3cret")
+    monkeypatch.setenv("PROBE_TOKEN_FOR_TEST", "s3cret")
+    with serving_in_thread(contract_app(asked(lambda text: f"echo: {text}"), token="s3cret", seen=seen)) as url:
+        target = ProbeTarget(name="ep", kind="http", location=url, token_env="PROBE_TOKEN_FOR_TEST")
+        model = open_chat_model(target)
         assert model.chat(MESSAGES, max_tokens=12, temperature=0.0, seed=7) == "echo: Name a fruit."
-        assert seen[0] == {"authorization": "Bearer s3cret",
+        assert seen[0] == {"path": "/v1/chat/completions", "authorization": "Bearer s3cret",
                            "body": {"messages": MESSAGES, "max_tokens": 12, "temperature": 0.0, "seed": 7}}
-        with pytest.raises(EndpointError, match=r"/v1/chat/completions answered 401: .*unauthorized"):
-            HttpChatModel("ep", url).chat(MESSAGES, 12, 0.0, 7)
         answers = answer_all(model, [MESSAGES, [{"role": "user", "content": "Hi."}]], ChatSettings(max_tokens=3))
         assert answers == ["echo: Name a fruit.", "echo: Hi."]
-
-
-def test_http_model_names_the_endpoint_on_a_malformed_answer():
-    with serving_in_thread(chat_app(lambda text: text)) as url:
-        with pytest.raises(EndpointError, match=r"/v1/chat/completions answered 404"):
-            HttpChatModel("ep", url + "/v2").chat(MESSAGES, 12, 0.0, 7)
-    with pytest.raises(EndpointError, match="cannot connect"):
-        HttpChatModel("ep", url).chat(MESSAGES, 12, 0.0, 7)  # the server is gone
-
-
-def test_token_env_must_be_set(monkeypatch):
-    target = ProbeTarget(name="ep", kind="http", location="http://127.0.0.1:9", token_env="PROBE_TOKEN_FOR_TEST")
-    monkeypatch.delenv("PROBE_TOKEN_FOR_TEST", raising=False)
+        monkeypatch.setenv("PROBE_TOKEN_FOR_TEST", "wrong")
+        with pytest.raises(EndpointError, match=r"/v1/chat/completions answered 401: .*wrong bearer token"):
+            open_chat_model(target).chat(MESSAGES, 12, 0.0, 7)
+    monkeypatch.delenv("PROBE_TOKEN_FOR_TEST")
     with pytest.raises(EndpointError, match="PROBE_TOKEN_FOR_TEST"):
         open_chat_model(target)
-    monkeypatch.setenv("PROBE_TOKEN_FOR_TEST", "t")
-    assert open_chat_model(target).token == "t"
 
 
-def test_sagemaker_model_reads_the_chat_answer(moto_endpoint):
+def test_sagemaker_endpoint_answers_through_the_same_adapter(moto_endpoint):
     region = "eu-west-3"  # a queue of canned answers of its own on the shared moto server
     answer = {"choices": [{"message": {"role": "assistant", "content": "an apple"}, "finish_reason": "stop"}]}
     request = urllib.request.Request(
         f"{moto_endpoint}/moto-api/static/sagemaker/endpoint-results", method="POST",
         data=json.dumps({"region": region, "results": [{"Body": json.dumps(answer)}, {"Body": "[]"}]}).encode())
     urllib.request.urlopen(request).close()
-    client = boto3.client("sagemaker-runtime", endpoint_url=moto_endpoint, region_name=region)
-    model = SageMakerChatModel("sm", "chat-endpoint", client=client)
+    client = SageMakerInferenceClient("chat-endpoint", region=region, endpoint_url=moto_endpoint)
+    model = EndpointChatModel("sm", client)
     assert model.chat(MESSAGES, 8, 0.0, 0) == "an apple"
-    with pytest.raises(EndpointError, match=r"SageMaker endpoint chat-endpoint: not a chat completion"):
+    with pytest.raises(EndpointError, match=r"SageMaker endpoint chat-endpoint answered .*expected a chat completion"):
         model.chat([{"role": "user", "content": "again"}], 8, 0.0, 0)
 
 
