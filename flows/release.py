@@ -1,4 +1,5 @@
-"""The release path every use case shares: register -> approve -> deploy -> test the endpoint -> stop.
+"""The release path every use case shares: register -> (probe gate, when the recipe sets one) -> approve -> deploy ->
+test the endpoint -> stop.
 
 A nested flow: each use-case flow calls `release_model` after training and evaluation.
 """
@@ -10,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.probes.results import ProbeComparison
 from llm_finetune.recipes import RecipeBase
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
 from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
@@ -18,6 +20,7 @@ from llm_finetune.training.job import TrainingResult
 from tasks.approval import approval_gate
 from tasks.endpoint import deploy_local_endpoint, stop_endpoint
 from tasks.inference import EndpointTestReport, test_endpoint_inference
+from tasks.probes import probe_gate
 from tasks.registry import register_model
 
 
@@ -26,6 +29,7 @@ class ReleaseOutcome(BaseModel):
     decision: ApprovalDecision
     endpoint_test: EndpointTestReport | None = None
     running_endpoint: EndpointHandle | None = Field(None, description="Set when endpoint.keep_running is true")
+    probe_gate: ProbeComparison | None = Field(None, description="Set when the recipe sets probe_gate")
 
 
 @flow(name="release-model")
@@ -39,8 +43,12 @@ def release_model(
     kind: ServedKind,
 ) -> ReleaseOutcome:
     version = register_model(recipe, base_model, dataset_fingerprint, training, evidence)
-    decision = approval_gate(recipe.approval, evidence, version, recipe.tracking_uri())
-    outcome = ReleaseOutcome(version=version, decision=decision)
+    probes = None
+    if recipe.probe_gate is not None:  # off by default
+        probes = probe_gate(recipe.probe_gate, base_model, training.model_dir, recipe.work_dir)
+    rejections = [f"probe gate: {failure}" for failure in probes.failures] if probes else []
+    decision = approval_gate(recipe.approval, evidence, version, recipe.tracking_uri(), rejections)
+    outcome = ReleaseOutcome(version=version, decision=decision, probe_gate=probes)
     if not decision.approved:
         return outcome
     endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, recipe.work_dir)

@@ -38,8 +38,11 @@ def approval_gate(
     evidence: ReleaseEvidence,
     version: RegisteredModelVersion,
     tracking_uri: str,
+    rejections: list[str] | None = None,
 ) -> ApprovalDecision:
-    """Decide, record the decision on the registered version, and return it. Nothing is deployed without 'approved'."""
+    """Decide, record the decision on the registered version, and return it. Nothing is deployed without 'approved'.
+
+    `rejections` (e.g. the probe gate's findings) reject the version outright, with them as the reason."""
     logger = get_run_logger()
     recorded = recorded_decision(tracking_uri, version.name, version.version)
     if recorded is not None:  # a re-run of a registered model keeps the decision made on it
@@ -47,7 +50,9 @@ def approval_gate(
                     "approved" if recorded.approved else "rejected", recorded.reviewer, recorded.decided_at)
         return recorded
     failures = threshold_failures(policy, evidence.finetuned_metrics, evidence.base_metrics)
-    if not failures:
+    if rejections:
+        decision = ApprovalDecision(approved=False, reviewer="policy", automatic=True, reason="; ".join(rejections))
+    elif not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
             reason="all thresholds hold: " + ", ".join(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_finetune.generation import GenerationParams
+from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
@@ -21,6 +22,13 @@ class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def require_exactly_one(section: BaseModel, names: tuple[str, ...]) -> None:
+    """Raise unless exactly one of these fields is set (a model given by Hub id or by a tiny config, ...)."""
+    given = [n for n in names if getattr(section, n) is not None]
+    if len(given) != 1:
+        raise ValueError(f"set exactly one of {', '.join(map(repr, names))} (got {', '.join(given) or 'none'})")
 
 
 DATA_URI_HELP = (
@@ -78,6 +86,60 @@ class EndpointSpec(Strict):
     keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
 
 
+class ChatSettings(Strict):
+    """How chat models under test answer: greedy (temperature 0) or seeded sampling; prompts batched per model."""
+
+    max_tokens: int = Field(256, ge=1, le=2048, description="Most new tokens per answer")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy; above 0 samples, seeded by 'seed'")
+    seed: int = Field(0, description="Seeds sampling (and is sent to endpoints) so runs repeat")
+    batch_size: int = Field(8, gt=0, description="Prompts per generate call (in-process models)")
+
+
+ProbeVariant = Literal["zero_shot", "system_role", "few_shot", "format_reminder"]
+
+
+class ProbeSuiteSpec(Strict):
+    """Which instruction-following probes to ask (llm_finetune/probes) and how models answer them."""
+
+    suite: str = Field(str(DEFAULT_SUITE), description="Probe suite file (YAML), relative to the recipe file")
+    variants: list[ProbeVariant] = Field(
+        default_factory=lambda: list(get_args(ProbeVariant)), min_length=1,
+        description="How each prompt is asked: alone, after a system message, after worked examples, with a "
+        "reminder of the format")
+    max_prompts: int | None = Field(None, gt=0, description="Use only the first N prompts of the suite")
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+
+    def with_suite_relative_to(self, base: Path):
+        return self.model_copy(update={"suite": resolve_local(self.suite, base)})
+
+
+class ProbeGateSpec(ProbeSuiteSpec):
+    """The probes as a release gate: the fine-tuned model is rejected when its pass rate falls below its base
+    model's by more than `tolerance`; the checks it newly fails are the reason."""
+
+    tolerance: float = Field(0.05, ge=0, le=1, description="Largest allowed drop in pass rate (base minus fine-tuned)")
+    per_check_type: bool = Field(False, description="Also hold the tolerance for each check type on its own")
+
+
+def default_tracking_uri(work_dir: str) -> str:
+    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+
+
+class RunTracking(Strict):
+    """MLflow tracking of a flow that evaluates without registering a model."""
+
+    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    experiment: str = Field(description="MLflow experiment the runs are logged to")
+
+    def uri(self, work_dir: str) -> str:
+        return self.tracking_uri or default_tracking_uri(work_dir)
+
+
+def resolve_existing(name_or_path: str, base: Path) -> str:
+    """A model folder that exists relative to `base` (the recipe file's folder); anything else (a Hub id) as given."""
+    return str((base / name_or_path).resolve()) if (base / name_or_path).exists() else name_or_path
+
+
 class EvaluationParams(Strict):
     """Base vs fine-tuned on the validation split: generation settings, how many records, how many samples shown."""
 
@@ -96,15 +158,19 @@ class RecipeBase(Strict):
     registry: RegistrySpec
     approval: ApprovalPolicy
     endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
+    probe_gate: ProbeGateSpec | None = Field(
+        None, description="Off by default. Set it to reject a fine-tuned model whose instruction-following pass rate "
+        "falls below its base model's by more than a tolerance")
 
     def tracking_uri(self) -> str:
-        if self.registry.tracking_uri:
-            return self.registry.tracking_uri
-        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+        return self.registry.tracking_uri or default_tracking_uri(self.work_dir)
 
     def with_paths_relative_to(self, base: Path) -> "RecipeBase":
         """Local data paths in a recipe file are relative to that file, not to the working directory."""
 
         data = self.data.model_copy(update={"train_uri": resolve_local(self.data.train_uri, base),
                                             "validation_uri": resolve_local(self.data.validation_uri, base)})
-        return self.model_copy(update={"data": data})
+        update = {"data": data}
+        if self.probe_gate is not None:
+            update["probe_gate"] = self.probe_gate.with_suite_relative_to(base)
+        return self.model_copy(update=update)

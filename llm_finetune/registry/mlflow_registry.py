@@ -213,9 +213,14 @@ def require_approved(tracking_uri: str, name: str, version: str) -> None:
 
 def download_approved_model(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
     """The Hugging Face model directory of an approved version, fetched once from the registry's artifact store."""
+    require_approved(tracking_uri, name, version)
+    return download_model_version(tracking_uri, name, version, dst)
+
+
+def download_model_version(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """The Hugging Face model directory of any version (to read or evaluate it; deploying needs the approval)."""
     import mlflow
 
-    require_approved(tracking_uri, name, version)
     _client(tracking_uri)
     with build_once(dst) as needed:
         if needed:
@@ -242,8 +247,10 @@ def resolve_version(tracking_uri: str, name: str, version: str | None = None,
 
 
 def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str, object],
-            metrics: dict[str, float], files: list[Path], tags: dict[str, str] | None = None) -> str:
-    """One MLflow run with params, metrics and files as artifacts (no model); its run id."""
+            metrics: dict[str, float], files: list[Path], tags: dict[str, str] | None = None,
+            folders: dict[str, Path] | None = None) -> str:
+    """One MLflow run with params, metrics and files as artifacts (no model), plus whole folders under the artifact
+    paths `folders` names; its run id."""
     import mlflow
 
     _client(tracking_uri)
@@ -253,6 +260,8 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str,
         mlflow.log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path))
+        for artifact_path, folder in (folders or {}).items():
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
     return run.info.run_id
 
 
