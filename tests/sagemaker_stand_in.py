@@ -18,6 +18,7 @@ import json
 import tarfile
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -108,24 +109,26 @@ class SageMakerStandIn:
             stand_in._start_hosting(backend, endpoint, config_name, "Updating")
             return ActionResult({"EndpointArn": endpoint.arn})
 
+        # moto takes a tuple's status from its headers' "status"
         def invoke_endpoint(response: SageMakerRuntimeResponse):  # stand-in gap: moto answers canned results
             from moto.sagemaker.models import sagemaker_backends
 
-            name = response._get_params().get("EndpointName")
+            name = urllib.parse.unquote(response.path.split("/")[2])  # /endpoints/<name>/invocations
             endpoint = sagemaker_backends[response.current_account][response.region].endpoints.get(name)
             with stand_in.lock:
                 handle = stand_in.hosted.get(name)
             if endpoint is None or handle is None or endpoint.endpoint_status not in ("InService", "Updating"):
-                return 400, {"x-amzn-ErrorType": "ValidationError"}, json.dumps(
+                return 400, {"status": 400, "x-amzn-ErrorType": "ValidationError"}, json.dumps(
                     {"message": f"Endpoint {name} of account {response.current_account} not found."})
-            request = urllib.request.Request(f"{handle.url}/invocations", data=response.body, method="POST",
+            body = response.body if isinstance(response.body, bytes) else response.body.encode()  # moto decodes it
+            request = urllib.request.Request(f"{handle.url}/invocations", data=body, method="POST",
                                              headers={"Content-Type": response.headers.get("Content-Type")})
             try:
                 with urllib.request.urlopen(request, timeout=120) as answer:
                     return 200, {"Content-Type": answer.headers["Content-Type"]}, answer.read()
             except urllib.error.HTTPError as e:
                 body = e.read().decode(errors="replace")
-                return 424, {"x-amzn-ErrorType": "ModelError"}, json.dumps(
+                return 424, {"status": 424, "x-amzn-ErrorType": "ModelError"}, json.dumps(
                     {"message": f"Received client error ({e.code}) from primary with message \"{body}\"",
                      "OriginalStatusCode": e.code, "OriginalMessage": body})
 
