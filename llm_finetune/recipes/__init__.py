@@ -9,6 +9,8 @@ from llm_finetune.recipes.base import (
     EvaluationParams,
     RecipeBase,
     RegistrySpec,
+    SageMakerEndpointSpec,
+    SageMakerModelPackageSpec,
     Strict,
 )
 from llm_finetune.recipes.chat_inference import (
@@ -33,6 +35,7 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.pipeline import DialogsumPipelineRecipe, SageMakerPipelineSpec
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.summarization import (
     ModelSpec,
@@ -44,10 +47,11 @@ from llm_finetune.recipes.summarization import (
 
 __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
-    "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
+    "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
     "apply_overrides", "load_recipe", "parse_override",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
     "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
     "RegisteredModelRef", "TrackingSpec",
+    "DialogsumPipelineRecipe", "SageMakerPipelineSpec",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.probes import DEFAULT_SUITE
@@ -49,12 +49,31 @@ class DataSource(Strict):
     max_validation_records: int | None = Field(None, gt=0)
 
 
+class SageMakerModelPackageSpec(Strict):
+    """A SageMaker Model Package Group mirroring the MLflow registry: one model package per registered version."""
+
+    model_package_group: str = Field(description="Model Package Group name (created when missing)")
+    s3_prefix: str = Field(description="s3://bucket/prefix: each trained model's model.tar.gz and metrics go here")
+    image_uri: str = Field(
+        description="Inference container image, e.g. the Hugging Face PyTorch inference DLC of the region"
+    )
+    inference_instance_types: list[str] = Field(
+        default_factory=lambda: ["ml.g5.xlarge"], min_length=1, description="Instance types the package may serve on"
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Container environment; HF_TASK is set from the model's served kind"
+    )
+
+
 class RegistrySpec(Strict):
-    """MLflow tracking and model registry."""
+    """MLflow tracking and model registry (the registry of record), optionally mirrored to SageMaker."""
 
     tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
     experiment: str = Field(description="MLflow experiment the runs are logged to")
     model_name: str = Field(description="Registered model name; one version per distinct trained model")
+    sagemaker: SageMakerModelPackageSpec | None = Field(
+        None, description="Also register each version as a SageMaker model package (approval mirrored onto it)"
+    )
 
 
 class ApprovalPolicy(Strict):
@@ -68,9 +87,26 @@ class ApprovalPolicy(Strict):
     manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
 
 
-class EndpointSpec(Strict):
-    """Local HTTP endpoint speaking the SageMaker inference protocol (/ping, /invocations)."""
+class SageMakerEndpointSpec(Strict):
+    """A SageMaker real-time endpoint serving the version's approved model package."""
 
+    endpoint_name: str | None = Field(
+        None, description="Default: the registry's model_name; a new champion updates this endpoint in place"
+    )
+    role_arn: str = Field(description="IAM execution role of the SageMaker model")
+    instance_type: str = "ml.g5.xlarge"
+    initial_instance_count: int = Field(1, gt=0)
+    variant_name: str = "AllTraffic"
+    wait_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for the endpoint to be InService")
+    poll_interval_s: float = Field(30.0, gt=0)
+
+
+class EndpointSpec(Strict):
+    """Where the approved model is served: a local HTTP endpoint speaking the SageMaker inference protocol
+    (/ping, /invocations), or a SageMaker endpoint; both are tested through the same client."""
+
+    target: Literal["local", "sagemaker"] = Field("local", description="'sagemaker' needs endpoint.sagemaker")
+    sagemaker: SageMakerEndpointSpec | None = None
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
@@ -83,7 +119,13 @@ class EndpointSpec(Strict):
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
     )
-    keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
+    keep_running: bool = Field(False, description="Leave the endpoint up (SageMaker: not deleted) after the flow ends")
+
+    @model_validator(mode="after")
+    def _target_has_settings(self) -> "EndpointSpec":
+        if self.target == "sagemaker" and self.sagemaker is None:
+            raise ValueError("endpoint.target 'sagemaker' needs an endpoint.sagemaker section (role_arn, ...)")
+        return self
 
 
 class ChatSettings(Strict):
@@ -161,6 +203,12 @@ class RecipeBase(Strict):
     probe_gate: ProbeGateSpec | None = Field(
         None, description="Off by default. Set it to reject a fine-tuned model whose instruction-following pass rate "
         "falls below its base model's by more than a tolerance")
+
+    @model_validator(mode="after")
+    def _sagemaker_endpoint_has_package(self) -> "RecipeBase":
+        if self.endpoint.target == "sagemaker" and self.registry.sagemaker is None:
+            raise ValueError("endpoint.target 'sagemaker' deploys an approved model package: set registry.sagemaker")
+        return self
 
     def tracking_uri(self) -> str:
         return self.registry.tracking_uri or default_tracking_uri(self.work_dir)

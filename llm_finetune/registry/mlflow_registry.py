@@ -30,6 +30,7 @@ class RegisteredModelVersion(BaseModel):
     run_id: str
     model_uri: str
     reused: bool = False
+    model_package_arn: str | None = None  # its SageMaker mirror, when the recipe sets registry.sagemaker
 
 
 def registry_lock(tracking_uri: str):
@@ -185,6 +186,10 @@ def _write_decision(tracking_uri: str, name: str, version: str, decision: Approv
         client.set_model_version_tag(name, version, key, value)
     if decision.approved:
         client.set_registered_model_alias(name, alias, version)
+
+
+def set_version_tag(tracking_uri: str, name: str, version: str, key: str, value: str) -> None:
+    _client(tracking_uri).set_model_version_tag(name, version, key, value)
 
 
 def approval_status(tracking_uri: str, name: str, version: str) -> str:
