@@ -8,17 +8,16 @@ of the same version finds them and changes nothing.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from typing import Protocol
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from llm_finetune.recipes import SageMakerEndpointSpec
 from llm_finetune.registry.model_packages import require_approved_package
-from llm_finetune.serving.endpoint import EndpointClient, EndpointError, EndpointHandle
+from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, SageMakerInferenceClient
+from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
 NAME_MAX = 63  # SageMaker model, endpoint config and endpoint names
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "Deleting")
@@ -123,39 +122,8 @@ def delete_endpoint(sm, handle: SageMakerEndpointHandle) -> None:
     _delete_config_and_models(sm, handle.endpoint_config_name)
 
 
-def invoke_sagemaker_endpoint(runtime, endpoint_name: str, payload: dict) -> list[dict]:
-    """POST a JSON payload through `sagemaker-runtime` InvokeEndpoint; the answer as JSON.
-
-    To merge with llm_finetune/serving/client.py (chatbot flow) when both land.
-    """
-    try:
-        response = runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType="application/json",
-                                           Accept="application/json", Body=json.dumps(payload).encode())
-    except ClientError as e:
-        raise EndpointError(f"SageMaker endpoint {endpoint_name} answered {e.response['Error'].get('Code')}: "
-                            f"{e.response['Error'].get('Message')}") from None
-    return json.loads(response["Body"].read())
-
-
-class InferenceClient(Protocol):
-    def invoke(self, payload: dict) -> list[dict]: ...
-
-
-class SageMakerEndpointClient:
-    """The same `invoke(payload)` as EndpointClient, through sagemaker-runtime."""
-
-    def __init__(self, endpoint_name: str, runtime):
-        self.endpoint_name = endpoint_name
-        self.runtime = runtime
-
-    def invoke(self, payload: dict) -> list[dict]:
-        return invoke_sagemaker_endpoint(self.runtime, self.endpoint_name, payload)
-
-
 def client_for(handle: EndpointHandle | SageMakerEndpointHandle) -> InferenceClient:
     """One client for local and SageMaker endpoints: the endpoint test does not know which it talks to."""
     if isinstance(handle, SageMakerEndpointHandle):
-        from llm_finetune.aws import sagemaker_runtime_client
-
-        return SageMakerEndpointClient(handle.endpoint_name, sagemaker_runtime_client())
-    return EndpointClient(handle.url)
+        return SageMakerInferenceClient(handle.endpoint_name)
+    return HttpInferenceClient(handle.url)
