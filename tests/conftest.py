@@ -97,3 +97,16 @@ def moto_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture
+def sagemaker_stand_in(moto_endpoint, monkeypatch, tmp_path):
+    """moto's SageMaker with its stand-in gaps filled (tests/sagemaker_stand_in.py: UpdateEndpoint, and endpoints
+    that host the real model behind InvokeEndpoint); product code reaches it through AWS_ENDPOINT_URL."""
+    from tests.sagemaker_stand_in import SageMakerStandIn
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    stand_in = SageMakerStandIn(moto_endpoint, tmp_path / "sagemaker-hosting")
+    stand_in.install(monkeypatch)
+    yield stand_in
+    stand_in.close()

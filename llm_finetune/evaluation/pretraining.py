@@ -117,9 +117,12 @@ class CompletionEval(BaseModel):
 
 def complete_code(model_dir: str | Path, prompts: list[str], generation: GenerationParams,
                   batch_size: int = 8) -> CompletionEval:
-    """Each prompt continued (not stripped: indentation is code) and cut at the next top-level statement."""
-    generated = CausalGenerator(model_dir).generate(prompts, batch_size=batch_size, params=generation, strip=False)
-    programs = [truncate_at_next_statement(p + g) for p, g in zip(prompts, generated)]
+    """Each prompt continued (the raw text, not stripped: indentation is code) and cut at the next top-level
+    statement."""
+    generator = CausalGenerator(model_dir)
+    done = generator.complete(generator.prompt_ids(prompts, generation.max_prompt_tokens), generation,
+                              batch_size=batch_size)
+    programs = [truncate_at_next_statement(p + c.raw_text) for p, c in zip(prompts, done)]
     return CompletionEval(model=str(model_dir), prompts=prompts, completions=programs,
                           parsed=[parses(c) for c in programs])
 

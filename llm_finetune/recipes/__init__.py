@@ -9,7 +9,19 @@ from llm_finetune.recipes.base import (
     EvaluationParams,
     RecipeBase,
     RegistrySpec,
+    SageMakerEndpointSpec,
+    SageMakerModelPackageSpec,
     Strict,
+)
+from llm_finetune.recipes.chat_inference import (
+    COT_STYLES,
+    ChatInferenceRecipe,
+    DecodingSetting,
+    GenerationGrid,
+    InferenceTarget,
+    PromptSuiteSpec,
+    RegisteredModelRef,
+    TrackingSpec,
 )
 from llm_finetune.recipes.instruction import (
     ATTENTION_MODULES,
@@ -23,6 +35,7 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.pipeline import DialogsumPipelineRecipe, SageMakerPipelineSpec
 from llm_finetune.recipes.pretraining import (
     CodeCompletionParams,
     CodePretrainingRecipe,
@@ -46,10 +59,13 @@ from llm_finetune.recipes.summarization import (
 
 __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
-    "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
+    "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
     "apply_overrides", "load_recipe", "parse_override",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
+    "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
+    "RegisteredModelRef", "TrackingSpec",
+    "DialogsumPipelineRecipe", "SageMakerPipelineSpec",
     "CodeCompletionParams", "CodePretrainingRecipe", "ContinuedPretrainingRecipe", "GPT2ConfigSpec", "HeldOutSet",
     "PerplexityEvaluationParams", "PretrainingRecipe", "PretrainModelSpec", "PretrainParams", "RawTextData",
 ]

@@ -36,7 +36,8 @@ class TinyCausalSpec(Strict):
     """A randomly initialised Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained on the
     training split (works offline)."""
 
-    family: Literal["llama", "mixtral"] = Field("llama", description="llama: dense (Llama-2); mixtral: MoE")
+    family: Literal["llama", "mixtral", "mistral"] = Field(
+        "llama", description="llama: dense (Llama-2); mixtral: MoE; mistral: dense, Mistral-7B's architecture")
     vocab_size: int = Field(2000, ge=300, description="BPE vocabulary size incl. 256 byte symbols and 4 specials")
     hidden_size: int = Field(64, gt=0)
     num_hidden_layers: int = Field(2, gt=0)
@@ -127,8 +128,9 @@ class SFTParams(Strict):
     save_total_limit: int = Field(2, gt=0)
     completion_only_loss: bool = Field(True, description="Learn only the response tokens (the prompt is masked)")
     packing: bool = Field(
-        False, description="Pack several records into each max_length row, padding-free (TRL 'bfd'); records never "
-        "attend to each other (attention is bounded by position_ids)")
+        True, description="Pack several records into each max_length row, padding-free (TRL 'bfd'): no compute is "
+        "spent on padding, and records never attend to each other (attention is bounded by position_ids). Not for "
+        "Falcon, whose attention ignores position_ids on CPU (the run refuses it)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively (a GPU that "
         "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Trained weights stay fp32; under LoRA the frozen base "
