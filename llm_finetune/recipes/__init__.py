@@ -9,6 +9,10 @@ from llm_finetune.recipes.base import (
     EvaluationParams,
     RecipeBase,
     RegistrySpec,
+    SageMakerCompute,
+    SageMakerProcessing,
+    SageMakerSpec,
+    SageMakerTraining,
     Strict,
 )
 from llm_finetune.recipes.instruction import (
@@ -35,7 +39,8 @@ from llm_finetune.recipes.summarization import (
 __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
     "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
-    "apply_overrides", "load_recipe", "parse_override",
+    "apply_overrides", "load_recipe", "parse_override", "SageMakerCompute", "SageMakerProcessing",
+    "SageMakerSpec", "SageMakerTraining",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
 ]
