@@ -145,9 +145,20 @@ def run_and_report(cmd: list[str], failure_file: Path) -> int:
     return code
 
 
+def launch_command(env: dict[str, str], entry_module: str, job_file: Path) -> list[str]:
+    """The entry point for this instance: one process per GPU (one on CPU), torchrun when there are several in all."""
+    from llm_finetune.backends.local import entry_command
+
+    hosts = json.loads(env.get("SM_HOSTS", '["algo-1"]'))
+    current = env.get("SM_CURRENT_HOST", hosts[0])
+    return entry_command(entry_module, job_file, nproc_per_node=max(int(env.get("SM_NUM_GPUS", "0")), 1),
+                         nnodes=len(hosts), node_rank=hosts.index(current),
+                         master_addr=env.get("SM_MASTER_ADDR", hosts[0]),
+                         master_port=int(env.get("SM_MASTER_PORT", DEFAULT_MASTER_PORT)))
+
+
 def train(env: dict[str, str] | None = None) -> int:
     """The training contract: the job from SM_HPS, its inputs from SM_CHANNEL_*, its output in SM_MODEL_DIR."""
-    from llm_finetune.backends.local import entry_command
     from llm_finetune.training.job import CHECKPOINTS_DIR, JOB_FILE
 
     env = dict(os.environ if env is None else env)
@@ -166,15 +177,9 @@ def train(env: dict[str, str] | None = None) -> int:
     job_file = model_dir / JOB_FILE
     job_file.write_text(json.dumps(job, indent=2))
 
-    hosts = json.loads(env.get("SM_HOSTS", '["algo-1"]'))
-    current = env.get("SM_CURRENT_HOST", hosts[0])
-    cmd = entry_command(payload["entry_module"], job_file, nproc_per_node=max(int(env.get("SM_NUM_GPUS", "0")), 1),
-                        nnodes=len(hosts), node_rank=hosts.index(current),
-                        master_addr=env.get("SM_MASTER_ADDR", hosts[0]),
-                        master_port=int(env.get("SM_MASTER_PORT", DEFAULT_MASTER_PORT)))
     output_dir = Path(env.get("SM_OUTPUT_DIR", opt_ml / "output"))
     try:
-        return run_and_report(cmd, output_dir / "failure")
+        return run_and_report(launch_command(env, payload["entry_module"], job_file), output_dir / "failure")
     finally:
         link.unlink()  # the checkpoints are synced on their own; model.tar.gz holds the model only
 

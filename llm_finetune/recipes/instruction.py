@@ -6,15 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llm_finetune.recipes.base import (
-    ApprovalPolicy,
-    Backend,
-    DataSource,
-    EvaluationParams,
-    RecipeBase,
-    RegistrySpec,
-    Strict,
-)
+from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
+                                       RegistrySpec, Strict)
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import (
-    ApprovalPolicy,
-    Backend,
-    DataSource,
-    EvaluationParams,
-    RecipeBase,
-    RegistrySpec,
-    Strict,
-)
+from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
+                                       RegistrySpec, Strict)
 
 
 class SummarizationData(DataSource):

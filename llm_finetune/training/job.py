@@ -96,12 +96,14 @@ def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResul
     import sys
 
     from llm_finetune.errors import DataValidationError
-    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
 
     parser = argparse.ArgumentParser(description=f"Run a {job_type.__name__} (JSON) to completion")
     parser.add_argument("--job", required=True, help=f"Path to a {job_type.__name__} JSON file")
     args = parser.parse_args(argv)
-    job = job_type.model_validate_json(Path(args.job).read_text())
+    job = job_type.model_validate_json(Path(args.job).read_text())  # a bad job fails before the heavy imports
+
+    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
+
     reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
     try:
         result = train(job, callbacks=[ProgressCallback(reporter)])

@@ -15,6 +15,7 @@ from llm_finetune.backends.sagemaker_container import (
     HP_MAX_CHARS,
     decode_job_hyperparameters,
     encode_job_hyperparameters,
+    launch_command,
     missing_requirements,
 )
 from llm_finetune.backends.sourcedir import CONTAINER_PACKAGES, ENTRY_SCRIPT, pack_sourcedir
@@ -116,3 +117,15 @@ def test_cost_estimate_uses_the_price_table_and_the_limit():
         check_cost(estimate_cost("processing", unknown, "us-east-1"))
     priced = estimate_cost("processing", unknown.model_copy(update={"usd_per_hour": 2.0}), "us-east-1")
     assert priced.usd == 2.0 and priced.price_source == "recipe sagemaker.processing.usd_per_hour"
+
+
+def test_container_runs_torchrun_when_instances_or_gpus_add_up_to_several():
+    def cmd(**env):
+        return launch_command({k.upper(): v for k, v in env.items()}, "llm_finetune.training.causal_lm", "job.json")
+
+    assert cmd(sm_num_gpus="0")[1:] == ["-m", "llm_finetune.training.causal_lm", "--job", "job.json"]
+    assert cmd(sm_num_gpus="4")[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    two_hosts = cmd(sm_num_gpus="1", sm_hosts='["algo-1", "algo-2"]', sm_current_host="algo-2")
+    assert two_hosts[3:8] == ["--nnodes=2", "--node_rank=1", "--nproc_per_node=1", "--master_addr=algo-1",
+                              "--master_port=7777"]
+    assert two_hosts[-4:] == ["-m", "llm_finetune.training.causal_lm", "--job", "job.json"]
