@@ -1,17 +1,22 @@
-"""Causal-LM SFT throughput and memory on the Dolly sample with the tiny Llama, against plain baselines, in one run.
+"""Causal-LM SFT throughput and memory on the Dolly sample, tiny and ~27M-parameter Llama recipes, against plain
+baselines, in one run.
 
 1. This machine: CPU model, torch threads, and fp32 / bf16 2048x2048 GEMM GFLOP/s (best of a few), the peaks that
    model FLOP utilisation is measured against.
-2. Real (non-pad) training tokens/s and peak RSS, each case in its own process (ru_maxrss is per process), same
-   records, tiny model, batch size, max_length and max_steps:
+2. Per recipe (recipes/dolly_llama2_tiny.yaml, recipes/dolly_llama2_27m.yaml): real (non-pad) training tokens/s,
+   model FLOP utilisation and peak RSS, each case in its own process (ru_maxrss is per process), same records,
+   model, batch size, max_length and max_steps:
    a) seed-style script: every record padded to max_length, loss on the whole sequence (prompt too), plain
       transformers `Trainer` with `default_data_collator`, the recipe's LoRA;
    b) TRL `SFTTrainer` with its defaults (prompt-completion data, same LoRA) apart from batch size, max_length and
       max_steps: on a CPU that is bf16 autocast and activation checkpointing;
-   c) this project's `train_causal_lm` with the recipe's settings (precision auto), LoRA;
+   c) this project's `train_causal_lm` with the recipe's settings (padding-free packing, precision auto), LoRA;
    d) the same, full fine-tune (lora.enabled=false).
    Real tokens are counted at the model's forward (attention_mask.sum()) over trainer.train()'s wall time. Peak RSS is
    taken at the end of training (before any merge); "train +MB" is peak minus the RSS when training began.
+   MFU = model FLOPs per real token x real tokens/s / the GEMM peak of the case's precision, with 6 N FLOPs per
+   token for a full fine-tune and 4 N under LoRA (frozen weights need no weight gradient), N = the parameters in
+   matmuls (all but the input embedding). Padding and recomputation are not model FLOPs.
 3. Model FLOP utilisation of a bare training loop (AdamW, random tokens) on a ~27M-parameter Llama (hidden 512,
    6 layers, vocab 8k, batch 8 x 256), fp32 vs bf16 autocast: 6 * parameters * tokens/s against the GEMM peak of
    the same dtype (where bf16 is emulated the small model's matmuls can beat the 2048^2 GEMM, so >100% can show).
@@ -19,7 +24,7 @@
 Speeds on a shared machine vary from run to run: compare the ratios within one run.
 
     source scripts/env.sh
-    python -m benchmarks.sft_throughput [--quick] [--steps 20]
+    python -m benchmarks.sft_throughput [--quick] [--steps 20] [--recipes tiny 27m]
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from pathlib import Path
 
 from benchmarks.machine import cpu_model
 
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dolly_llama2_tiny.yaml"
+RECIPES = {name: Path(__file__).resolve().parent.parent / "recipes" / f"dolly_llama2_{name}.yaml"
+           for name in ("tiny", "27m")}
 CASES = {
     "seed_padded": "a) seed-style: pad to max_length, loss on all",
     "trl_defaults": "b) TRL SFTTrainer defaults",
@@ -44,8 +50,6 @@ CASES = {
     "project_full": "d) train_causal_lm (full fine-tune)",
 }
 BATCH_SIZE = 4
-
-
 
 
 def gemm_gflops(dtype_name: str, n: int = 2048, repeats: int = 5, budget_s: float = 5.0) -> float:
@@ -181,22 +185,23 @@ def project(recipe, base: str, validated, out: Path, steps: int, *, lora: bool) 
             "precision": result.precision, "start_mb": probe.start_mb, "peak_mb": probe.peak_mb}
 
 
-def load_inputs(work: Path):
-    from llm_finetune.data.instructions import load_instruction_data
+def load_inputs(work: Path, recipe_name: str):
+    from llm_finetune.data.shapes import load_data
     from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
     from llm_finetune.recipes import load_recipe
     from llm_finetune.recipes.instruction import InstructionRecipe
 
-    dolly = RECIPE.parent.parent.parent / "shared" / "data" / "dolly"
-    recipe = load_recipe(RECIPE, InstructionRecipe, overrides=[f"data.train_uri={dolly / 'train.jsonl'}",
+    path = RECIPES[recipe_name]
+    dolly = path.parent.parent.parent / "shared" / "data" / "dolly"
+    recipe = load_recipe(path, InstructionRecipe, overrides=[f"data.train_uri={dolly / 'train.jsonl'}",
                                                                f"data.validation_uri={dolly / 'validation.jsonl'}"])
-    validated = load_instruction_data(recipe.data, work)
+    validated = load_data(recipe.data, work)
     base = build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "models")
     return recipe, str(base), validated
 
 
-def run_case(case: str, work: Path, steps: int) -> None:
-    recipe, base, validated = load_inputs(work)
+def run_case(case: str, recipe_name: str, work: Path, steps: int) -> None:
+    recipe, base, validated = load_inputs(work, recipe_name)
     out = work / case
     if case == "seed_padded":
         row = seed_padded(recipe, base, validated, out, steps)
@@ -207,9 +212,9 @@ def run_case(case: str, work: Path, steps: int) -> None:
     print("CASE_RESULT " + json.dumps(row), flush=True)
 
 
-def case_in_child(case: str, work: Path, steps: int) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.sft_throughput", "--case", case, "--work", str(work),
-                           "--steps", str(steps)], capture_output=True, text=True, check=False)
+def case_in_child(case: str, recipe_name: str, work: Path, steps: int) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.sft_throughput", "--case", case, "--recipes", recipe_name,
+                           "--work", str(work), "--steps", str(steps)], capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("CASE_RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"case {case} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -254,16 +259,29 @@ def bare_loop_tokens_per_s(quick: bool, bf16: bool, steps: int, warmup: int = 1)
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def matmul_parameters(model_dir: str) -> int:
+    """Parameters in matmuls: all but the input embedding (a lookup); the untied LM head counts."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with __import__("torch").device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    embedding = model.get_input_embeddings().weight.numel()
+    return sum(p.numel() for p in model.parameters()) - embedding
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run: few steps, small MFU model")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run: few steps, tiny recipe, small MFU model")
     parser.add_argument("--steps", type=int, default=None, help="training steps per case (default 20, quick 2)")
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=None,
+                        help="recipes to train (default: tiny and 27m; quick: tiny)")
     parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     steps = args.steps or (2 if args.quick else 20)
+    recipes = args.recipes or (["tiny"] if args.quick else list(RECIPES))
     if args.case:
-        run_case(args.case, Path(args.work), steps)
+        run_case(args.case, recipes[0], Path(args.work), steps)
         return
 
     import torch
@@ -275,24 +293,30 @@ def main(argv: list[str] | None = None) -> None:
     print(f"2048x2048 GEMM: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s "
           f"({'native' if native_bf16() else 'emulated: no AVX512-BF16 or AMX'} bf16)")
 
-    with tempfile.TemporaryDirectory(prefix="llmft-sft-bench-") as tmp:
-        work = Path(tmp)
-        recipe, _, _ = load_inputs(work)  # builds the tiny model once; the children reuse it
-        print(f"\nTraining: Dolly sample, tiny Llama (hidden {recipe.model.tiny.hidden_size}, "
-              f"{recipe.model.tiny.num_hidden_layers} layers), max_length {recipe.data.max_length}, "
-              f"batch {BATCH_SIZE}, {steps} steps, one process per case")
-        header = f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'pad %':>6} {'peak MB':>8} {'train +MB':>9}"
-        print(header)
-        print("-" * len(header))
-        rows = {}
-        for case, label in CASES.items():
-            r = rows[case] = case_in_child(case, work, steps)
-            pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
-            print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {r['real_tokens'] / r['seconds']:>10.0f} "
-                  f"{pad:>6.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] - r['start_mb']:>9.0f}")
-        base = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
-        print("real tokens/s vs seed-style: " + ", ".join(
-            f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / base:.2f}x" for case in CASES))
+    for recipe_name in recipes:
+        with tempfile.TemporaryDirectory(prefix="llmft-sft-bench-") as tmp:
+            work = Path(tmp)
+            recipe, base, _ = load_inputs(work, recipe_name)  # builds the model once; the children reuse it
+            n = matmul_parameters(base)
+            print(f"\nTraining: Dolly sample, recipe {recipe_name} (Llama, hidden {recipe.model.tiny.hidden_size}, "
+                  f"{recipe.model.tiny.num_hidden_layers} layers, {n / 1e6:.1f}M matmul parameters), max_length "
+                  f"{recipe.data.max_length}, batch {BATCH_SIZE}, {steps} steps, one process per case")
+            header = (f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'MFU %':>6} {'pad %':>6} "
+                      f"{'peak MB':>8} {'train +MB':>9}")
+            print(header)
+            print("-" * len(header))
+            rows = {}
+            for case, label in CASES.items():
+                r = rows[case] = case_in_child(case, recipe_name, work, steps)
+                tokens_s = r["real_tokens"] / r["seconds"]
+                flops_per_token = (4 if r["trainable"] < n / 2 else 6) * n  # LoRA: no weight gradients
+                mfu = 100 * flops_per_token * tokens_s / 1e9 / peak[r["precision"]]
+                pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
+                print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {tokens_s:>10.0f} {mfu:>6.1f} "
+                      f"{pad:>6.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] - r['start_mb']:>9.0f}")
+            baseline = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
+            print("real tokens/s vs seed-style: " + ", ".join(
+                f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / baseline:.2f}x" for case in CASES))
 
     mfu_steps = 2 if args.quick else 3
     print(f"\nBare loop, {'tiny quick' if args.quick else '~27M'} Llama, AdamW, {mfu_steps} steps after 1 warm-up:")

@@ -29,6 +29,7 @@ def sagemaker_client(endpoint_url: str | None = None, region: str | None = None)
                         config=RETRYING)
 
 
-def sagemaker_runtime_client(endpoint_url: str | None = None, region: str | None = None):
+def sagemaker_runtime_client(endpoint_url: str | None = None, region: str | None = None, timeout_s: float = 120.0):
+    """InvokeEndpoint's client; read_timeout bounds one generation (SageMaker itself stops at 60 s by default)."""
     return boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, region_name=region or default_region(),
-                        config=RETRYING)
+                        config=Config(read_timeout=timeout_s))

@@ -4,7 +4,9 @@ messages rendered by the tokenizer's chat template, or raw strings. `Summarizer`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -32,8 +34,10 @@ class GenerationParams(BaseModel):
     repetition_penalty: float = Field(
         1.2, gt=0, le=10, description="Above 1 discourages tokens already generated; 1.0 turns it off"
     )
-    seed: int | None = Field(None, description="Seeds torch before generating (sampling)")
-    stop: list[str] = Field(default_factory=list, description="Text is cut at the first of these strings")
+    seed: int | None = Field(None, ge=0, le=2**64 - 1, description="Seeds torch before generating (sampling)")
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, max_length=16, description="Text is cut at the first of these strings (a string: one)"
+    )
     max_prompt_tokens: int | None = Field(
         None, gt=0, description="Decoder-only models: keep only the last N prompt tokens"
     )
@@ -42,10 +46,19 @@ class GenerationParams(BaseModel):
                      "repetition_penalty", "seed", "max_prompt_tokens", mode="before")
     @classmethod
     def _no_booleans(cls, v):
-        # pydantic would read true as 1: in a request that is a mistake, not a number.
-        if isinstance(v, bool):
-            raise PydanticCustomError("number_not_bool", "Input should be a number, not a boolean")
-        return v
+        return not_a_boolean(v)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+
+def not_a_boolean(v):
+    """A before-validator for numbers: pydantic would read true as 1; in a request that is a mistake."""
+    if isinstance(v, bool):
+        raise PydanticCustomError("number_not_bool", "Input should be a number, not a boolean")
+    return v
 
 
 def generate_options(params: GenerationParams, tokenizer) -> dict:
@@ -81,6 +94,74 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
     return text[:cut]
 
 
+FinishReason = Literal["length", "eos_token", "stop_sequence"]  # TGI's `details.finish_reason` values
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer: `text` cut at the first stop string and stripped, `raw_text` the same before stripping,
+    token counts (generated ones include the EOS token, as TGI counts them) and why generation ended."""
+
+    text: str
+    raw_text: str
+    prompt_tokens: int
+    generated_tokens: int
+    finish_reason: FinishReason
+
+
+def eos_token_ids(model, tokenizer) -> set[int]:
+    """Every token id that ends an answer: the generation config's (an int or a list) and the tokenizer's."""
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def completions(tokenizer, new_tokens, prompt_tokens: list[int], stop: list[str], eos_ids: set[int],
+                budgets: list[int] | None = None) -> list[Completion]:
+    """A Completion per row of generated token ids (pads after the end dropped); a row is cut to its budget first."""
+    out = []
+    for i, row in enumerate(new_tokens.tolist()):
+        row = row[: budgets[i]] if budgets else row
+        ended = next((k + 1 for k, t in enumerate(row) if t in eos_ids), None)
+        if ended is None:  # rows that stopped early (stop strings) are padded up to the batch's longest row
+            ended = len(row)
+            while ended and row[ended - 1] == tokenizer.pad_token_id:
+                ended -= 1
+        decoded = tokenizer.decode(row[:ended], skip_special_tokens=True)
+        raw = cut_at_stop(decoded, stop)
+        reason: FinishReason = ("stop_sequence" if len(raw) < len(decoded) else
+                                "eos_token" if ended and row[ended - 1] in eos_ids else "length")
+        out.append(Completion(raw.strip(), raw, prompt_tokens[i], ended, reason))
+    return out
+
+
+def complete_in_batches(model, tokenizer, ids: list[list[int]], params: GenerationParams, options: dict, *,
+                        batch_size: int, budgets: list[int] | None = None, **generate_extras) -> list[Completion]:
+    """Generate for encoded prompts in batches of similar length (less padding), in input order. `budgets` caps
+    each answer's tokens below max_new_tokens; `generate_extras` (a streamer, stopping criteria) go to generate."""
+    import torch
+
+    if params.seed is not None:
+        torch.manual_seed(params.seed)
+    eos_ids = eos_token_ids(model, tokenizer)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+    outputs: list[Completion | None] = [None] * len(ids)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt").to(model.device)
+        if budgets:  # greedy answers do not depend on max_new_tokens: generate the longest, cut the others
+            options = {**options, "max_new_tokens": max(budgets[i] for i in idx)}
+        with torch.inference_mode():
+            generated = model.generate(**enc, **options, **generate_extras)
+        # Decoder-only output repeats the (left-padded) prompt; an encoder-decoder's starts with the start token.
+        new_tokens = generated[:, 1 if model.config.is_encoder_decoder else enc["input_ids"].shape[1] :]
+        rows = completions(tokenizer, new_tokens, [len(ids[i]) for i in idx], params.stop, eos_ids,
+                           [budgets[i] for i in idx] if budgets else None)
+        for i, completion in zip(idx, rows):
+            outputs[i] = completion
+    return outputs
+
+
 class CausalGenerator:
     def __init__(self, model_dir: str | Path, device: str | None = None):
         import torch
@@ -109,25 +190,15 @@ class CausalGenerator:
         """New text only (prompt excluded), in input order; batches of similar-length prompts (less padding).
 
         Settings come from `params`, then keyword overrides (`max_new_tokens=32`), validated by GenerationParams."""
-        import torch
-
         params = GenerationParams.model_validate({**(params.model_dump() if params else {}), **overrides})
         ids = self.prompt_ids(prompts, params.max_prompt_tokens)
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        options = self._generate_options(params)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        outputs: list[str] = [""] * len(ids)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
-            enc = enc.to(self.device)
-            with torch.inference_mode():
-                generated = self.model.generate(**enc, **options)
-            new_tokens = generated[:, enc["input_ids"].shape[1] :]
-            for i, text in zip(idx, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
-                outputs[i] = cut_at_stop(text, params.stop).strip()
-        return outputs
+        return [c.text for c in self.complete(ids, params, batch_size=batch_size)]
+
+    def complete(self, ids: list[list[int]], params: GenerationParams, *, batch_size: int = 16,
+                 budgets: list[int] | None = None, **generate_extras) -> list[Completion]:
+        """A Completion per prompt (token ids), in input order; see `complete_in_batches`."""
+        return complete_in_batches(self.model, self.tokenizer, ids, params, self._generate_options(params),
+                                   batch_size=batch_size, budgets=budgets, **generate_extras)
 
     def _generate_options(self, params: GenerationParams) -> dict:
         options = generate_options(params, self.tokenizer)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from llm_finetune.data.summarization import build_prompt
-from llm_finetune.generation import GenerationParams, cut_at_stop, generate_options
+from llm_finetune.generation import Completion, GenerationParams, complete_in_batches, generate_options
 
 DEFAULT_PROMPT = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
 
@@ -33,27 +33,17 @@ class Summarizer:
         max_source_tokens: int = 512,
     ) -> list[str]:
         """Generate in batches of similar-length prompts (less padding), returned in input order."""
-        import torch
+        ids = self.encode(dialogues, max_source_tokens)
+        return [c.text for c in self.complete(ids, generation or GenerationParams(), batch_size=batch_size)]
 
-        generation = generation or GenerationParams()
-        options = generate_options(generation, self.tokenizer)
-        if generation.seed is not None:
-            torch.manual_seed(generation.seed)
-
+    def encode(self, dialogues: list[str], max_source_tokens: int = 512) -> list[list[int]]:
+        """Token ids of each dialogue's prompt, cut to max_source_tokens."""
         prompts = [build_prompt(self.prompt_template, d) for d in dialogues]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-        outputs: list[str] = [""] * len(prompts)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [prompts[i] for i in idx],
-                max_length=max_source_tokens,
-                truncation=True,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.inference_mode():
-                generated = self.model.generate(**enc, **options)
-            for i, text in zip(idx, self.tokenizer.batch_decode(generated, skip_special_tokens=True)):
-                outputs[i] = cut_at_stop(text, generation.stop).strip()
-        return outputs
+        return self.tokenizer(prompts, max_length=max_source_tokens, truncation=True)["input_ids"]
+
+    def complete(self, ids: list[list[int]], generation: GenerationParams, *, batch_size: int = 16,
+                 budgets: list[int] | None = None, **generate_extras) -> list[Completion]:
+        """A Completion per encoded prompt, in input order; see `complete_in_batches`."""
+        return complete_in_batches(self.model, self.tokenizer, ids, generation,
+                                   generate_options(generation, self.tokenizer), batch_size=batch_size,
+                                   budgets=budgets, **generate_extras)

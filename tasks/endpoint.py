@@ -22,7 +22,9 @@ def deploy_local_endpoint(
     model_dir = download_approved_model(tracking_uri, version.name, version.version, root / "model")
     log_path = root / f"server-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"  # one per run: runs may overlap
     handle = start_local_endpoint(model_dir, spec.host, spec.port, log_path, spec.startup_timeout_s,
-                                  max_body_bytes=spec.max_body_bytes)
+                                  max_body_bytes=spec.max_body_bytes, server_args=(
+                                      "--max-batch-size", str(spec.max_batch_size),
+                                      "--max-batch-wait-ms", str(spec.max_batch_wait_ms)))
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
     return handle
 

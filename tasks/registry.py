@@ -1,4 +1,5 @@
-"""Registry task: log the run to MLflow and register a version (status 'pending' until the approval gate)."""
+"""Registry tasks: log the run to MLflow and register a version (status 'pending' until the approval gate); find a
+registered version by number or alias."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from prefect import get_run_logger, task
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import RecipeBase
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register, resolve_version
 from llm_finetune.training.job import TrainingResult
 
 
@@ -55,3 +56,10 @@ def register_model(
     get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
                           version.version)
     return version
+
+
+@task(name="resolve-model-version")
+def resolve_model_version(tracking_uri: str, name: str, version: str | None = None,
+                          alias: str | None = None) -> RegisteredModelVersion:
+    """The registered version a recipe names by number or alias."""
+    return resolve_version(tracking_uri, name, version, alias)

@@ -9,16 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 DOLLY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dolly"
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SYSTEM = "Answer the question."
-# Llama-2 style: the rendered prompt ends with "[/INST]" and is a string prefix of prompt + completion.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{% if m['role'] == 'system' %}<<SYS>> {{ m['content'] }} <</SYS>> "
-    "{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]"
-    "{% else %} {{ m['content'] }}{{ eos_token }}{% endif %}"
-    "{% endfor %}"
-)
 
 
 @contextmanager
@@ -50,52 +41,23 @@ def dolly_records(split: str = "train", limit: int | None = None, max_words: int
     return records
 
 
-def train_chat_tokenizer(vocab_size: int = 400):
-    """Byte-level BPE on the Dolly sample with <pad>/<s>/</s>/<unk> and the chat template; raw strings get <s>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tiny_causal(out: Path, family: str = "llama", seed: int = 0, init_std: float = 0.2) -> Path:
+    """A random tiny Llama or Mixtral (4 experts, top-2) from the project's builder, tokenizer trained on the Dolly
+    sample; returns its folder under `out`.
+
+    A large init_std gives peaked next-token distributions, so greedy outputs do not hinge on float noise."""
+    from llm_finetune.models.tiny_causal import build_tiny_causal_lm
+    from llm_finetune.recipes import TinyCausalSpec
 
     texts = []
     for split in ("train", "validation"):
         for line in (DOLLY / f"{split}.jsonl").read_text().splitlines():
             r = json.loads(line)
             texts += [r["instruction"], r["context"], r["response"]]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS, UNK],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, tok.token_to_id(BOS))])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS,
-                                        unk_token=UNK)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def build_tiny_causal(out: Path, family: str = "llama", seed: int = 0, init_std: float = 0.2) -> Path:
-    """Save a random tiny LlamaForCausalLM or MixtralForCausalLM (4 experts, top-2) with the chat tokenizer.
-
-    A large init_std gives peaked next-token distributions, so greedy outputs do not hinge on float noise."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
-
-    tokenizer = train_chat_tokenizer()
-    common = dict(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, initializer_range=init_std, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    if family == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**common))
-    elif family == "mixtral":
-        model = MixtralForCausalLM(MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
-    else:
-        raise ValueError(f"unknown family {family!r}")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    spec = TinyCausalSpec(family=family, vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2,
+                          max_position_embeddings=512, initializer_range=init_std, seed=seed)
+    return build_tiny_causal_lm(spec, texts, out, corpus_key="dolly-sample-texts")
 
 
 def bias_router_toward(model_dir: Path, out: Path, expert: int = 0) -> Path:

@@ -15,6 +15,16 @@ from llm_finetune.recipes.base import (
     SageMakerTraining,
     Strict,
 )
+from llm_finetune.recipes.chat_inference import (
+    COT_STYLES,
+    ChatInferenceRecipe,
+    DecodingSetting,
+    GenerationGrid,
+    InferenceTarget,
+    PromptSuiteSpec,
+    RegisteredModelRef,
+    TrackingSpec,
+)
 from llm_finetune.recipes.instruction import (
     ATTENTION_MODULES,
     MIXTRAL_EXPERT_PARAMETERS,
@@ -43,4 +53,6 @@ __all__ = [
     "SageMakerSpec", "SageMakerTraining",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
+    "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
+    "RegisteredModelRef", "TrackingSpec",
 ]

@@ -8,7 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+
+
+def resolve_local(uri: str, base: Path) -> str:
+    """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
+    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
 
 
 class Strict(BaseModel):
@@ -61,6 +67,10 @@ class EndpointSpec(Strict):
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0, description="Larger request bodies get HTTP 413")
+    max_batch_size: int = Field(DEFAULT_MAX_BATCH_SIZE, ge=1, description="Most prompts of concurrent requests "
+                                "answered by one batched generate; 1 turns batching off")
+    max_batch_wait_ms: float = Field(DEFAULT_MAX_BATCH_WAIT_MS, ge=0, description="How long a request waits for "
+                                     "others with the same settings to share its batch")
     num_test_records: int = Field(5, gt=0)
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
@@ -185,10 +195,6 @@ class RecipeBase(Strict):
     def with_paths_relative_to(self, base: Path) -> "RecipeBase":
         """Local data paths in a recipe file are relative to that file, not to the working directory."""
 
-        def resolve(uri: str) -> str:
-            return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
-
-        data = self.data.model_copy(
-            update={"train_uri": resolve(self.data.train_uri), "validation_uri": resolve(self.data.validation_uri)}
-        )
+        data = self.data.model_copy(update={"train_uri": resolve_local(self.data.train_uri, base),
+                                            "validation_uri": resolve_local(self.data.validation_uri, base)})
         return self.model_copy(update={"data": data})

@@ -129,8 +129,9 @@ class SFTParams(Strict):
     save_total_limit: int = Field(2, gt=0)
     completion_only_loss: bool = Field(True, description="Learn only the response tokens (the prompt is masked)")
     packing: bool = Field(
-        False, description="Pack several records into each max_length row, padding-free (TRL 'bfd'); records never "
-        "attend to each other (attention is bounded by position_ids)")
+        True, description="Pack several records into each max_length row, padding-free (TRL 'bfd'): no compute is "
+        "spent on padding, and records never attend to each other (attention is bounded by position_ids). Not for "
+        "Falcon, whose attention ignores position_ids on CPU (the run refuses it)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively (a GPU that "
         "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Trained weights stay fp32; under LoRA the frozen base "

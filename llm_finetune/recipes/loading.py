@@ -117,7 +117,9 @@ def _closest(name: str, known: list[str]) -> str | None:
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The recipe section an annotation holds: Model, or Model | None."""
+    """The recipe section an annotation holds: Model, or Model | None (not dict[str, Model]: its keys are free)."""
+    if get_origin(annotation) is dict:
+        return None
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
@@ -12,7 +13,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
-from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.errors import ApprovalRequiredError, RecipeError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.kinds import INPUT_COLUMNS, served_kind
@@ -223,3 +224,55 @@ def download_approved_model(tracking_uri: str, name: str, version: str, dst: str
     if not configs:
         raise FileNotFoundError(f"no Hugging Face model directory in the artifacts of '{name}' version {version}")
     return configs[0].parent
+
+
+def resolve_version(tracking_uri: str, name: str, version: str | None = None,
+                    alias: str | None = None) -> RegisteredModelVersion:
+    """The registered version by number or alias; a missing model, version or alias is a RecipeError naming it."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except MlflowException:
+        wanted = f"alias '{alias}'" if alias else f"version {version}"
+        raise RecipeError(f"registered model '{name}' has no {wanted} in {tracking_uri}: register (and approve) one "
+                          "first, or point the recipe at another model or endpoint") from None
+    return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source)
+
+
+def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str, object],
+            metrics: dict[str, float], files: list[Path], tags: dict[str, str] | None = None) -> str:
+    """One MLflow run with params, metrics and files as artifacts (no model); its run id."""
+    import mlflow
+
+    _client(tracking_uri)
+    with mlflow.start_run(experiment_id=ensure_experiment(tracking_uri, experiment), run_name=run_name,
+                          tags=tags) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(metrics)
+        for path in files:
+            mlflow.log_artifact(str(path))
+    return run.info.run_id
+
+
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
+
+
+def resolve_model_uri(tracking_uri: str, uri: str) -> tuple[str, str]:
+    """(name, version) of 'models:/name/3' or 'models:/name@alias'; ValueError saying which part is wrong."""
+    match = MODEL_URI.fullmatch(uri)
+    if not match:
+        raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
+    try:
+        mv = resolve_version(tracking_uri, match["name"], match["version"], match["alias"])
+    except RecipeError:
+        raise ValueError(f"{uri!r} is not in the registry at {tracking_uri}") from None
+    return mv.name, mv.version
+
+
+def download_registered_model(tracking_uri: str, uri: str, cache_root: str | Path) -> Path:
+    """The model directory of 'models:/name/3' or 'models:/name@alias' (approved versions only), fetched once
+    into cache_root/<name>-v<version>/model, the folder the deploy task uses."""
+    name, version = resolve_model_uri(tracking_uri, uri)
+    return download_approved_model(tracking_uri, name, version, Path(cache_root) / f"{name}-v{version}" / "model")

@@ -1,19 +1,20 @@
-"""Start/stop a local endpoint process and talk to any SageMaker-protocol endpoint over HTTP."""
+"""Start/stop a local endpoint process. Its client (`EndpointClient`, kept here for callers) lives in
+llm_finetune.serving.client."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from llm_finetune.serving.client import EndpointError
+from llm_finetune.serving.client import HttpInferenceClient as EndpointClient
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
 
@@ -33,10 +34,6 @@ class EndpointHandle(BaseModel):
     log_path: str
 
 
-class EndpointError(RuntimeError):
-    pass
-
-
 def start_local_endpoint(
     model_dir: str | Path,
     host: str,
@@ -45,14 +42,18 @@ def start_local_endpoint(
     timeout_s: float = 180.0,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    server_args: tuple[str, ...] = (),
 ) -> EndpointHandle:
-    """Launch the server in its own process group and wait until /ping answers 200."""
+    """Launch the server in its own process group and wait until /ping answers 200.
+
+    `model_dir` may also be a registry URI (models:/NAME@ALIAS); `server_args` are further server flags
+    (`--max-batch-size 8`); the bearer token, if any, travels in the environment (LLMFT_ENDPOINT_TOKEN)."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_finetune.serving.server", "--model-dir", str(model_dir), "--host", host,
-         "--port", str(port), "--max-body-bytes", str(max_body_bytes)],
+        [sys.executable, "-m", "llm_finetune.serving.server", "--model", str(model_dir), "--host", host,
+         "--port", str(port), "--max-body-bytes", str(max_body_bytes), *server_args],
         stdout=subprocess.PIPE,
         stderr=log,
         start_new_session=True,
@@ -117,29 +118,5 @@ def stop_local_endpoint(handle: EndpointHandle) -> None:
     _kill_group(handle.pid)
 
 
-class EndpointClient:
-    """Minimal client for /ping and /invocations (the path real SageMaker endpoints and local ones share)."""
-
-    def __init__(self, url: str, timeout_s: float = 120.0):
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    def ping(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=5) as r:
-                return r.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def invoke(self, payload: dict) -> list[dict]:
-        req = urllib.request.Request(
-            f"{self.url}/invocations",
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise EndpointError(f"{self.url}/invocations answered {e.code}: {e.read().decode(errors='replace')}") from None
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "EndpointClient", "EndpointError", "EndpointHandle", "EndpointTestCase",
+           "start_local_endpoint", "stop_local_endpoint"]

@@ -1,86 +1,90 @@
-"""SageMaker-protocol inference server (FastAPI on uvicorn): GET /ping, POST /invocations.
+"""SageMaker-protocol inference server (FastAPI on uvicorn) for every served kind (llm_finetune.serving.kinds).
 
-Request (as Hugging Face's SageMaker containers): {"inputs": "text" | ["t1", ...], "parameters": {...}}, where
-`parameters` takes the fields of llm_finetune.generation.GenerationParams. Response in the model's served kind
-(llm_finetune.serving.kinds): [{"summary_text": "..."}, ...] for text2text-generation, [{"generated_text": "..."}]
-for text-generation.
-Every error is JSON {"error": "..."}: 400 bad request (names the field), 404 no route, 405 wrong method,
-413 body over --max-body-bytes, 500 generation failed (the server keeps serving).
+Routes: GET /ping; POST /invocations with `{"inputs": ..., "parameters": {...}}` (HF containers / TGI) or chat
+`{"messages": [...], ...}`; POST /v1/chat/completions (TGI Messages API), optionally streamed (`"stream": true`:
+server-sent `chat.completion.chunk` events, then `data: [DONE]`). Shapes: llm_finetune.serving.protocol.
+Concurrent requests with compatible settings run as one batched `generate` (llm_finetune.serving.batching).
+Every error is JSON {"error": "..."}: 400 bad request (names the field), 401 missing or wrong bearer token,
+404 no route, 405 wrong method, 413 body over --max-body-bytes, 500 generation failed (the server keeps serving).
 
-    python -m llm_finetune.serving.server --model-dir DIR [--host 127.0.0.1] [--port 8080] [--max-body-bytes N]
+    python -m llm_finetune.serving.server --model DIR | models:/NAME/VERSION | models:/NAME@ALIAS
+        [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 16] [--max-batch-wait-ms 10]
+        [--auth-token TOKEN] [--tracking-uri URI] [--cache-dir DIR]
 
-With --port 0 the OS picks a free port; the server prints 'LISTENING <port>' on stdout once it is ready.
+Loopback by default; on any other address a bearer token is required (--auth-token or $LLMFT_ENDPOINT_TOKEN),
+else the server refuses to start. With --port 0 the OS picks a free port; the server prints 'LISTENING <port>' on
+stdout once it is ready.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hmac
+import ipaddress
+import json
 import logging
 import os
 import socket
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from llm_finetune.generation import GenerationParams
+from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.generation import Completion, GenerationParams, Prompt
+from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, Batcher
+from llm_finetune.serving.client import TOKEN_ENV
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+from llm_finetune.serving.kinds import Encoded, PromptRejected, ServedKind, batch_key
+from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, parse_invocation: public here too)
+    ChatAnswer,
+    ChatRequest,
+    Invocation,
+    InvocationError,
+    generated_item,
+    parse_chat,
+    parse_invocation,
+    parse_request,
+)
+from llm_finetune.serving.streaming import TextPieces, cancel_criteria
 
 logger = logging.getLogger("llm_finetune.serving")
-
-
-class InvocationError(ValueError):
-    """A request refused with 400; the message names each bad field."""
 
 
 class BodyTooLargeError(ValueError):
     """A request body over the server's limit (413)."""
 
 
-class Invocation(BaseModel):
-    """The body of POST /invocations."""
+class ServedModel(Protocol):
+    """What the server needs of a model (llm_finetune.serving.kinds.TextModel)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: list[str] = Field(description="One input text (a dialogue, a prompt), or a list of them")
-    parameters: GenerationParams = Field(default_factory=GenerationParams)
-
-    @field_validator("inputs", mode="before")
-    @classmethod
-    def _one_or_many(cls, v):
-        v = [v] if isinstance(v, str) else v
-        if not isinstance(v, list) or not v or not all(isinstance(d, str) and d.strip() for d in v):
-            raise PydanticCustomError(
-                "inputs", "must be a non-empty string or a non-empty list of non-empty strings"
-            )
-        return v
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _null_is_defaults(cls, v):
-        return {} if v is None else v
-
-
-class Generate(Protocol):
+    kind: ServedKind
+    name: str
     output_key: str
+    tokenizer: object
 
-    def generate(self, inputs: list[str], generation: GenerationParams) -> list[str]: ...
+    def encode(self, prompts: list[Prompt], params: GenerationParams, max_length: int | None = None) -> Encoded: ...
+
+    def complete(self, encoded: Encoded, params: GenerationParams, *, batch_size: int = 16,
+                 **generate_extras) -> list[Completion]: ...
 
 
-def parse_invocation(body: bytes) -> Invocation:
-    """The validated request, or InvocationError naming every bad field ('parameters.num_beams: ...')."""
-    try:
-        return Invocation.model_validate_json(body)
-    except ValidationError as e:
-        problems = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()]
-        raise InvocationError("; ".join(problems)) from None
+@dataclass
+class Work:
+    """One request's share of a batch."""
+
+    encoded: Encoded
+    params: GenerationParams
+    generate_extras: dict = field(default_factory=dict)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -106,33 +110,128 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(generator: Generate, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The endpoint around any object with `generate(inputs, generation)` and the `output_key` of its kind."""
-    app = FastAPI(title="llm-finetune endpoint", docs_url=None, redoc_url=None, openapi_url=None)
-    lock = threading.Lock()
+def bearer_token_check(token: str | None):
+    """A FastAPI dependency: 401 unless the request carries `Authorization: Bearer <token>` (no-op without one)."""
 
-    def generate(invocation: Invocation) -> list[str]:
-        with lock:  # one generate at a time: torch already uses every core
-            return generator.generate(invocation.inputs, invocation.parameters)
+    async def check(request: Request) -> None:
+        if token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token (header 'Authorization: Bearer <token>')",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def split_batch(model: ServedModel, batch_size: int):
+    """The batcher's run function: one `complete` over every request's prompts, answers split per request."""
+
+    def run(works: list[Work]) -> list[list[Completion]]:
+        joined = Encoded.join([w.encoded for w in works])
+        done = model.complete(joined, works[0].params, batch_size=batch_size, **works[0].generate_extras)
+        answers, start = [], 0
+        for w in works:
+            answers.append(done[start : start + len(w.encoded.ids)])
+            start += len(w.encoded.ids)
+        return answers
+
+    return run
+
+
+def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
+               auth_token: str | None = None) -> FastAPI:
+    """The endpoint around a served model; requests are batched (max_batch_size 1: one prompt at a time)."""
+    batcher = Batcher(split_batch(model, max_batch_size), max_batch_size=max_batch_size,
+                      max_wait_ms=max_batch_wait_ms)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await run_in_threadpool(batcher.close)
+
+    app = FastAPI(title="llm-finetune endpoint", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.batcher = batcher
+    authorized = [Depends(bearer_token_check(auth_token))]
+
+    async def encode(prompts: list[Prompt], params: GenerationParams, max_length: int | None = None) -> Encoded:
+        return await run_in_threadpool(model.encode, prompts, params, max_length)
+
+    async def complete(encoded: Encoded, params: GenerationParams, max_length: int | None = None,
+                       **generate_extras) -> list[Completion]:
+        key = None if generate_extras else batch_key(params, max_length)
+        return await batcher.submit(Work(encoded, params, generate_extras), key=key, size=len(encoded.ids))
+
+    async def answer_inputs(invocation: Invocation) -> list[dict]:
+        options = invocation.parameters
+        if options.return_full_text and model.kind != "text-generation":
+            raise InvocationError(f"parameters.return_full_text: a {model.kind} model answers with new text only")
+        params = options.generation()
+        encoded = await encode(invocation.inputs, params, options.max_length)
+        done = await complete(encoded, params, options.max_length)
+        return [generated_item(model.output_key, (prompt + c.raw_text.rstrip()) if options.return_full_text
+                               else c.text, c, options.details, params.seed)
+                for prompt, c in zip(invocation.inputs, done)]
+
+    async def answer_chat(chat: ChatRequest, params: GenerationParams):
+        messages = [m.model_dump() for m in chat.messages]
+        encoded = await encode([messages], params)
+        answer = ChatAnswer(model.name)
+        if not chat.stream:
+            return answer.completion((await complete(encoded, params))[0])
+        if params.num_beams > 1:
+            raise InvocationError("stream: not available with num_beams > 1 (beam search decides at the end)")
+        return StreamingResponse(stream_chat(answer, encoded, params), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def stream_chat(answer: ChatAnswer, encoded: Encoded, params: GenerationParams) -> AsyncIterator[str]:
+        pieces = TextPieces(model.tokenizer, params.stop, asyncio.get_running_loop())
+        cancel = threading.Event()
+        job = asyncio.ensure_future(complete(encoded, params, streamer=pieces, stopping_criteria=cancel_criteria(cancel)))
+        job.add_done_callback(lambda _: pieces.queue.put_nowait(None))  # also ends the loop below if it raised
+        try:
+            yield _event(answer.chunk({"role": "assistant", "content": ""}))
+            while (piece := await pieces.queue.get()) is not None:
+                yield _event(answer.chunk({"content": piece}))
+            completion = (await job)[0]
+            yield _event(answer.chunk({}, completion))
+        except Exception as e:  # the status line is sent already: report in the stream, as TGI does
+            logger.exception("generation failed")
+            yield _event({"error": f"generation failed: {type(e).__name__}: {e}"})
+        finally:
+            cancel.set()  # the client may have gone: stop generating
+        yield "data: [DONE]\n\n"
+
+    async def respond(request: Request, parse, answer) -> object:
+        try:
+            parsed = parse(await read_body(request, max_body_bytes))
+            return await answer(parsed)
+        except BodyTooLargeError as e:
+            return _error(413, str(e))
+        except (InvocationError, PromptRejected) as e:
+            return _error(400, str(e))
+        except Exception as e:  # the model's failure is this request's 500, not the server's end
+            logger.exception("generation failed")
+            return _error(500, f"generation failed: {type(e).__name__}: {e}")
+
+    async def answer_any(parsed) -> object:
+        return await answer_inputs(parsed) if isinstance(parsed, Invocation) else await answer_chat(*parsed)
+
+    async def answer_parsed_chat(parsed) -> object:
+        return await answer_chat(*parsed)
 
     @app.get("/ping")
     def ping() -> dict:
         return {"status": "healthy"}
 
-    @app.post("/invocations")
+    @app.post("/invocations", dependencies=authorized)
     async def invocations(request: Request):
-        try:
-            invocation = parse_invocation(await read_body(request, max_body_bytes))
-        except BodyTooLargeError as e:
-            return _error(413, str(e))
-        except InvocationError as e:
-            return _error(400, str(e))
-        try:
-            texts = await run_in_threadpool(generate, invocation)
-        except Exception as e:  # the model's failure is this request's 500, not the server's end
-            logger.exception("generation failed")
-            return _error(500, f"generation failed: {type(e).__name__}: {e}")
-        return [{generator.output_key: t} for t in texts]
+        return await respond(request, parse_request, answer_any)
+
+    @app.post("/v1/chat/completions", dependencies=authorized)
+    async def chat_completions(request: Request):
+        return await respond(request, parse_chat, answer_parsed_chat)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -143,6 +242,19 @@ def create_app(generator: Generate, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
     return app
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -162,11 +274,14 @@ class _AnnouncingServer(uvicorn.Server):
             os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
-def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8080,
-          max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-    from llm_finetune.serving.kinds import load_text_model
+def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
+          max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
+          auth_token: str | None = None, tracking_uri: str | None = None, cache_dir: str = ".llmft/endpoints") -> None:
+    from llm_finetune.serving.kinds import load_served_model
 
-    app = create_app(load_text_model(model_dir), max_body_bytes=max_body_bytes)
+    tracking_uri = tracking_uri or f"sqlite:///{os.path.abspath('.llmft/mlflow.db')}"
+    app = create_app(load_served_model(model, tracking_uri, cache_dir), max_body_bytes,
+                     max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, auth_token=auth_token)
     sock = bind(host, port)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
     _AnnouncingServer(config).run(sockets=[sock])
@@ -174,15 +289,45 @@ def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8080,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="SageMaker-protocol text-generation / summarization server")
-    parser.add_argument("--model-dir", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a model folder, models:/NAME/VERSION or models:/NAME@ALIAS (approved only)")
+    which.add_argument("--model-dir", dest="model", help="a model folder (same as --model DIR)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"larger request bodies get 413 (default {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help=f"most prompts in one batched generate; 1 turns batching off "
+                             f"(default {DEFAULT_MAX_BATCH_SIZE})")
+    parser.add_argument("--max-batch-wait-ms", type=float, default=DEFAULT_MAX_BATCH_WAIT_MS,
+                        help=f"how long a request waits for others to share its batch (default "
+                             f"{DEFAULT_MAX_BATCH_WAIT_MS:g})")
+    parser.add_argument("--auth-token", default=os.environ.get(TOKEN_ENV) or None,
+                        help=f"bearer token every request must carry (default ${TOKEN_ENV}; the variable keeps it "
+                             "out of the process list); required on a non-loopback --host")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
+                        help="MLflow registry for models:/ URIs (default $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///.llmft/mlflow.db)")
+    parser.add_argument("--cache-dir", default=".llmft/endpoints", help="where registered versions are downloaded")
     args = parser.parse_args(argv)
+    problems = []
     if args.max_body_bytes <= 0:
-        parser.error(f"--max-body-bytes must be > 0, got {args.max_body_bytes}")
-    serve(args.model_dir, args.host, args.port, args.max_body_bytes)
+        problems.append(f"--max-body-bytes must be > 0, got {args.max_body_bytes}")
+    if args.max_batch_size < 1:
+        problems.append(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
+    if args.max_batch_wait_ms < 0:
+        problems.append(f"--max-batch-wait-ms must be >= 0, got {args.max_batch_wait_ms:g}")
+    if not is_loopback(args.host) and not args.auth_token:
+        problems.append(f"--host {args.host} is not a loopback address: set a bearer token with --auth-token or "
+                        f"${TOKEN_ENV}, or serve on 127.0.0.1")
+    if problems:
+        parser.error("; ".join(problems))
+    try:
+        serve(args.model, args.host, args.port, args.max_body_bytes, max_batch_size=args.max_batch_size,
+              max_batch_wait_ms=args.max_batch_wait_ms, auth_token=args.auth_token, tracking_uri=args.tracking_uri,
+              cache_dir=args.cache_dir)
+    except (ValueError, ApprovalRequiredError) as e:  # a models:/ URI that does not resolve, or is not approved
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def lora_for(family: str, **settings) -> LoraSpec:
 def small_job(base: str, validated: ValidatedData, output_dir: Path, *, family: str = "llama",
               data: InstructionData | None = None, lora: LoraSpec | None = None, **params) -> CausalTrainJob:
     values = {"max_steps": 12, "learning_rate": 1e-2, "per_device_train_batch_size": 4, "logging_steps": 2,
-              "save_steps": 6, "warmup": 0, "precision": "fp32"}
+              "save_steps": 6, "warmup": 0, "precision": "fp32",
+              "packing": False}  # one record per row: tests count rows and compare per-record losses
     return CausalTrainJob(base_model=base, validated=validated, data=data or dolly_data(), output_dir=str(output_dir),
                           lora=lora or lora_for(family), params=SFTParams(**{**values, **params}))

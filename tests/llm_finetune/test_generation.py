@@ -50,7 +50,7 @@ def test_returns_only_the_new_text(llama):
     ids = llama.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         full = llama.model.generate(ids, max_new_tokens=12, do_sample=False)
-    assert llama.tokenizer.decode(full[0], skip_special_tokens=True).startswith("<<SYS>> Answer the question.")
+    assert llama.tokenizer.decode(full[0], skip_special_tokens=True).startswith("[INST] <<SYS>>\nAnswer the question.")
     expected = llama.tokenizer.decode(full[0, ids.shape[1] :], skip_special_tokens=True).strip()
     assert llama.generate([messages], max_new_tokens=12, repetition_penalty=1.0) == [expected]
 

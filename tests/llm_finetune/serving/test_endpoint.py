@@ -6,6 +6,7 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import EndpointClient, EndpointError, start_local_endpoint, stop_local_endpoint
 from llm_finetune.serving.server import InvocationError, create_app, parse_invocation
 from tests.http_helpers import assert_still_serving, invoke, request, serving_in_thread
+from tests.serving_helpers import FlakyModel
 
 MAX_BODY = 20_000  # the module's server runs with --max-body-bytes 20000
 DIALOGUE = "#Person1#: Hello, I'd like to book a table for two tonight.\n#Person2#: Sure, at what time?"
@@ -70,6 +71,22 @@ def test_bad_requests_get_400_naming_the_field(endpoint, payload, message):
     assert_still_serving(endpoint.url)
 
 
+def test_chat_messages_to_a_text2text_model_get_400(endpoint):
+    status, body = request(endpoint.url, "POST", "/v1/chat/completions",
+                           json.dumps({"messages": [{"role": "user", "content": DIALOGUE}]}).encode())
+    assert (status, body) == (400, {"error": 'messages: this text2text-generation model takes {"inputs": ...}, not chat'})
+    assert_still_serving(endpoint.url)
+
+
+def test_details_and_max_length_on_a_text2text_model(endpoint, trained_tiny_model):
+    from llm_finetune.summarizer import Summarizer
+
+    local = Summarizer(trained_tiny_model["finetuned"]).summarize([DIALOGUE], GenerationParams(max_new_tokens=6))
+    status, body = invoke(endpoint.url, {"inputs": DIALOGUE, "parameters": {"max_length": 7, "details": True}})
+    assert status == 200 and body[0]["summary_text"] == local[0]
+    assert body[0]["details"]["generated_tokens"] <= 6 and body[0]["details"]["finish_reason"] in ("length", "eos_token")
+
+
 def test_malformed_json_gets_400(endpoint):
     status, body = request(endpoint.url, "POST", "/invocations", b'{"inputs": "hi"')
     assert status == 400 and body["error"].startswith("body: Invalid JSON: EOF while parsing")
@@ -99,29 +116,14 @@ def test_chunked_body_under_the_limit_is_served(endpoint):
     assert chunked[0] == 200 and chunked[1][0]["summary_text"]
 
 
-class FlakySummarizer:
-    """Fails on the dialogue 'fail', as a model can on one input; records what it was asked."""
-
-    output_key = "summary_text"
-
-    def __init__(self):
-        self.calls = []
-
-    def generate(self, dialogues, generation):
-        self.calls.append((dialogues, generation))
-        if "fail" in dialogues:
-            raise RuntimeError("out of memory (simulated)")
-        return [f"summary of {d}" for d in dialogues]
-
-
 def test_generation_error_gets_500_and_the_server_keeps_serving():
-    with serving_in_thread(create_app(FlakySummarizer())) as url:
+    with serving_in_thread(create_app(FlakyModel())) as url:
         assert invoke(url, {"inputs": "fail"}) == (500, {"error": "generation failed: RuntimeError: out of memory (simulated)"})
         assert_still_serving(url)
 
 
 def test_parameters_reach_the_generator_validated_with_defaults():
-    summarizer = FlakySummarizer()
+    summarizer = FlakyModel()
     with serving_in_thread(create_app(summarizer)) as url:
         assert invoke(url, {"inputs": ["a", "b"], "parameters": {"no_repeat_ngram_size": 2}}) == (
             200, [{"summary_text": "summary of a"}, {"summary_text": "summary of b"}])
@@ -144,7 +146,7 @@ def test_server_that_cannot_load_reports_log(tmp_path):
 
 def test_parse_invocation():
     parsed = parse_invocation(b'{"inputs": "d", "parameters": {"max_new_tokens": "8"}}')
-    assert parsed.inputs == ["d"] and parsed.parameters == GenerationParams(max_new_tokens=8)
+    assert parsed.inputs == ["d"] and parsed.parameters.generation() == GenerationParams(max_new_tokens=8)
     with pytest.raises(InvocationError) as err:  # every bad field, in one message
         parse_invocation(b'{"inputs": "d", "parameters": {"num_beams": 0, "max_new_tokens": 1.5}}')
     assert str(err.value) == ("parameters.max_new_tokens: Input should be a valid integer, got a number with a "

@@ -257,3 +257,35 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(llama
     assert one.loss_tokens == two.loss_tokens
     for a, b in zip(one.loss_curve, two.loss_curve):
         assert abs(a["loss"] - b["loss"]) <= DATA_PARALLEL_LOSS_TOLERANCE, (one.loss_curve, two.loss_curve)
+
+
+@pytest.mark.parametrize("family", ["llama", "mixtral"])
+def test_packed_records_do_not_attend_to_each_other(tmp_path, family):
+    """Padding-free packing (the default) is only right if a packed row's logits equal each record's alone."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_causal import build_tiny_causal
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_causal(tmp_path, family)).eval()
+    records = [torch.randint(4, model.config.vocab_size, (n,)) for n in (7, 12, 5)]
+    positions = torch.cat([torch.arange(len(r)) for r in records])[None]
+    with torch.no_grad():
+        # As TRL's padding-free collator feeds it: one row, position_ids restarting per record, no attention mask.
+        packed = model(input_ids=torch.cat(records)[None], position_ids=positions, use_cache=False).logits[0]
+        alone = torch.cat([model(input_ids=r[None], use_cache=False).logits[0] for r in records])
+        contaminated = model(input_ids=torch.cat(records)[None], use_cache=False).logits[0]
+    assert (packed - alone).abs().max() < 1e-4
+    assert (contaminated - alone).abs().max() > 1e-2  # the check can fail: without position_ids records mix
+
+
+def test_packing_is_refused_for_falcon(tmp_path):
+    from transformers import FalconConfig
+
+    from llm_finetune.errors import RecipeError
+    from llm_finetune.recipes import SFTParams
+    from llm_finetune.training.causal_lm import check_packing
+
+    FalconConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4).save_pretrained(tmp_path)
+    with pytest.raises(RecipeError, match=r"training.packing: .* falcon .* set training.packing=false"):
+        check_packing(str(tmp_path), SFTParams(packing=True))
+    check_packing(str(tmp_path), SFTParams(packing=False))
