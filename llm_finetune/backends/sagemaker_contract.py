@@ -91,7 +91,7 @@ class StandIn:
         try:
             return json.loads(self.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404"):
                 return None
             raise
 
