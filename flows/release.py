@@ -1,6 +1,9 @@
-"""The release path every use case shares: register -> approve -> deploy -> test the endpoint -> stop.
+"""The release path every use case shares: register -> (probe gate, when the recipe sets one) -> approve -> deploy ->
+test the endpoint -> stop.
 
-A nested flow: each use-case flow calls `release_model` after training and evaluation.
+A nested flow: each use-case flow calls `release_model` after training and evaluation. The recipe picks where:
+`registry.sagemaker` mirrors the MLflow version as a SageMaker model package (the approval is recorded on both),
+`endpoint.target: sagemaker` serves the approved package on a SageMaker endpoint instead of a local process.
 """
 
 from __future__ import annotations
@@ -10,22 +13,27 @@ from pydantic import BaseModel, Field
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.probes.results import ProbeComparison
 from llm_finetune.recipes import RecipeBase
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
 from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
 from llm_finetune.serving.kinds import ServedKind
+from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle
 from llm_finetune.training.job import TrainingResult
 from tasks.approval import approval_gate
-from tasks.endpoint import deploy_local_endpoint, stop_endpoint
+from tasks.endpoint import deploy_local_endpoint, deploy_sagemaker_endpoint, stop_endpoint
 from tasks.inference import EndpointTestReport, test_endpoint_inference
-from tasks.registry import register_model
+from tasks.probes import probe_gate
+from tasks.registry import register_model, register_sagemaker_model_package
 
 
 class ReleaseOutcome(BaseModel):
     version: RegisteredModelVersion
     decision: ApprovalDecision
     endpoint_test: EndpointTestReport | None = None
-    running_endpoint: EndpointHandle | None = Field(None, description="Set when endpoint.keep_running is true")
+    running_endpoint: EndpointHandle | SageMakerEndpointHandle | None = Field(
+        None, description="Set when endpoint.keep_running is true")
+    probe_gate: ProbeComparison | None = Field(None, description="Set when the recipe sets probe_gate")
 
 
 @flow(name="release-model")
@@ -39,13 +47,23 @@ def release_model(
     kind: ServedKind,
 ) -> ReleaseOutcome:
     version = register_model(recipe, base_model, dataset_fingerprint, training, evidence)
-    decision = approval_gate(recipe.approval, evidence, version, recipe.tracking_uri())
-    outcome = ReleaseOutcome(version=version, decision=decision)
+    if recipe.registry.sagemaker is not None:
+        version = register_sagemaker_model_package(recipe.registry.sagemaker, version, recipe.tracking_uri(),
+                                                   training, evidence)
+    probes = None
+    if recipe.probe_gate is not None:  # off by default
+        probes = probe_gate(recipe.probe_gate, base_model, training.model_dir, recipe.work_dir)
+    rejections = [f"probe gate: {failure}" for failure in probes.failures] if probes else []
+    decision = approval_gate(recipe.approval, evidence, version, recipe.tracking_uri(), rejections)
+    outcome = ReleaseOutcome(version=version, decision=decision, probe_gate=probes)
     if not decision.approved:
         return outcome
-    endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, recipe.work_dir)
+    if recipe.endpoint.target == "sagemaker":
+        endpoint = deploy_sagemaker_endpoint(version, recipe.endpoint.sagemaker)
+    else:
+        endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, recipe.work_dir)
     try:
-        outcome.endpoint_test = test_endpoint_inference(endpoint.url, test_cases, recipe.endpoint, kind)
+        outcome.endpoint_test = test_endpoint_inference(endpoint, test_cases, recipe.endpoint, kind)
     finally:  # an endpoint is left up only when asked for and only when it passed its test
         if recipe.endpoint.keep_running and outcome.endpoint_test is not None:
             outcome.running_endpoint = endpoint

@@ -9,9 +9,11 @@ from prefect.input import RunInput
 from prefect.settings import get_current_settings
 
 from llm_finetune.approval import ApprovalDecision, threshold_failures
+from llm_finetune.aws import sagemaker_client
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval, recorded_decision
+from llm_finetune.registry.model_packages import record_package_decision
 
 POLL_INTERVAL_S = 2
 
@@ -38,16 +40,37 @@ def approval_gate(
     evidence: ReleaseEvidence,
     version: RegisteredModelVersion,
     tracking_uri: str,
+    rejections: list[str] | None = None,
 ) -> ApprovalDecision:
-    """Decide, record the decision on the registered version, and return it. Nothing is deployed without 'approved'."""
+    """Decide, record the decision on the registered version (and its SageMaker model package), and return it.
+    Nothing is deployed without 'approved'.
+
+    `rejections` (e.g. the probe gate's findings) reject the version outright, with them as the reason."""
     logger = get_run_logger()
     recorded = recorded_decision(tracking_uri, version.name, version.version)
     if recorded is not None:  # a re-run of a registered model keeps the decision made on it
         logger.info("version %s was already %s by %s on %s", version.version,
                     "approved" if recorded.approved else "rejected", recorded.reviewer, recorded.decided_at)
-        return recorded
+        decision = recorded
+    else:
+        decision = _decide(policy, evidence, version, rejections)
+        decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
+        logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
+                    decision.reviewer)
+    if version.model_package_arn:  # MLflow holds the decision of record; the package mirrors it
+        status = record_package_decision(sagemaker_client(), version.model_package_arn, decision)
+        logger.info("model package %s is %s", version.model_package_arn, status)
+    return decision
+
+
+def _decide(policy: ApprovalPolicy, evidence: ReleaseEvidence, version: RegisteredModelVersion,
+            rejections: list[str] | None = None) -> ApprovalDecision:
+    """By the policy's thresholds, else by a reviewer on the paused run (rejected when nobody can review it)."""
+    logger = get_run_logger()
     failures = threshold_failures(policy, evidence.finetuned_metrics, evidence.base_metrics)
-    if not failures:
+    if rejections:
+        decision = ApprovalDecision(approved=False, reviewer="policy", automatic=True, reason="; ".join(rejections))
+    elif not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
             reason="all thresholds hold: " + ", ".join(
@@ -78,7 +101,4 @@ def approval_gate(
                 approved=answer.approve, reviewer=answer.reviewer, automatic=False,
                 reason=answer.reason or "; ".join(failures),
             )
-    decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias)
-    logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
-                decision.reviewer)
     return decision

@@ -10,8 +10,9 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from llm_finetune.recipes import EndpointSpec
-from llm_finetune.serving.endpoint import EndpointClient, EndpointTestCase
+from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
 from llm_finetune.serving.kinds import OUTPUT_KEYS, ServedKind
+from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for
 
 
 class EndpointTestReport(BaseModel):
@@ -24,10 +25,13 @@ class EndpointTestReport(BaseModel):
 
 @task(name="test-endpoint-inference")
 def test_endpoint_inference(
-    url: str, cases: list[EndpointTestCase], spec: EndpointSpec, kind: ServedKind
+    endpoint: EndpointHandle | SageMakerEndpointHandle, cases: list[EndpointTestCase], spec: EndpointSpec,
+    kind: ServedKind,
 ) -> EndpointTestReport:
-    """Each case through the endpoint with the recipe's generation settings; every answer must be non-empty text."""
-    client = EndpointClient(url)
+    """Each case through the endpoint (local or SageMaker, the same client interface) with the recipe's generation
+    settings; every answer must be non-empty text."""
+    client = client_for(endpoint)
+    url = endpoint.url
     parameters = spec.generation.model_dump()
     results = []
     for case in cases[: spec.num_test_records]:

@@ -6,9 +6,19 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence
-from llm_finetune.recipes import RecipeBase
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, log_and_register, resolve_version
+from llm_finetune.aws import s3_client, sagemaker_client
+from llm_finetune.recipes import RecipeBase, SageMakerModelPackageSpec
+from llm_finetune.registry.mlflow_registry import (
+    RegisteredModelVersion,
+    log_and_register,
+    resolve_version,
+    set_version_tag,
+)
+from llm_finetune.registry.model_packages import register_model_package
 from llm_finetune.training.job import TrainingResult
+
+
+MODEL_PACKAGE_TAG = "sagemaker_model_package_arn"
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -63,3 +73,23 @@ def resolve_model_version(tracking_uri: str, name: str, version: str | None = No
                           alias: str | None = None) -> RegisteredModelVersion:
     """The registered version a recipe names by number or alias."""
     return resolve_version(tracking_uri, name, version, alias)
+
+
+@task(name="register-model-package", retries=3, retry_delay_seconds=[2, 5, 15])
+def register_sagemaker_model_package(
+    spec: SageMakerModelPackageSpec,
+    version: RegisteredModelVersion,
+    tracking_uri: str,
+    training: TrainingResult,
+    evidence: ReleaseEvidence,
+) -> RegisteredModelVersion:
+    """Mirror the MLflow version as a SageMaker model package (PendingManualApproval), once per version."""
+    package = register_model_package(
+        sagemaker_client(), s3_client(), spec, mlflow_name=version.name, mlflow_version=version.version,
+        model_source=training.model_dir, training_fingerprint=training.fingerprint or version.run_id,
+        metrics=evidence.finetuned_metrics,
+    )
+    set_version_tag(tracking_uri, version.name, version.version, MODEL_PACKAGE_TAG, package.arn)
+    get_run_logger().info("%s model package %s (%s) for %s version %s", "found" if package.reused else "created",
+                          package.arn, package.status, version.name, version.version)
+    return version.model_copy(update={"model_package_arn": package.arn})

@@ -99,18 +99,14 @@ def moto_endpoint():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def sagemaker_stand_in(moto_endpoint):
-    """moto_endpoint plus the SageMaker calls moto 5.2.5 lacks, on its own backend (stand-in gaps, see STACK-NOTES):
-    StopTrainingJob marks the job Stopped. The product's boto3 calls stay as for real AWS."""
-    from moto.core.responses import EmptyResult
-    from moto.sagemaker.responses import SageMakerResponse
+@pytest.fixture
+def sagemaker_stand_in(moto_endpoint, monkeypatch, tmp_path):
+    """moto's SageMaker with its stand-in gaps filled (tests/sagemaker_stand_in.py: UpdateEndpoint, StopTrainingJob,
+    and endpoints that host the real model behind InvokeEndpoint); product code reaches it through AWS_ENDPOINT_URL."""
+    from tests.sagemaker_stand_in import SageMakerStandIn
 
-    def stop_training_job(self):  # stand-in gap: not implemented by moto 5.2.5 (HTTP 500)
-        job = self.sagemaker_backend.training_jobs[self._get_param("TrainingJobName")]
-        job.training_job_status = job.secondary_status = "Stopped"
-        return EmptyResult()
-
-    SageMakerResponse.stop_training_job = stop_training_job
-    yield moto_endpoint
-    del SageMakerResponse.stop_training_job
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    stand_in = SageMakerStandIn(moto_endpoint, tmp_path / "sagemaker-hosting")
+    stand_in.install(monkeypatch)
+    yield stand_in
+    stand_in.close()

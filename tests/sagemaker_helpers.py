@@ -1,33 +1,52 @@
-"""Helpers for SageMaker backend tests: recipe settings pointing at the moto stand-in, a tiny seq2seq job."""
+"""Helpers for SageMaker tests on the moto stand-in: a bucket, a model package spec and an endpoint spec; the
+SageMaker backend's settings (jobs) and a tiny seq2seq job's inputs."""
 
 from __future__ import annotations
 
-import itertools
+import uuid
 from pathlib import Path
 
-from llm_finetune.recipes import SageMakerSpec
+from llm_finetune.aws import s3_client
+from llm_finetune.recipes import SageMakerEndpointSpec, SageMakerModelPackageSpec, SageMakerSpec
 
-ROLE = "arn:aws:iam::123456789012:role/llmft-sagemaker"
-_prefixes = itertools.count()
+# The HF PyTorch inference DLC a real recipe would name (moto does not pull images; the stand-in serves the model).
+HF_INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
+                      "2.6.0-transformers4.51.3-cpu-py312-ubuntu22.04")
+ROLE_ARN = "arn:aws:iam::123456789012:role/llmft-sagemaker-execution"
 
 
-def stand_in_spec(endpoint_url: str, **updates) -> SageMakerSpec:
-    """SageMaker settings for the moto stand-in; each call gets its own S3 prefix (moto's state lives all session)."""
-    base = {"role_arn": ROLE, "bucket": "llmft-tests", "prefix": f"run-{next(_prefixes)}",
-            "endpoint_url": endpoint_url, "poll_initial_s": 0.2, "poll_max_s": 1.0,
-            "training": {"instance_type": "ml.g4dn.xlarge"}}
+def unique(prefix: str) -> str:
+    """A name no other test on the session's moto server uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def package_spec(moto_url: str, group: str | None = None) -> SageMakerModelPackageSpec:
+    bucket = unique("llmft-models")
+    s3_client(moto_url).create_bucket(Bucket=bucket)
+    return SageMakerModelPackageSpec(model_package_group=group or unique("summarizer"), s3_prefix=f"s3://{bucket}/packages",
+                                     image_uri=HF_INFERENCE_IMAGE, inference_instance_types=["ml.g4dn.xlarge"])
+
+
+def endpoint_spec(name: str | None = None) -> SageMakerEndpointSpec:
+    # ml.g4dn.*: moto 5.2.5 rejects ml.g5.* endpoint configs (old instance enum); the poll is short for the stand-in
+    return SageMakerEndpointSpec(endpoint_name=name or unique("summarizer"), role_arn=ROLE_ARN,
+                                 instance_type="ml.g4dn.xlarge", wait_timeout_s=300, poll_interval_s=0.2)
+
+
+def jobs_spec(moto_url: str, **updates) -> SageMakerSpec:
+    """The SageMaker backend's settings for the stand-in, under an S3 prefix of its own; updates merge per section."""
+    base = {"role_arn": ROLE_ARN, "bucket": "llmft-jobs", "prefix": unique("run"), "endpoint_url": moto_url,
+            "poll_initial_s": 0.2, "poll_max_s": 1.0, "training": {"instance_type": "ml.g4dn.xlarge"}}
     for key, value in updates.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            base[key] = {**base[key], **value}
-        else:
-            base[key] = value
+        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return SageMakerSpec.model_validate(base)
 
 
-def stand_in_overrides(endpoint_url: str, prefix: str) -> tuple[str, ...]:
-    """The same settings as recipe overrides, for flow tests."""
-    return (f"sagemaker={{role_arn: '{ROLE}', bucket: llmft-tests, prefix: {prefix}, endpoint_url: '{endpoint_url}', "
-            "poll_initial_s: 0.2, poll_max_s: 1.0, training: {instance_type: ml.g4dn.xlarge}}",)
+def jobs_overrides(moto_url: str) -> tuple[str, ...]:
+    """The same settings as a recipe override, for flow tests."""
+    return (f"sagemaker={{role_arn: '{ROLE_ARN}', bucket: llmft-jobs, prefix: {unique('flow')}, "
+            f"endpoint_url: '{moto_url}', poll_initial_s: 0.2, poll_max_s: 1.0, "
+            "training: {instance_type: ml.g4dn.xlarge}}",)
 
 
 def tiny_seq2seq_inputs(work: Path, max_train_records: int = 32) -> dict:

@@ -16,9 +16,8 @@ llm_finetune.backends.sagemaker_contract runs each job's container locally under
 Why plain boto3 and not the sagemaker SDK's ModelTrainer: CreateTrainingJob / DescribeTrainingJob are versioned service
 APIs that botocore keeps working, while the SDK's v2 -> v3 change removed the estimators outright and ModelTrainer
 reaches a stand-in only with extra settings (AWS_ENDPOINT_URL, SAGEMAKER_VALIDATE_ROLE, a hook for moto's empty
-VpcConfig). sagemaker 3.27 would also downgrade protobuf, rich and importlib-metadata in this environment. The one thing
-the SDK would add, its image URI tables, is `training_image`: the Hugging Face training DLC by region, or the recipe's
-image_uri.
+VpcConfig); its request shapes follow the SDK release, ours follow the API reference. The SDK is used where it works
+offline and adds something: its image URI tables (`hf_training_dlc`).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -50,7 +50,7 @@ from llm_finetune.recipes.base import HF_TRAINING_IMAGE_TAG
 from llm_finetune.training.job import JOB_FILE, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress
 
-# Deep Learning Containers registry account per region (763104351884 unless listed), from the SDK's image URI tables.
+# Deep Learning Containers registry account per region (763104351884 unless listed), as in the SDK's image URI tables.
 DLC_ACCOUNTS = {
     "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
     "ap-northeast-3": "364406365360", "ap-south-2": "772153158452", "ap-southeast-3": "907027046896",
@@ -97,12 +97,24 @@ def is_stand_in(endpoint_url: str | None) -> bool:
 
 
 def training_image(compute: SageMakerCompute, region: str) -> str:
-    """The recipe's image_uri, else the Hugging Face PyTorch training DLC of the region."""
-    if compute.image_uri:
-        return compute.image_uri
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    account = DLC_ACCOUNTS.get(region, "763104351884")
-    return f"{account}.dkr.ecr.{region}.{domain}/huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}"
+    """The recipe's image_uri, else the Hugging Face PyTorch training DLC (transformers 5.3.0, torch 2.9.0, py312)."""
+    return compute.image_uri or hf_training_dlc(region, compute.instance_type)
+
+
+@cache
+def hf_training_dlc(region: str, instance_type: str) -> str:
+    """From the sagemaker SDK's image URI tables (bundled, offline); for a CPU instance type, which those tables
+    refuse (the DLC is built for GPUs and also runs on CPU instances), or without the SDK, the same image by region."""
+    try:
+        from sagemaker.core import image_uris
+
+        return image_uris.retrieve(framework="huggingface", region=region, version="5.3.0",
+                                   base_framework_version="pytorch2.9.0", py_version="py312",
+                                   instance_type=instance_type, image_scope="training")
+    except (ImportError, ValueError):
+        domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        account = DLC_ACCOUNTS.get(region, "763104351884")
+        return f"{account}.dkr.ecr.{region}.{domain}/huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}"
 
 
 @dataclass

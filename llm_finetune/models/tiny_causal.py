@@ -1,5 +1,5 @@
-"""A tiny Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained locally and the Llama-2 chat
-template: the offline stand-in for Llama-2-7B and Mixtral-8x7B."""
+"""A tiny Llama, Mixtral or Mistral built from a config, with a byte-level BPE tokenizer trained locally and the
+Llama-2 chat template: the offline stand-in for Llama-2-7B, Mixtral-8x7B and Mistral-7B."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def build_tiny_causal_lm(spec: TinyCausalSpec, corpus: list[str], cache_root: st
 
 def tiny_config(spec: TinyCausalSpec, tokenizer):
     """The transformers config of a tiny model; token ids come from the tokenizer (config defaults would be wrong)."""
-    from transformers import LlamaConfig, MixtralConfig
+    from transformers import LlamaConfig, MistralConfig, MixtralConfig
 
     common = dict(
         vocab_size=len(tokenizer),
@@ -69,6 +69,8 @@ def tiny_config(spec: TinyCausalSpec, tokenizer):
         # output_router_logits: the forward returns the load-balancing aux loss, which the trainer adds and logs.
         return MixtralConfig(**common, num_local_experts=spec.num_local_experts,
                              num_experts_per_tok=spec.num_experts_per_tok, output_router_logits=True)
+    if spec.family == "mistral":
+        return MistralConfig(**common)
     return LlamaConfig(**common)
 
 

@@ -10,6 +10,8 @@ from llm_finetune.recipes.base import (
     RecipeBase,
     RegistrySpec,
     SageMakerCompute,
+    SageMakerEndpointSpec,
+    SageMakerModelPackageSpec,
     SageMakerProcessing,
     SageMakerSpec,
     SageMakerTraining,
@@ -37,6 +39,7 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.pipeline import DialogsumPipelineRecipe, SageMakerPipelineSpec
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.summarization import (
     ModelSpec,
@@ -48,11 +51,12 @@ from llm_finetune.recipes.summarization import (
 
 __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
-    "RegistrySpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
-    "apply_overrides", "load_recipe", "parse_override", "SageMakerCompute", "SageMakerProcessing",
-    "SageMakerSpec", "SageMakerTraining",
+    "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict",
+    "SummarizationData", "SummarizationRecipe", "TinyT5Spec", "apply_overrides", "load_recipe", "parse_override",
+    "SageMakerCompute", "SageMakerProcessing", "SageMakerSpec", "SageMakerTraining",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
     "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
     "RegisteredModelRef", "TrackingSpec",
+    "DialogsumPipelineRecipe", "SageMakerPipelineSpec",
 ]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_finetune.generation import GenerationParams
+from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
@@ -21,6 +22,13 @@ class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def require_exactly_one(section: BaseModel, names: tuple[str, ...]) -> None:
+    """Raise unless exactly one of these fields is set (a model given by Hub id or by a tiny config, ...)."""
+    given = [n for n in names if getattr(section, n) is not None]
+    if len(given) != 1:
+        raise ValueError(f"set exactly one of {', '.join(map(repr, names))} (got {', '.join(given) or 'none'})")
 
 
 DATA_URI_HELP = (
@@ -41,12 +49,31 @@ class DataSource(Strict):
     max_validation_records: int | None = Field(None, gt=0)
 
 
+class SageMakerModelPackageSpec(Strict):
+    """A SageMaker Model Package Group mirroring the MLflow registry: one model package per registered version."""
+
+    model_package_group: str = Field(description="Model Package Group name (created when missing)")
+    s3_prefix: str = Field(description="s3://bucket/prefix: each trained model's model.tar.gz and metrics go here")
+    image_uri: str = Field(
+        description="Inference container image, e.g. the Hugging Face PyTorch inference DLC of the region"
+    )
+    inference_instance_types: list[str] = Field(
+        default_factory=lambda: ["ml.g5.xlarge"], min_length=1, description="Instance types the package may serve on"
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="Container environment; HF_TASK is set from the model's served kind"
+    )
+
+
 class RegistrySpec(Strict):
-    """MLflow tracking and model registry."""
+    """MLflow tracking and model registry (the registry of record), optionally mirrored to SageMaker."""
 
     tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
     experiment: str = Field(description="MLflow experiment the runs are logged to")
     model_name: str = Field(description="Registered model name; one version per distinct trained model")
+    sagemaker: SageMakerModelPackageSpec | None = Field(
+        None, description="Also register each version as a SageMaker model package (approval mirrored onto it)"
+    )
 
 
 class ApprovalPolicy(Strict):
@@ -60,9 +87,26 @@ class ApprovalPolicy(Strict):
     manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
 
 
-class EndpointSpec(Strict):
-    """Local HTTP endpoint speaking the SageMaker inference protocol (/ping, /invocations)."""
+class SageMakerEndpointSpec(Strict):
+    """A SageMaker real-time endpoint serving the version's approved model package."""
 
+    endpoint_name: str | None = Field(
+        None, description="Default: the registry's model_name; a new champion updates this endpoint in place"
+    )
+    role_arn: str = Field(description="IAM execution role of the SageMaker model")
+    instance_type: str = "ml.g5.xlarge"
+    initial_instance_count: int = Field(1, gt=0)
+    variant_name: str = "AllTraffic"
+    wait_timeout_s: float = Field(1800.0, gt=0, description="How long to wait for the endpoint to be InService")
+    poll_interval_s: float = Field(30.0, gt=0)
+
+
+class EndpointSpec(Strict):
+    """Where the approved model is served: a local HTTP endpoint speaking the SageMaker inference protocol
+    (/ping, /invocations), or a SageMaker endpoint; both are tested through the same client."""
+
+    target: Literal["local", "sagemaker"] = Field("local", description="'sagemaker' needs endpoint.sagemaker")
+    sagemaker: SageMakerEndpointSpec | None = None
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, description="0 picks a free port")
     startup_timeout_s: float = Field(180.0, gt=0)
@@ -75,7 +119,67 @@ class EndpointSpec(Strict):
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"
     )
-    keep_running: bool = Field(False, description="Leave the endpoint up after the flow ends")
+    keep_running: bool = Field(False, description="Leave the endpoint up (SageMaker: not deleted) after the flow ends")
+
+    @model_validator(mode="after")
+    def _target_has_settings(self) -> "EndpointSpec":
+        if self.target == "sagemaker" and self.sagemaker is None:
+            raise ValueError("endpoint.target 'sagemaker' needs an endpoint.sagemaker section (role_arn, ...)")
+        return self
+
+
+class ChatSettings(Strict):
+    """How chat models under test answer: greedy (temperature 0) or seeded sampling; prompts batched per model."""
+
+    max_tokens: int = Field(256, ge=1, le=2048, description="Most new tokens per answer")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy; above 0 samples, seeded by 'seed'")
+    seed: int = Field(0, description="Seeds sampling (and is sent to endpoints) so runs repeat")
+    batch_size: int = Field(8, gt=0, description="Prompts per generate call (in-process models)")
+
+
+ProbeVariant = Literal["zero_shot", "system_role", "few_shot", "format_reminder"]
+
+
+class ProbeSuiteSpec(Strict):
+    """Which instruction-following probes to ask (llm_finetune/probes) and how models answer them."""
+
+    suite: str = Field(str(DEFAULT_SUITE), description="Probe suite file (YAML), relative to the recipe file")
+    variants: list[ProbeVariant] = Field(
+        default_factory=lambda: list(get_args(ProbeVariant)), min_length=1,
+        description="How each prompt is asked: alone, after a system message, after worked examples, with a "
+        "reminder of the format")
+    max_prompts: int | None = Field(None, gt=0, description="Use only the first N prompts of the suite")
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+
+    def with_suite_relative_to(self, base: Path):
+        return self.model_copy(update={"suite": resolve_local(self.suite, base)})
+
+
+class ProbeGateSpec(ProbeSuiteSpec):
+    """The probes as a release gate: the fine-tuned model is rejected when its pass rate falls below its base
+    model's by more than `tolerance`; the checks it newly fails are the reason."""
+
+    tolerance: float = Field(0.05, ge=0, le=1, description="Largest allowed drop in pass rate (base minus fine-tuned)")
+    per_check_type: bool = Field(False, description="Also hold the tolerance for each check type on its own")
+
+
+def default_tracking_uri(work_dir: str) -> str:
+    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+
+
+class RunTracking(Strict):
+    """MLflow tracking of a flow that evaluates without registering a model."""
+
+    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    experiment: str = Field(description="MLflow experiment the runs are logged to")
+
+    def uri(self, work_dir: str) -> str:
+        return self.tracking_uri or default_tracking_uri(work_dir)
+
+
+def resolve_existing(name_or_path: str, base: Path) -> str:
+    """A model folder that exists relative to `base` (the recipe file's folder); anything else (a Hub id) as given."""
+    return str((base / name_or_path).resolve()) if (base / name_or_path).exists() else name_or_path
 
 
 class EvaluationParams(Strict):
@@ -171,8 +275,17 @@ class RecipeBase(Strict):
     registry: RegistrySpec
     approval: ApprovalPolicy
     endpoint: EndpointSpec = Field(default_factory=EndpointSpec)
+    probe_gate: ProbeGateSpec | None = Field(
+        None, description="Off by default. Set it to reject a fine-tuned model whose instruction-following pass rate "
+        "falls below its base model's by more than a tolerance")
     sagemaker: SageMakerSpec | None = Field(
         None, description="Needed when a step's backend is 'sagemaker' (training.backend, data.preparation_backend)")
+
+    @model_validator(mode="after")
+    def _sagemaker_endpoint_has_package(self) -> "RecipeBase":
+        if self.endpoint.target == "sagemaker" and self.registry.sagemaker is None:
+            raise ValueError("endpoint.target 'sagemaker' deploys an approved model package: set registry.sagemaker")
+        return self
 
     @model_validator(mode="after")
     def _sagemaker_settings_present(self) -> "RecipeBase":
@@ -188,13 +301,14 @@ class RecipeBase(Strict):
         return [name for name, backend in fields.items() if backend == "sagemaker"]
 
     def tracking_uri(self) -> str:
-        if self.registry.tracking_uri:
-            return self.registry.tracking_uri
-        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+        return self.registry.tracking_uri or default_tracking_uri(self.work_dir)
 
     def with_paths_relative_to(self, base: Path) -> "RecipeBase":
         """Local data paths in a recipe file are relative to that file, not to the working directory."""
 
         data = self.data.model_copy(update={"train_uri": resolve_local(self.data.train_uri, base),
                                             "validation_uri": resolve_local(self.data.validation_uri, base)})
-        return self.model_copy(update={"data": data})
+        update = {"data": data}
+        if self.probe_gate is not None:
+            update["probe_gate"] = self.probe_gate.with_suite_relative_to(base)
+        return self.model_copy(update=update)

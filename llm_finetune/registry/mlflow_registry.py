@@ -30,6 +30,7 @@ class RegisteredModelVersion(BaseModel):
     run_id: str
     model_uri: str
     reused: bool = False
+    model_package_arn: str | None = None  # its SageMaker mirror, when the recipe sets registry.sagemaker
 
 
 def registry_lock(tracking_uri: str):
@@ -187,6 +188,10 @@ def _write_decision(tracking_uri: str, name: str, version: str, decision: Approv
         client.set_registered_model_alias(name, alias, version)
 
 
+def set_version_tag(tracking_uri: str, name: str, version: str, key: str, value: str) -> None:
+    _client(tracking_uri).set_model_version_tag(name, version, key, value)
+
+
 def approval_status(tracking_uri: str, name: str, version: str) -> str:
     return _client(tracking_uri).get_model_version(name, version).tags.get(APPROVAL_STATUS, "pending")
 
@@ -213,9 +218,14 @@ def require_approved(tracking_uri: str, name: str, version: str) -> None:
 
 def download_approved_model(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
     """The Hugging Face model directory of an approved version, fetched once from the registry's artifact store."""
+    require_approved(tracking_uri, name, version)
+    return download_model_version(tracking_uri, name, version, dst)
+
+
+def download_model_version(tracking_uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """The Hugging Face model directory of any version (to read or evaluate it; deploying needs the approval)."""
     import mlflow
 
-    require_approved(tracking_uri, name, version)
     _client(tracking_uri)
     with build_once(dst) as needed:
         if needed:
@@ -242,8 +252,10 @@ def resolve_version(tracking_uri: str, name: str, version: str | None = None,
 
 
 def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str, object],
-            metrics: dict[str, float], files: list[Path], tags: dict[str, str] | None = None) -> str:
-    """One MLflow run with params, metrics and files as artifacts (no model); its run id."""
+            metrics: dict[str, float], files: list[Path], tags: dict[str, str] | None = None,
+            folders: dict[str, Path] | None = None) -> str:
+    """One MLflow run with params, metrics and files as artifacts (no model), plus whole folders under the artifact
+    paths `folders` names; its run id."""
     import mlflow
 
     _client(tracking_uri)
@@ -253,6 +265,8 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str,
         mlflow.log_metrics(metrics)
         for path in files:
             mlflow.log_artifact(str(path))
+        for artifact_path, folder in (folders or {}).items():
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
     return run.info.run_id
 
 

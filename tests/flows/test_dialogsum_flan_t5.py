@@ -151,15 +151,15 @@ def test_bad_data_fails_before_any_model_work(tmp_path):
     assert not (work / "base-models").exists() and not (work / "runs").exists()
 
 
-def test_end_to_end_with_sagemaker_preparation_and_training(sagemaker_stand_in, tmp_path):
+def test_end_to_end_with_sagemaker_preparation_and_training(moto_endpoint, tmp_path):
     """backend: sagemaker for both jobs, on the moto stand-in: the contract runner prepares the data and trains."""
     from llm_finetune.backends import s3files
     from llm_finetune.backends.sagemaker import S3Layout, clients_for
     from llm_finetune.data.summarization import prepare_summarization_dataset
-    from tests.sagemaker_helpers import stand_in_overrides
+    from tests.sagemaker_helpers import jobs_overrides
 
     recipe = small_recipe(tmp_path, "training.backend=sagemaker", "data.preparation_backend=sagemaker",
-                          *stand_in_overrides(sagemaker_stand_in, "dialogsum-flow"))
+                          *jobs_overrides(moto_endpoint))
     state = dialogsum_flan_t5(recipe=recipe, return_state=True)
     outcome = state.result()
 

@@ -67,12 +67,12 @@ def test_bad_instruction_data_fails_before_any_model_work(tmp_path):
     assert not (tmp_path / "work" / "base-models").exists()
 
 
-def test_llama_sft_on_sagemaker_stand_in(sagemaker_stand_in, tmp_path):
+def test_llama_sft_on_sagemaker_stand_in(moto_endpoint, tmp_path):
     """training.backend: sagemaker; the contract runner trains the tiny Llama with LoRA and merges it."""
-    from tests.sagemaker_helpers import stand_in_overrides
+    from tests.sagemaker_helpers import jobs_overrides
 
     recipe = small(LLAMA_RECIPE, tmp_path, "training.backend=sagemaker",
-                   *stand_in_overrides(sagemaker_stand_in, "dolly-flow"))
+                   *jobs_overrides(moto_endpoint))
     outcome = dolly_llama2_sft(recipe=recipe)
 
     training = outcome.training

@@ -92,7 +92,7 @@ def test_unknown_override_key_suggests_the_field():
             load_recipe(DEFAULT_RECIPE, overrides=[f"{key}=1"])
         assert str(err.value) == f"unknown recipe key '{key}'; did you mean '{guess}'?"
     with pytest.raises(RecipeError, match=r"^unknown recipe key 'registry.zzz'; known keys under 'registry': "
-                                          r"tracking_uri, experiment, model_name$"):
+                                          r"tracking_uri, experiment, model_name, sagemaker$"):
         load_recipe(DEFAULT_RECIPE, overrides=["registry.zzz=1"])
 
 

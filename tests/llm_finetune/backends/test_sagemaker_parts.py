@@ -88,12 +88,19 @@ def test_sourcedir_holds_the_package_the_entry_and_pinned_requirements(tmp_path)
 
 
 def test_training_image_defaults_to_the_regions_hugging_face_dlc():
-    training = SageMakerTraining()
-    assert training_image(training, "us-east-1") == (
-        "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:"
-        "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
-    assert training_image(training, "cn-north-1").startswith("727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/")
-    assert training_image(training.model_copy(update={"image_uri": "my/image:1"}), "us-east-1") == "my/image:1"
+    from llm_finetune.backends.sagemaker import DLC_ACCOUNTS, hf_training_dlc
+
+    gpu, cpu = SageMakerTraining(), SageMakerTraining(instance_type="ml.m5.xlarge")
+    dlc = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:"
+           "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
+    assert training_image(gpu, "us-east-1") == dlc  # from the sagemaker SDK's tables
+    assert training_image(cpu, "us-east-1") == dlc  # the tables know GPU instances only: the same image by region
+    for region in ("cn-north-1", "ap-east-1", "eu-west-1"):  # our region table agrees with the SDK's
+        assert hf_training_dlc(region, "ml.g5.2xlarge") == hf_training_dlc(region, "ml.m5.xlarge")
+    assert hf_training_dlc("ap-east-1", "ml.m5.xlarge").startswith(f"{DLC_ACCOUNTS['ap-east-1']}.dkr.ecr.ap-east-1.")
+    assert hf_training_dlc("cn-north-1", "ml.m5.xlarge").endswith(".amazonaws.com.cn/huggingface-pytorch-training:"
+                                                                  "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
+    assert training_image(gpu.model_copy(update={"image_uri": "my/image:1"}), "us-east-1") == "my/image:1"
     assert is_stand_in("http://127.0.0.1:5000") and is_stand_in("http://localhost:9")
     assert not is_stand_in(None) and not is_stand_in("https://api.sagemaker.us-east-1.amazonaws.com")
 

@@ -27,7 +27,7 @@ from llm_finetune.errors import CostLimitError, SageMakerJobError
 from llm_finetune.fingerprint import is_complete
 from llm_finetune.training.seq2seq import seq2seq_job
 from tests.conftest import REPO
-from tests.sagemaker_helpers import stand_in_spec, tiny_seq2seq_inputs
+from tests.sagemaker_helpers import jobs_spec, tiny_seq2seq_inputs
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,9 @@ def jobs_of(spec, job) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(inputs, sagemaker_stand_in, tmp_path_factory):
+def first_run(inputs, moto_endpoint, tmp_path_factory):
     """One spot training job run to completion through the stand-in, with everything it reported."""
-    spec = stand_in_spec(sagemaker_stand_in, training={"spot": True, "max_runtime_s": 3600})
+    spec = jobs_spec(moto_endpoint, training={"spot": True, "max_runtime_s": 3600})
     job = job_for(inputs, tmp_path_factory.mktemp("first"))
     lines, progress, estimates = [], [], []
     result = run_sagemaker_training(job, spec, on_output=lines.append, on_progress=progress.append,
@@ -118,10 +118,10 @@ def test_reruns_reuse_the_local_result_or_attach_to_the_completed_job(first_run,
     assert len(jobs_of(spec, job)) == 1
 
 
-def test_job_resumes_from_checkpoints_in_s3(first_run, inputs, sagemaker_stand_in, tmp_path):
+def test_job_resumes_from_checkpoints_in_s3(first_run, inputs, moto_endpoint, tmp_path):
     """An interrupted job left checkpoint-3 at its checkpoint URI; the relaunched job restores it and trains on."""
     done = first_run["spec"]
-    spec = stand_in_spec(sagemaker_stand_in)
+    spec = jobs_spec(moto_endpoint)
     job = job_for(inputs, tmp_path)
     source = S3Layout(done).checkpoints(key_of(job))
     clients = clients_for(spec)
@@ -138,13 +138,13 @@ def test_job_resumes_from_checkpoints_in_s3(first_run, inputs, sagemaker_stand_i
     assert [p["step"] for p in result.loss_curve] == [2, 4, 6]
 
 
-def test_failed_job_raises_with_its_failure_reason(inputs, sagemaker_stand_in, tmp_path):
+def test_failed_job_raises_with_its_failure_reason(inputs, moto_endpoint, tmp_path):
     # A job the trainer refuses: validated on the way in here, bypassed so that the container's check fails.
     job = job_for(inputs, tmp_path)
     broken = job.model_copy(update={"params": job.params.model_construct(**{**dict(job.params),
                                                                             "learning_rate": -1.0})})
     with pytest.raises(SageMakerJobError) as err:
-        run_sagemaker_training(broken, stand_in_spec(sagemaker_stand_in))
+        run_sagemaker_training(broken, jobs_spec(moto_endpoint))
     message = str(err.value)
     assert message.startswith(f"SageMaker training job llmft-tr-{key_of(job)}-")
     assert " Failed: AlgorithmError: exit code 1 of python -m llm_finetune.training.seq2seq" in message
@@ -153,6 +153,7 @@ def test_failed_job_raises_with_its_failure_reason(inputs, sagemaker_stand_in, t
 
 
 def test_cancelled_wait_stops_the_job(inputs, sagemaker_stand_in, tmp_path):
+    """StopTrainingJob is a stand-in gap of moto: the sagemaker_stand_in fixture fills it."""
     class Cancelled(BaseException):
         pass
 
@@ -161,7 +162,7 @@ def test_cancelled_wait_stops_the_job(inputs, sagemaker_stand_in, tmp_path):
         if line.startswith("llm_finetune from "):
             raise Cancelled
 
-    spec = stand_in_spec(sagemaker_stand_in)
+    spec = jobs_spec(sagemaker_stand_in.moto_url)
     job = job_for(inputs, tmp_path)
     lines: list[str] = []
     with pytest.raises(Cancelled):
@@ -180,8 +181,8 @@ def test_cancelled_wait_stops_the_job(inputs, sagemaker_stand_in, tmp_path):
     assert not is_complete(f"{job.output_dir}/model")
 
 
-def test_throttled_create_is_retried(sagemaker_stand_in):
-    spec = stand_in_spec(sagemaker_stand_in)
+def test_throttled_create_is_retried(moto_endpoint):
+    spec = jobs_spec(moto_endpoint)
     clients = clients_for(spec)
     attempts = []
 
@@ -217,8 +218,8 @@ class _Raw:
         yield self.data
 
 
-def test_cost_guard_refuses_before_anything_is_sent(inputs, sagemaker_stand_in, tmp_path):
-    spec = stand_in_spec(sagemaker_stand_in, training={"instance_count": 4, "max_cost_usd": 1.0})
+def test_cost_guard_refuses_before_anything_is_sent(inputs, moto_endpoint, tmp_path):
+    spec = jobs_spec(moto_endpoint, training={"instance_count": 4, "max_cost_usd": 1.0})
     job = job_for(inputs, tmp_path)
     with pytest.raises(CostLimitError, match=r"4 x ml.g4dn.xlarge x 24 h .* over the limit, not launched"):
         run_sagemaker_training(job, spec)

@@ -1,0 +1,129 @@
+"""JumpStart models (`meta-textgeneration-llama-2-7b`, `huggingface-llm-falcon-7b-bf16`, ...) without the network.
+
+Resolving a JumpStart model id needs JumpStart's S3 manifest, so a recipe carries the resolved fields
+(`JumpStartSpec`: images, base weights, training script, default hyperparameters, whether a EULA must be accepted);
+`resolve_jumpstart_spec` fills them in when online. From a spec this module builds the boto3 requests of a fine-tune
+(`create_training_job`) and a deployment (`create_model`); a gated model (Llama 2) is refused until `accept_eula`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+
+from llm_finetune.recipes import Strict
+
+
+class JumpStartSpec(Strict):
+    """A JumpStart model with the fields JumpStart would resolve (run `resolve_jumpstart_spec` once online)."""
+
+    model_id: str = Field(description="e.g. meta-textgeneration-llama-2-7b, huggingface-llm-falcon-7b-bf16")
+    model_version: str = "*"
+    accept_eula: bool = Field(False, description="Required for gated models (Llama 2): you accept the model's EULA")
+    requires_eula: bool = Field(False, description="Resolved: the model is gated behind a EULA")
+    inference_image_uri: str
+    inference_model_uri: str = Field(description="Resolved: s3:// of the weights to serve (prefix or tar.gz)")
+    inference_environment: dict[str, str] = Field(default_factory=dict)
+    training_image_uri: str | None = None
+    training_model_uri: str | None = Field(None, description="Resolved: s3:// prefix of the weights to fine-tune")
+    training_script_uri: str | None = Field(None, description="Resolved: s3:// tar.gz of JumpStart's training code")
+    default_hyperparameters: dict[str, str] = Field(default_factory=dict)
+
+
+class EulaNotAcceptedError(ValueError):
+    """A gated JumpStart model was about to be trained or deployed without `accept_eula: true`."""
+
+
+def _check_eula(spec: JumpStartSpec) -> None:
+    if spec.requires_eula and not spec.accept_eula:
+        raise EulaNotAcceptedError(f"JumpStart model '{spec.model_id}' is gated behind a EULA: read it and set "
+                                   "accept_eula: true in the recipe's jumpstart section")
+
+
+def _weights_source(uri: str, eula: bool) -> dict:
+    source = {"S3Uri": uri, "S3DataType": "S3Prefix" if uri.endswith("/") else "S3Object",
+              "CompressionType": "None" if uri.endswith("/") else "Gzip"}
+    if eula:
+        source["ModelAccessConfig"] = {"AcceptEula": True}
+    return source
+
+
+def training_job_request(
+    spec: JumpStartSpec,
+    *,
+    job_name: str,
+    role_arn: str,
+    train_s3_uri: str,
+    output_s3_uri: str,
+    instance_type: str,
+    hyperparameters: dict[str, object] | None = None,
+    validation_s3_uri: str | None = None,
+    max_runtime_s: int = 86_400,
+) -> dict:
+    """`create_training_job` arguments of a JumpStart fine-tune: JumpStart's image and script, the base weights as
+    the `model` channel (EULA accepted on it for gated models), the data as `training` (and `validation`)."""
+    _check_eula(spec)
+    if not (spec.training_image_uri and spec.training_model_uri and spec.training_script_uri):
+        raise ValueError(f"JumpStart model '{spec.model_id}': training_image_uri, training_model_uri and "
+                         "training_script_uri are needed to fine-tune (resolve_jumpstart_spec fills them)")
+    params = {**spec.default_hyperparameters, **{k: str(v) for k, v in (hyperparameters or {}).items()}}
+    params |= {"sagemaker_program": "transfer_learning.py", "sagemaker_submit_directory": spec.training_script_uri}
+    channels = [("model", {"S3DataSource": _weights_source(spec.training_model_uri, spec.requires_eula)}),
+                ("training", {"S3DataSource": {"S3Uri": train_s3_uri, "S3DataType": "S3Prefix"}})]
+    if validation_s3_uri:
+        channels.append(("validation", {"S3DataSource": {"S3Uri": validation_s3_uri, "S3DataType": "S3Prefix"}}))
+    for _, source in channels:
+        source["S3DataSource"].setdefault("S3DataDistributionType", "FullyReplicated")
+        source["S3DataSource"].pop("CompressionType", None)  # training channels compress per channel, not source
+    return {
+        "TrainingJobName": job_name,
+        "RoleArn": role_arn,
+        "AlgorithmSpecification": {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"},
+        "HyperParameters": params,
+        "InputDataConfig": [{"ChannelName": name, "DataSource": source} for name, source in channels],
+        "OutputDataConfig": {"S3OutputPath": output_s3_uri},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 256},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}],
+    }
+
+
+def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_data_uri: str | None = None) -> dict:
+    """`create_model` arguments serving a JumpStart model (or its fine-tuned weights at `model_data_uri`); a gated
+    model's weights are passed as ModelDataSource with the EULA accepted, as SageMaker requires."""
+    _check_eula(spec)
+    container = {"Image": spec.inference_image_uri, "Environment": dict(spec.inference_environment),
+                 "ModelDataSource": {"S3DataSource": _weights_source(model_data_uri or spec.inference_model_uri,
+                                                                     spec.requires_eula)}}
+    return {"ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
+            "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]}
+
+
+def resolve_jumpstart_spec(model_id: str, model_version: str = "*", *, region: str | None = None,
+                           training_instance_type: str = "ml.g5.12xlarge",
+                           inference_instance_type: str = "ml.g5.2xlarge") -> JumpStartSpec:
+    """Ask JumpStart (network: its S3 manifest) for a model's images, weights, script and defaults."""
+    from llm_finetune.aws import aws_region
+
+    region = region or aws_region()
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    from sagemaker.core import hyperparameters, image_uris, model_uris, script_uris
+    from sagemaker.core.jumpstart.accessors import JumpStartModelsAccessor
+
+    specs = JumpStartModelsAccessor.get_model_specs(region=region, model_id=model_id, version=model_version)
+    ids = {"region": region, "model_id": model_id, "model_version": model_version}
+    trainable = bool(getattr(specs, "training_supported", False))
+    return JumpStartSpec(
+        model_id=model_id, model_version=model_version,
+        requires_eula=bool(getattr(specs, "gated_bucket", False) or getattr(specs, "hosting_eula_key", None)),
+        inference_image_uri=image_uris.retrieve(framework=None, image_scope="inference",
+                                                instance_type=inference_instance_type, **ids),
+        inference_model_uri=model_uris.retrieve(model_scope="inference", **ids),
+        inference_environment={e.name: str(e.default) for e in getattr(specs, "inference_environment_variables", [])},
+        training_image_uri=image_uris.retrieve(framework=None, image_scope="training",
+                                               instance_type=training_instance_type, **ids) if trainable else None,
+        training_model_uri=model_uris.retrieve(model_scope="training", **ids) if trainable else None,
+        training_script_uri=script_uris.retrieve(script_scope="training", **ids) if trainable else None,
+        default_hyperparameters=hyperparameters.retrieve_default(**ids) if trainable else {},
+    )

@@ -1,0 +1,174 @@
+"""SageMaker Model Package Group mirror of the MLflow registry (which stays the registry of record).
+
+Each registered version becomes one model package (`PendingManualApproval`): inference specification (image,
+model.tar.gz in S3, HF_TASK), evaluation metrics (a JSON statistics file and metadata), and the MLflow name, version
+and training fingerprint as metadata, by which a re-run finds it again. The approval gate sets `Approved` or
+`Rejected` with the reviewer and reason; a SageMaker deployment calls `require_approved_package` first.
+Plain boto3: the sagemaker SDK's ModelPackage.create has a KeyError bug (STACK-NOTES).
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from llm_finetune.approval import ApprovalDecision
+from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.recipes import SageMakerModelPackageSpec
+from llm_finetune.serving.kinds import served_kind
+
+PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+MODEL_ARCHIVE = "model.tar.gz"
+METADATA_VALUE_MAX = 256  # SageMaker CustomerMetadataProperties values are at most 256 characters
+
+
+class ModelPackage(BaseModel):
+    arn: str
+    group: str
+    version: int
+    model_data_url: str
+    status: str
+    reused: bool = False
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def _exists(s3, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def upload_model_archive(s3, model_dir: str | Path, s3_uri: str) -> str:
+    """The model folder as model.tar.gz (files at the archive root, as SageMaker containers expect) at `s3_uri`;
+    an archive already there is kept (the key names one trained model)."""
+    bucket, key = split_s3_uri(s3_uri)
+    if not _exists(s3, bucket, key):
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / MODEL_ARCHIVE
+            with tarfile.open(archive, "w:gz") as tar:
+                for path in sorted(Path(model_dir).iterdir()):
+                    tar.add(path, arcname=path.name)
+            s3.upload_file(str(archive), bucket, key)
+    return s3_uri
+
+
+def ensure_group(sm, group: str, description: str) -> None:
+    try:
+        sm.describe_model_package_group(ModelPackageGroupName=group)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ValidationException":
+            raise
+        sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description[:1024])
+
+
+def _package(described: dict, reused: bool) -> ModelPackage:
+    container = described["InferenceSpecification"]["Containers"][0]
+    return ModelPackage(arn=described["ModelPackageArn"], group=described["ModelPackageGroupName"],
+                        version=described.get("ModelPackageVersion", 0), model_data_url=container["ModelDataUrl"],
+                        status=described["ModelApprovalStatus"], reused=reused)
+
+
+def find_package(sm, group: str, mlflow_name: str, mlflow_version: str) -> ModelPackage | None:
+    """The package already mirroring this MLflow version, if any."""
+    for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
+        for summary in page["ModelPackageSummaryList"]:
+            described = sm.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            meta = described.get("CustomerMetadataProperties") or {}
+            if meta.get("mlflow_model") == mlflow_name and meta.get("mlflow_version") == str(mlflow_version):
+                return _package(described, reused=True)
+    return None
+
+
+def register_model_package(
+    sm,
+    s3,
+    spec: SageMakerModelPackageSpec,
+    *,
+    mlflow_name: str,
+    mlflow_version: str,
+    model_source: str,
+    training_fingerprint: str,
+    metrics: dict[str, float],
+) -> ModelPackage:
+    """Mirror one MLflow version as a model package, or return the package that already mirrors it.
+
+    `model_source` is the trained model folder (uploaded as model.tar.gz under the spec's s3_prefix, keyed by the
+    training fingerprint) or an s3:// URI of a model.tar.gz (a model trained on SageMaker), used as it is.
+    """
+    ensure_group(sm, spec.model_package_group, f"Mirror of MLflow registered model '{mlflow_name}'")
+    existing = find_package(sm, spec.model_package_group, mlflow_name, mlflow_version)
+    if existing is not None:
+        return existing
+    prefix = spec.s3_prefix.rstrip("/")
+    bucket, _ = split_s3_uri(prefix + "/")
+    if model_source.startswith("s3://"):
+        model_data_url, kind = model_source, None
+    else:
+        model_data_url = upload_model_archive(s3, model_source, f"{prefix}/{training_fingerprint}/{MODEL_ARCHIVE}")
+        kind = served_kind(model_source)
+    metrics_uri = f"{prefix}/{training_fingerprint}/evaluation.json"
+    _, metrics_key = split_s3_uri(metrics_uri)
+    s3.put_object(Bucket=bucket, Key=metrics_key, ContentType="application/json",
+                  Body=json.dumps({name: {"value": value} for name, value in metrics.items()}, indent=2).encode())
+    environment = {**({"HF_TASK": kind} if kind else {}), **spec.environment}
+    metadata = {"mlflow_model": mlflow_name, "mlflow_version": str(mlflow_version),
+                "training_fingerprint": training_fingerprint[:METADATA_VALUE_MAX]}
+    metadata |= {f"metric.{k}": f"{v:.4f}" for k, v in sorted(metrics.items())}
+    arn = sm.create_model_package(
+        ModelPackageGroupName=spec.model_package_group,
+        ModelPackageDescription=f"MLflow '{mlflow_name}' version {mlflow_version}",
+        InferenceSpecification={
+            "Containers": [{"Image": spec.image_uri, "ModelDataUrl": model_data_url, "Environment": environment}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": spec.inference_instance_types,
+        },
+        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
+        ModelApprovalStatus=PENDING,
+        CustomerMetadataProperties=metadata,
+    )["ModelPackageArn"]
+    return _package(sm.describe_model_package(ModelPackageName=arn), reused=False)
+
+
+def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
+    """Set `Approved`/`Rejected` with the reviewer and reason; a package already decided keeps its status (a
+    decision is never overwritten). Returns the package's status."""
+    described = sm.describe_model_package(ModelPackageName=arn)
+    if described["ModelApprovalStatus"] != PENDING:
+        return described["ModelApprovalStatus"]
+    status = APPROVED if decision.approved else REJECTED
+    # Send the whole metadata back: UpdateModelPackage must not drop what create wrote (a stand-in might replace it).
+    metadata = {**(described.get("CustomerMetadataProperties") or {}),
+                "approval_reviewer": decision.reviewer[:METADATA_VALUE_MAX],
+                "approval_reason": decision.reason[:METADATA_VALUE_MAX],
+                "approval_automatic": str(decision.automatic).lower(),
+                "approval_decided_at": decision.decided_at.isoformat()}
+    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status,
+                            ApprovalDescription=f"{decision.reviewer}: {decision.reason}"[:1000],
+                            CustomerMetadataProperties=metadata)
+    return status
+
+
+def require_approved_package(sm, arn: str) -> dict:
+    """The package's description; ApprovalRequiredError unless its status is `Approved`."""
+    described = sm.describe_model_package(ModelPackageName=arn)
+    status = described["ModelApprovalStatus"]
+    if status != APPROVED:
+        raise ApprovalRequiredError(f"model package {arn} is '{status}', not '{APPROVED}': refusing to deploy")
+    return described
