@@ -34,9 +34,9 @@ def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_P
     work = recipe.work_dir
     validated = validate_data(recipe.data, work)
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
-    prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work)
+    prepared = prepare_summarization_dataset(recipe.data, validated, base_model, work, recipe.sagemaker)
     training = train_model(seq2seq_job(base_model, prepared.path, prepared.fingerprint, recipe.data.prompt_template,
-                                       recipe.training, work))
+                                       recipe.training, work), recipe.sagemaker)
     comparison = evaluate_base_and_finetuned(base_model, training, recipe.data, validated, recipe.evaluation,
                                              work)
     release = release_model(recipe, base_model, prepared.fingerprint, training, comparison.evidence(),

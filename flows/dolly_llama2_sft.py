@@ -43,7 +43,8 @@ def dolly_llama2_sft(recipe: InstructionRecipe = load_recipe(DEFAULT_RECIPE_PATH
     validated = validate_data(recipe.data, work)
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)
     data_check = check_sft_data(recipe.data, validated, base_model)
-    training = train_model(causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work))
+    training = train_model(causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work),
+                           recipe.sagemaker)
     comparison = evaluate_instruction_models(base_model, training, recipe.data, validated, recipe.evaluation, work)
     release = release_model(recipe, base_model, validated.fingerprint, training, comparison.evidence(),
                             instruction_test_cases(validated, recipe.data, base_model, recipe.endpoint.num_test_records),

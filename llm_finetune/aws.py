@@ -1,7 +1,9 @@
 """boto3 clients built from settings, so tests can point them at a local moto server.
 
 boto3 already honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SAGEMAKER; an explicit endpoint_url
-wins over them.
+wins over them. SageMaker clients retry throttling and transient errors (botocore's "standard" retry mode:
+ThrottlingException, HTTP 500/502/503/504, connection errors) with exponential backoff, so a busy account slows a flow
+down instead of failing it.
 """
 
 from __future__ import annotations
@@ -9,23 +11,24 @@ from __future__ import annotations
 import os
 
 import boto3
+from botocore.config import Config
+
+RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 def aws_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def s3_client(endpoint_url: str | None = None):
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=aws_region())
+def s3_client(endpoint_url: str | None = None, region: str | None = None):
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region or aws_region())
 
 
-def sagemaker_client(endpoint_url: str | None = None):
-    return boto3.client("sagemaker", endpoint_url=endpoint_url, region_name=aws_region())
+def sagemaker_client(endpoint_url: str | None = None, region: str | None = None):
+    return boto3.client("sagemaker", endpoint_url=endpoint_url, region_name=region or aws_region(), config=RETRYING)
 
 
 def sagemaker_runtime_client(endpoint_url: str | None = None, region: str | None = None, timeout_s: float = 120.0):
     """InvokeEndpoint's client; read_timeout bounds one generation (SageMaker itself stops at 60 s by default)."""
-    from botocore.config import Config
-
     return boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, region_name=region or aws_region(),
                         config=Config(read_timeout=timeout_s))

@@ -45,3 +45,11 @@ class ApprovalRequiredError(RuntimeError):
 
 class MergeError(RuntimeError):
     """A merged model does not compute what its base model plus adapter compute."""
+
+
+class CostLimitError(RuntimeError):
+    """A SageMaker job's cost estimate is above the recipe's max_cost_usd; nothing was launched."""
+
+
+class SageMakerJobError(RuntimeError):
+    """A SageMaker job ended Failed or Stopped; the message carries the job's FailureReason."""

@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from llm_finetune.data import raw_text, summarization
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.data.instructions import SFTDataReport, check_sft_records
 from llm_finetune.data.shapes import load_data
-from llm_finetune.recipes import DataSource, InstructionData, PerplexityEvaluationParams, SummarizationData
+from llm_finetune.recipes import (
+    DataSource,
+    InstructionData,
+    PerplexityEvaluationParams,
+    SageMakerSpec,
+    SummarizationData,
+)
 
 
 @task(name="validate-data")
@@ -26,10 +32,19 @@ def validate_data(data: DataSource, work_dir: str) -> ValidatedData:
 
 @task(name="prepare-summarization-dataset")
 def prepare_summarization_dataset(
-    data: SummarizationData, validated: ValidatedData, tokenizer: str, work_dir: str
+    data: SummarizationData, validated: ValidatedData, tokenizer: str, work_dir: str,
+    sagemaker: SageMakerSpec | None = None,
 ) -> PreparedDataset:
-    """Prompt + tokenize (no padding: batches are padded dynamically); reuses the cache for identical inputs."""
-    prepared = summarization.prepare_summarization_dataset(data, validated, tokenizer, Path(work_dir) / "datasets")
+    """Prompt + tokenize (no padding: batches are padded dynamically); reuses the cache for identical inputs. With
+    `data.preparation_backend: sagemaker` the same code runs as a SageMaker Processing job."""
+    cache = Path(work_dir) / "datasets"
+    if data.preparation_backend == "sagemaker":
+        prepared = summarization.prepare_summarization_dataset_on_sagemaker(
+            data, validated, tokenizer, cache, sagemaker, on_output=get_run_logger().info,
+            on_estimate=lambda e: create_markdown_artifact(key=f"sagemaker-{e.kind}-cost", markdown=e.markdown(),
+                                                           description=e.summary()))
+    else:
+        prepared = summarization.prepare_summarization_dataset(data, validated, tokenizer, cache)
     get_run_logger().info(
         "%s tokenized dataset %s", "reused cached" if prepared.reused else "built", prepared.fingerprint
     )

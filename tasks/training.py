@@ -1,4 +1,5 @@
-"""Training task: run any trainer's job through the backend (a local process today), with live progress."""
+"""Training task: run any trainer's job through its backend (a local process, or a SageMaker training job), with live
+progress and, for SageMaker, a cost estimate published before launching."""
 
 from __future__ import annotations
 
@@ -7,15 +8,23 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
+from llm_finetune.backends.cost import CostEstimate
 from llm_finetune.backends.local import run_training_process
+from llm_finetune.recipes import SageMakerSpec
 from llm_finetune.training.job import TrainingResult, TrainJob
 from llm_finetune.training.progress import TrainingProgress
 
 
+def publish_cost_estimate(estimate: CostEstimate) -> None:
+    create_markdown_artifact(key=f"sagemaker-{estimate.kind}-cost", markdown=estimate.markdown(),
+                             description=estimate.summary())
+
+
 @task(name="train-model")
-def train_model(job: TrainJob) -> TrainingResult:
-    """Train in a child process (torchrun when the job asks for several); resume an interrupted run, reuse a
-    finished one. The job's output folder is named by its fingerprint, which the result carries."""
+def train_model(job: TrainJob, sagemaker: SageMakerSpec | None = None) -> TrainingResult:
+    """Train where the job's `backend` says: a child process (torchrun when the job asks for several) or a SageMaker
+    training job (settings from the recipe's `sagemaker` section); resume an interrupted run, reuse a finished one.
+    The job's output folder is named by its fingerprint, which the result carries."""
     logger = get_run_logger()
     artifact_id = create_progress_artifact(0.0, key="training-progress", description="Training steps done / total")
 
@@ -24,7 +33,15 @@ def train_model(job: TrainJob) -> TrainingResult:
             f"step {progress.step} / {progress.max_steps}"
             + (f", loss {progress.loss:.4f}" if progress.loss is not None else "")))
 
-    result = run_training_process(job, on_progress=report, on_output=logger.info)
+    if job.backend == "sagemaker":
+        from llm_finetune.backends.sagemaker import run_sagemaker_training
+
+        if sagemaker is None:
+            raise ValueError("training.backend is 'sagemaker': pass the recipe's `sagemaker` section")
+        result = run_sagemaker_training(job, sagemaker, on_progress=report, on_output=logger.info,
+                                        on_estimate=publish_cost_estimate)
+    else:
+        result = run_training_process(job, on_progress=report, on_output=logger.info)
     result = result.model_copy(update={"fingerprint": Path(job.output_dir).name})
     update_progress_artifact(artifact_id, 100.0, description=f"step {result.global_step} / {result.global_step}")
     if result.reused:

@@ -101,8 +101,8 @@ def moto_endpoint():
 
 @pytest.fixture
 def sagemaker_stand_in(moto_endpoint, monkeypatch, tmp_path):
-    """moto's SageMaker with its stand-in gaps filled (tests/sagemaker_stand_in.py: UpdateEndpoint, and endpoints
-    that host the real model behind InvokeEndpoint); product code reaches it through AWS_ENDPOINT_URL."""
+    """moto's SageMaker with its stand-in gaps filled (tests/sagemaker_stand_in.py: UpdateEndpoint, StopTrainingJob,
+    and endpoints that host the real model behind InvokeEndpoint); product code reaches it through AWS_ENDPOINT_URL."""
     from tests.sagemaker_stand_in import SageMakerStandIn
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)

@@ -1,11 +1,13 @@
-"""Helpers for SageMaker tests: a bucket, a model package spec and an endpoint spec on the moto stand-in."""
+"""Helpers for SageMaker tests on the moto stand-in: a bucket, a model package spec and an endpoint spec; the
+SageMaker backend's settings (jobs) and a tiny seq2seq job's inputs."""
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from llm_finetune.aws import s3_client
-from llm_finetune.recipes import SageMakerEndpointSpec, SageMakerModelPackageSpec
+from llm_finetune.recipes import SageMakerEndpointSpec, SageMakerModelPackageSpec, SageMakerSpec
 
 # The HF PyTorch inference DLC a real recipe would name (moto does not pull images; the stand-in serves the model).
 HF_INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
@@ -29,3 +31,33 @@ def endpoint_spec(name: str | None = None) -> SageMakerEndpointSpec:
     # ml.g4dn.*: moto 5.2.5 rejects ml.g5.* endpoint configs (old instance enum); the poll is short for the stand-in
     return SageMakerEndpointSpec(endpoint_name=name or unique("summarizer"), role_arn=ROLE_ARN,
                                  instance_type="ml.g4dn.xlarge", wait_timeout_s=300, poll_interval_s=0.2)
+
+
+def jobs_spec(moto_url: str, **updates) -> SageMakerSpec:
+    """The SageMaker backend's settings for the stand-in, under an S3 prefix of its own; updates merge per section."""
+    base = {"role_arn": ROLE_ARN, "bucket": "llmft-jobs", "prefix": unique("run"), "endpoint_url": moto_url,
+            "poll_initial_s": 0.2, "poll_max_s": 1.0, "training": {"instance_type": "ml.g4dn.xlarge"}}
+    for key, value in updates.items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return SageMakerSpec.model_validate(base)
+
+
+def jobs_overrides(moto_url: str) -> tuple[str, ...]:
+    """The same settings as a recipe override, for flow tests."""
+    return (f"sagemaker={{role_arn: '{ROLE_ARN}', bucket: llmft-jobs, prefix: {unique('flow')}, "
+            f"endpoint_url: '{moto_url}', poll_initial_s: 0.2, poll_max_s: 1.0, "
+            "training: {instance_type: ml.g4dn.xlarge}}",)
+
+
+def tiny_seq2seq_inputs(work: Path, max_train_records: int = 32) -> dict:
+    """A tiny T5 and its tokenized DialogSum sample: {'recipe', 'validated', 'base', 'prepared'}."""
+    from llm_finetune.data.shapes import load_data
+    from llm_finetune.data.summarization import prepare_summarization_dataset
+    from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
+    from tests.conftest import small_recipe
+
+    recipe = small_recipe(work, f"data.max_train_records={max_train_records}", "data.max_validation_records=8")
+    validated = load_data(recipe.data, work)
+    base = build_tiny_t5_for_summarization(recipe.model.tiny, recipe.data, validated, work / "models")
+    prepared = prepare_summarization_dataset(recipe.data, validated, str(base), work / "datasets")
+    return {"recipe": recipe, "validated": validated, "base": str(base), "prepared": prepared}

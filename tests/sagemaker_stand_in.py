@@ -1,7 +1,9 @@
 """Stand-in gaps of moto 5.2.5's SageMaker, filled for tests (test code, never product behaviour).
 
-moto leaves two things out that the product's boto3 calls need:
+moto leaves these out, and the product's boto3 calls need them:
 - `UpdateEndpoint` is not implemented (HTTP 500). Here it switches the endpoint to the new endpoint config.
+- `StopTrainingJob` is not implemented (HTTP 500). Here it marks the job Stopped (the SageMaker backend's contract
+  runner then ends the job's container, llm_finetune/backends/sagemaker_contract.py).
 - Hosting: moto's endpoints are InService at once and InvokeEndpoint answers canned results, 200 even for an endpoint
   that does not exist. Here each endpoint hosts the model its config names, as SageMaker would: the model package's
   model.tar.gz is fetched from (moto) S3 and served by the product's own local server
@@ -132,7 +134,16 @@ class SageMakerStandIn:
                     {"message": f"Received client error ({e.code}) from primary with message \"{body}\"",
                      "OriginalStatusCode": e.code, "OriginalMessage": body})
 
+        def stop_training_job(response: SageMakerResponse):  # stand-in gap: moto 5.2.5 has no StopTrainingJob
+            name = response._get_param("TrainingJobName")
+            job = response.sagemaker_backend.training_jobs.get(name)
+            if job is None:
+                raise ValidationError(message=f"Could not find training job '{name}'.")
+            job.training_job_status = job.secondary_status = "Stopped"
+            return ActionResult({})
+
         monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create)
         monkeypatch.setattr(SageMakerModelBackend, "delete_endpoint", delete)
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+        monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
         monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)

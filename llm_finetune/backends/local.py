@@ -38,13 +38,24 @@ class TrainingProcessError(RuntimeError):
 
 
 def command(job: TrainJob, job_file: Path) -> list[str]:
-    if job.nproc_per_node > 1:  # torchrun picks gloo on CPU, NCCL on GPUs
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={job.nproc_per_node}",
-                "-m", job.entry_module, "--job", str(job_file)]
-    return [sys.executable, "-m", job.entry_module, "--job", str(job_file)]
+    return entry_command(job.entry_module, job_file, nproc_per_node=job.nproc_per_node)
 
 
-def _die_with_parent() -> None:
+def entry_command(entry_module: str, job_file: str | Path, *, nproc_per_node: int = 1, nnodes: int = 1,
+                  node_rank: int = 0, master_addr: str | None = None, master_port: int = 29500) -> list[str]:
+    """`python -m <entry> --job FILE`, under torchrun when several processes train (on one machine or several)."""
+    tail = ["-m", entry_module, "--job", str(job_file)]
+    if nnodes > 1:
+        return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--node_rank={node_rank}",
+                f"--nproc_per_node={nproc_per_node}", f"--master_addr={master_addr}", f"--master_port={master_port}",
+                *tail]
+    if nproc_per_node > 1:  # torchrun picks gloo on CPU, NCCL on GPUs
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
+                *tail]
+    return [sys.executable, *tail]
+
+
+def die_with_parent() -> None:
     """Linux: the training process gets SIGTERM if the flow process dies, instead of training on as an orphan."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -73,7 +84,7 @@ def run_training_process(
             proc = subprocess.Popen(
                 command(job, out / JOB_FILE), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 env={"PYTHONWARNINGS": QUIET_WARNINGS, **os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
 
             def pump() -> None:

@@ -1,8 +1,14 @@
-"""Dialogue-summarization data: validated splits, prompts, and a tokenized, content-addressed cache."""
+"""Dialogue-summarization data: validated splits, prompts, and a tokenized, content-addressed cache.
+
+The preparation step also runs as a module, the same code locally and in a SageMaker Processing container:
+    python -m llm_finetune.data.summarization --job job.json        (a PreparationJob; prints a PreparedDataset)
+"""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel
 
@@ -57,6 +63,16 @@ def summarization_test_cases(validated: ValidatedData, data: SummarizationData, 
             for r in summarization_records(validated, "validation", data, limit)]
 
 
+def summarization_dataset_key(data: SummarizationData, validated: ValidatedData, tokenizer_name_or_path: str) -> str:
+    """Fingerprint of checked data, data settings and tokenizer files; where the step runs is not part of it."""
+    return fingerprint(
+        "summarization-dataset-v2",
+        validated.fingerprint,
+        data.model_dump(mode="json", exclude={"preparation_backend"}),
+        name_or_path_key(tokenizer_name_or_path, suffixes=(".json", ".model", ".txt")),  # tokenizer files only
+    )
+
+
 def prepare_summarization_dataset(
     data: SummarizationData, validated: ValidatedData, tokenizer_name_or_path: str, cache_root: str | Path
 ) -> PreparedDataset:
@@ -66,12 +82,7 @@ def prepare_summarization_dataset(
     with the same inputs loads it instead of tokenizing again.
     """
 
-    key = fingerprint(
-        "summarization-dataset-v2",
-        validated.fingerprint,
-        data,
-        name_or_path_key(tokenizer_name_or_path, suffixes=(".json", ".model", ".txt")),  # tokenizer files only
-    )
+    key = summarization_dataset_key(data, validated, tokenizer_name_or_path)
     out = Path(cache_root) / key
     with build_once(out) as needed:
         if needed:
@@ -114,3 +125,52 @@ def _tokenize(data: SummarizationData, validated: ValidatedData, tokenizer_name_
         target_tokens=sum(len(x) for x in tokenized["train"]["labels"]),
         reused=False,
     )
+
+
+class PreparationJob(BaseModel):
+    """The preparation step as JSON, so it can cross a process or container boundary."""
+
+    entry_module: ClassVar[str] = "llm_finetune.data.summarization"
+    # Folders the step reads (container input name -> field) and the field naming the folder it writes.
+    input_paths: ClassVar[dict[str, str]] = {"data": "validated.path", "tokenizer": "tokenizer"}
+    output_path: ClassVar[str] = "cache_root"
+    data: SummarizationData
+    validated: ValidatedData
+    tokenizer: str
+    cache_root: str
+
+    @property
+    def key(self) -> str:
+        return summarization_dataset_key(self.data, self.validated, self.tokenizer)
+
+
+def prepare_summarization_dataset_on_sagemaker(data: SummarizationData, validated: ValidatedData,
+                                               tokenizer_name_or_path: str, cache_root: str | Path, spec,
+                                               **callbacks) -> PreparedDataset:
+    """prepare_summarization_dataset as a SageMaker Processing job (same code, S3 in and out), into the same cache
+    folder a local run would use; `spec` is the recipe's SageMakerSpec, callbacks go to run_sagemaker_processing."""
+    from llm_finetune.backends.sagemaker import run_sagemaker_processing
+
+    job = PreparationJob(data=data, validated=validated, tokenizer=tokenizer_name_or_path, cache_root=str(cache_root))
+
+    def localize(folder: Path) -> None:  # the container wrote its own path into prepared.json
+        prepared = PreparedDataset.model_validate_json((folder / "prepared.json").read_text())
+        if prepared.fingerprint != job.key:
+            raise RuntimeError(f"the processing job prepared {prepared.fingerprint}, expected {job.key}")
+        (folder / "prepared.json").write_text(
+            prepared.model_copy(update={"path": str(folder / "dataset")}).model_dump_json(indent=2))
+
+    folder, reused = run_sagemaker_processing(job, job.key, spec, cache_root, localize=localize, **callbacks)
+    prepared = PreparedDataset.model_validate_json((folder / "prepared.json").read_text())
+    return prepared.model_copy(update={"reused": reused})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Tokenize a summarization dataset (a PreparationJob JSON)")
+    parser.add_argument("--job", required=True, help="Path to a PreparationJob JSON file")
+    job = PreparationJob.model_validate_json(Path(parser.parse_args(argv).job).read_text())
+    print(prepare_summarization_dataset(job.data, job.validated, job.tokenizer, job.cache_root).model_dump_json())
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,12 @@ from llm_finetune.recipes.base import (
     EvaluationParams,
     RecipeBase,
     RegistrySpec,
+    SageMakerCompute,
     SageMakerEndpointSpec,
     SageMakerModelPackageSpec,
+    SageMakerProcessing,
+    SageMakerSpec,
+    SageMakerTraining,
     Strict,
 )
 from llm_finetune.recipes.chat_inference import (
@@ -59,8 +63,9 @@ from llm_finetune.recipes.summarization import (
 
 __all__ = [
     "DATA_URI_HELP", "ApprovalPolicy", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
-    "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict", "SummarizationData", "SummarizationRecipe", "TinyT5Spec",
-    "apply_overrides", "load_recipe", "parse_override",
+    "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict",
+    "SummarizationData", "SummarizationRecipe", "TinyT5Spec", "apply_overrides", "load_recipe", "parse_override",
+    "SageMakerCompute", "SageMakerProcessing", "SageMakerSpec", "SageMakerTraining",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
     "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",

@@ -1,4 +1,4 @@
-"""Recipe sections every use case shares: data source, registry, approval, endpoint, and the recipe base."""
+"""Recipe sections every use case shares: data source, registry, approval, endpoint, SageMaker, and the recipe base."""
 
 from __future__ import annotations
 
@@ -203,6 +203,81 @@ class EvaluationParams(Strict):
     num_samples_shown: int = Field(3, ge=0, description="Sample outputs shown in artifacts and the approval form")
 
 
+Backend = Literal["local", "sagemaker"]
+HF_TRAINING_IMAGE_TAG = "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
+
+
+class SageMakerCompute(Strict):
+    """Instances and limits of a SageMaker job."""
+
+    instance_type: str = Field(description="ml.* instance type")
+    instance_count: int = Field(1, gt=0, description="Instances the job runs on")
+    volume_size_gb: int = Field(100, gt=0, description="EBS volume per instance: data, model, checkpoints")
+    max_runtime_s: int = Field(
+        86400, gt=0, le=28 * 86400, description="The service stops the job after this much run time; also the "
+        "hours of the cost estimate")
+    image_uri: str | None = Field(
+        None, description="Container image; default: the Hugging Face PyTorch training DLC "
+        f"(huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}) of the region")
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="Refuse to launch when the estimate (instances x max_runtime_s hours x on-demand "
+        "price) exceeds this")
+    usd_per_hour: float | None = Field(
+        None, gt=0, description="On-demand price per instance-hour for the estimate; default from the table in "
+        "llm_finetune/backends/sagemaker_prices.csv")
+
+
+class SageMakerTraining(SageMakerCompute):
+    """A training job: instances, limits, managed spot."""
+
+    instance_type: str = Field("ml.g5.2xlarge", description="ml.* instance type (ml.g5.2xlarge: 1 A10G GPU)")
+    instance_count: int = Field(
+        1, gt=0, description="Instances; with more than one process in all (instances x GPUs) the entry point runs "
+        "torchrun (data parallel: the global batch grows with them)")
+    spot: bool = Field(False, description="Managed spot training: cheaper, may be interrupted; an interrupted job "
+                       "resumes from its checkpoints in S3")
+    max_wait_s: int | None = Field(
+        None, gt=0, description="Spot only: run time plus time waiting for capacity, >= max_runtime_s; "
+        "default 2 x max_runtime_s")
+
+    @model_validator(mode="after")
+    def _wait_covers_runtime(self) -> "SageMakerTraining":
+        if self.max_wait_s is not None and not self.spot:
+            raise ValueError("max_wait_s applies to spot jobs only; set spot: true or remove max_wait_s")
+        if self.max_wait_s is not None and self.max_wait_s < self.max_runtime_s:
+            raise ValueError(f"max_wait_s ({self.max_wait_s}) must be >= max_runtime_s ({self.max_runtime_s})")
+        return self
+
+
+class SageMakerProcessing(SageMakerCompute):
+    """A processing job (data preparation): instances and limits. SageMaker Processing has no managed spot."""
+
+    instance_type: str = Field("ml.m5.xlarge", description="ml.* instance type (ml.m5.xlarge: 4 vCPU, 16 GiB)")
+    instance_count: int = Field(1, ge=1, le=1, description="The preparation step runs on one instance")
+    volume_size_gb: int = Field(30, gt=0, description="EBS volume per instance")
+    max_runtime_s: int = Field(3600, gt=0, le=7 * 86400, description="The service stops the job after this much run "
+                               "time; also the hours of the cost estimate")
+
+
+class SageMakerSpec(Strict):
+    """Account, storage and compute for steps whose backend is `sagemaker` (training, data preparation)."""
+
+    region: str = Field("us-east-1", description="AWS region of the jobs and the bucket")
+    role_arn: str = Field(description="IAM execution role the jobs run as (needs S3 access to the bucket)")
+    bucket: str = Field(description="S3 bucket for inputs, code, checkpoints and model artifacts")
+    prefix: str = Field("llm-finetune-flows", description="Key prefix in the bucket")
+    endpoint_url: str | None = Field(
+        None, description="SageMaker and S3 API endpoint of a stand-in (a moto server: scripts/moto_server.sh). A "
+        "loopback URL also runs each job's container locally under the SageMaker container contract")
+    checkpoint_s3_uri: str | None = Field(
+        None, description="Base S3 URI of training checkpoints; each job's are under <uri>/<training fingerprint>/ so "
+        "a relaunched (spot-interrupted, failed) job resumes. Default s3://<bucket>/<prefix>/checkpoints")
+    training: SageMakerTraining = Field(default_factory=SageMakerTraining)
+    processing: SageMakerProcessing = Field(default_factory=SageMakerProcessing)
+    poll_initial_s: float = Field(10.0, gt=0, description="First wait between job status polls")
+    poll_max_s: float = Field(60.0, gt=0, description="Polls back off (x1.5 each) up to this")
+
+
 class RecipeBase(Strict):
     """What every use case's recipe has; each adds its typed `data`, `model`, `training` and `evaluation`."""
 
@@ -215,12 +290,27 @@ class RecipeBase(Strict):
     probe_gate: ProbeGateSpec | None = Field(
         None, description="Off by default. Set it to reject a fine-tuned model whose instruction-following pass rate "
         "falls below its base model's by more than a tolerance")
+    sagemaker: SageMakerSpec | None = Field(
+        None, description="Needed when a step's backend is 'sagemaker' (training.backend, data.preparation_backend)")
 
     @model_validator(mode="after")
     def _sagemaker_endpoint_has_package(self) -> "RecipeBase":
         if self.endpoint.target == "sagemaker" and self.registry.sagemaker is None:
             raise ValueError("endpoint.target 'sagemaker' deploys an approved model package: set registry.sagemaker")
         return self
+
+    @model_validator(mode="after")
+    def _sagemaker_settings_present(self) -> "RecipeBase":
+        if self.sagemaker is None and (uses := self.sagemaker_steps()):
+            raise ValueError(f"{', '.join(uses)} is 'sagemaker' but the recipe has no 'sagemaker' section "
+                             "(role_arn, bucket, ...)")
+        return self
+
+    def sagemaker_steps(self) -> list[str]:
+        """The recipe fields that send a step to SageMaker."""
+        fields = {"training.backend": getattr(getattr(self, "training", None), "backend", "local"),
+                  "data.preparation_backend": getattr(self.data, "preparation_backend", "local")}
+        return [name for name, backend in fields.items() if backend == "sagemaker"]
 
     def tracking_uri(self) -> str:
         return self.registry.tracking_uri or default_tracking_uri(self.work_dir)

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llm_finetune.recipes.base import ApprovalPolicy, DataSource, EvaluationParams, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
+                                       RegistrySpec, Strict)
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -114,7 +115,8 @@ class LoraSpec(Strict):
 class SFTParams(Strict):
     """Hyperparameters passed to TRL's SFTTrainer (SFTConfig)."""
 
-    backend: Literal["local"] = Field("local", description="Where training runs")
+    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
+                             "(a training job; settings in the recipe's `sagemaker` section)")
     nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="If > 0, overrides epochs")

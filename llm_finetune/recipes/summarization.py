@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import ApprovalPolicy, DataSource, EvaluationParams, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
+                                       RegistrySpec, Strict)
 
 
 class SummarizationData(DataSource):
@@ -18,6 +17,9 @@ class SummarizationData(DataSource):
     prompt_template: str = "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "
     max_source_tokens: int = Field(512, gt=0)
     max_target_tokens: int = Field(128, gt=0)
+    preparation_backend: Backend = Field(
+        "local", description="Where prompts are built and tokenized: local, or sagemaker (a processing job running the "
+        "same code, S3 in and out)")
 
     @field_validator("prompt_template")
     @classmethod
@@ -56,7 +58,8 @@ class ModelSpec(Strict):
 class Seq2SeqTrainingParams(Strict):
     """Hyperparameters passed to transformers' Seq2SeqTrainer."""
 
-    backend: Literal["local"] = "local"
+    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
+                             "(a training job; settings in the recipe's `sagemaker` section)")
     nproc_per_node: int = Field(1, ge=1, description="Training processes on this machine (torchrun when > 1)")
     num_train_epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="If > 0, overrides num_train_epochs")

@@ -61,6 +61,7 @@ class CausalTrainJob(TrainJob):
 
     entry_module: ClassVar[str] = "llm_finetune.training.causal_lm"
     result_type: ClassVar[type[TrainingResult]] = CausalTrainingResult
+    input_paths: ClassVar[dict[str, str]] = {"base_model": "base_model", "data": "validated.path"}
     base_model: str  # Hub id or local directory with model and tokenizer
     validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
     data: InstructionData  # fields, system prompt, max_length, record limits

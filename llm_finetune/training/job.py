@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from llm_finetune.fingerprint import is_complete
 
 JOB_FILE, RESULT_FILE, PROGRESS_FILE, MODEL_DIR = "job.json", "result.json", "progress.json", "model"
+CHECKPOINTS_DIR = "checkpoints"  # under output_dir
 
 
 class TrainJob(BaseModel):
@@ -27,11 +28,19 @@ class TrainJob(BaseModel):
 
     entry_module: ClassVar[str]
     result_type: ClassVar[type["TrainingResult"]]
+    # Folders the trainer reads, by input name (a SageMaker channel) -> dotted field; a field naming no local folder
+    # (a Hub id) is left as it is. The trainer writes into the field named by output_path.
+    input_paths: ClassVar[dict[str, str]] = {}
+    output_path: ClassVar[str] = "output_dir"
     output_dir: str
 
     @property
     def nproc_per_node(self) -> int:
         return getattr(getattr(self, "params", None), "nproc_per_node", 1)
+
+    @property
+    def backend(self) -> str:
+        return getattr(getattr(self, "params", None), "backend", "local")
 
 
 class TrainingResult(BaseModel):
@@ -107,12 +116,14 @@ def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResul
     import sys
 
     from llm_finetune.errors import DataValidationError
-    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
 
     parser = argparse.ArgumentParser(description=f"Run a {job_type.__name__} (JSON) to completion")
     parser.add_argument("--job", required=True, help=f"Path to a {job_type.__name__} JSON file")
     args = parser.parse_args(argv)
-    job = job_type.model_validate_json(Path(args.job).read_text())
+    job = job_type.model_validate_json(Path(args.job).read_text())  # a bad job fails before the heavy imports
+
+    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
+
     reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
     try:
         result = train(job, callbacks=[ProgressCallback(reporter)])

@@ -31,6 +31,7 @@ class Seq2SeqTrainJob(TrainJob):
 
     entry_module: ClassVar[str] = "llm_finetune.training.seq2seq"
     result_type: ClassVar[type[TrainingResult]] = TrainingResult
+    input_paths: ClassVar[dict[str, str]] = {"base_model": "base_model", "dataset": "dataset_dir"}
     base_model: str
     dataset_dir: str
     prompt_template: str

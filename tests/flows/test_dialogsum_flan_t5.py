@@ -149,3 +149,49 @@ def test_bad_data_fails_before_any_model_work(tmp_path):
         dialogsum_flan_t5(recipe=recipe)
     work = tmp_path / "work"
     assert not (work / "base-models").exists() and not (work / "runs").exists()
+
+
+def test_end_to_end_with_sagemaker_preparation_and_training(moto_endpoint, tmp_path):
+    """backend: sagemaker for both jobs, on the moto stand-in: the contract runner prepares the data and trains."""
+    from llm_finetune.backends import s3files
+    from llm_finetune.backends.sagemaker import S3Layout, clients_for
+    from llm_finetune.data.summarization import prepare_summarization_dataset
+    from tests.sagemaker_helpers import jobs_overrides
+
+    recipe = small_recipe(tmp_path, "training.backend=sagemaker", "data.preparation_backend=sagemaker",
+                          *jobs_overrides(moto_endpoint))
+    state = dialogsum_flan_t5(recipe=recipe, return_state=True)
+    outcome = state.result()
+
+    assert outcome.decision.approved and outcome.endpoint_test.num_requests == 3
+    assert outcome.metrics["finetuned"]["rougeL"] >= 0.05 > outcome.metrics["base"]["rougeL"]
+    run = mlflow.MlflowClient(recipe.tracking_uri()).get_run(outcome.version.run_id)
+    assert run.data.params["training.backend"] == "sagemaker"
+
+    # Both jobs ran through the SageMaker API and left their outputs in S3.
+    clients = clients_for(recipe.sagemaker)
+    trained = clients.sagemaker.list_training_jobs(NameContains="llmft-tr-")["TrainingJobSummaries"]
+    prepared = clients.sagemaker.list_processing_jobs(NameContains="llmft-pr-")["ProcessingJobSummaries"]
+    assert trained and prepared
+    keys = s3files.list_keys(clients.s3, S3Layout(recipe.sagemaker).base)
+    assert any(k.endswith("/output/model.tar.gz") for k in keys)
+    assert any("/processing/" in k and k.endswith("/prepared.json") for k in keys)
+
+    # The processing job tokenized exactly what the local step does.
+    from llm_finetune.data.shapes import load_data
+    from datasets import load_from_disk
+
+    validated = load_data(recipe.data, tmp_path)
+    base = next((tmp_path / "base-models").iterdir())
+    local = prepare_summarization_dataset(recipe.data.model_copy(update={"preparation_backend": "local"}), validated,
+                                          str(base), tmp_path / "local-datasets")
+    remote = next(p for p in (tmp_path / "datasets").iterdir() if p.name == local.fingerprint)
+    for split in ("train", "validation"):
+        assert load_from_disk(str(remote / "dataset"))[split].to_list() == load_from_disk(local.path)[split].to_list()
+
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    costs = {a.key: a.data for a in artifacts if a.key and a.key.startswith("sagemaker-")}
+    assert set(costs) == {"sagemaker-training-cost", "sagemaker-processing-cost"}
+    assert "ml.g4dn.xlarge" in costs["sagemaker-training-cost"]

@@ -65,3 +65,18 @@ def test_bad_instruction_data_fails_before_any_model_work(tmp_path):
     with pytest.raises(DataValidationError, match=rf"{bad}, line 1, field 'response': missing"):
         dolly_llama2_sft(recipe=small(LLAMA_RECIPE, tmp_path / "work", f"data.train_uri={bad}"))
     assert not (tmp_path / "work" / "base-models").exists()
+
+
+def test_llama_sft_on_sagemaker_stand_in(moto_endpoint, tmp_path):
+    """training.backend: sagemaker; the contract runner trains the tiny Llama with LoRA and merges it."""
+    from tests.sagemaker_helpers import jobs_overrides
+
+    recipe = small(LLAMA_RECIPE, tmp_path, "training.backend=sagemaker",
+                   *jobs_overrides(moto_endpoint))
+    outcome = dolly_llama2_sft(recipe=recipe)
+
+    training = outcome.training
+    assert training.global_step == 8 and training.adapter_dir.startswith(str(tmp_path))
+    assert training.merge.max_abs_diff <= training.merge.tolerance
+    assert outcome.metrics["finetuned"]["perplexity"] < outcome.metrics["base"]["perplexity"]
+    assert outcome.decision.approved and outcome.endpoint_test.num_requests == 2

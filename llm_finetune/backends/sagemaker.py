@@ -1,0 +1,526 @@
+"""SageMaker backend: a training job (any trainer's TrainJob) or a processing job (a data-preparation step) through the
+SageMaker API, running the same entry points as the local backend (`python -m <entry> --job job.json`).
+
+Training: the job's input folders (base model, data) go to S3 once per content hash and become input channels; the
+project's code goes as `sourcedir.tar.gz` (llm_finetune, the entry script, a pinned requirements.txt); the job JSON
+goes as hyperparameters; CheckpointConfig points at <checkpoint URI>/<training fingerprint>/, so a relaunched
+(spot-interrupted, failed) job resumes from its checkpoints. The job is polled with backoff; on Completed its
+model.tar.gz is unpacked into the job's local output folder and the flow goes on as after a local run; on Failed or
+Stopped the error carries the job's FailureReason. botocore retries throttling and transient errors
+(llm_finetune.aws). A re-run attaches to a job of the same fingerprint that is running or done instead of launching
+another. A flow cancelled while waiting stops the job.
+
+When the API endpoint is a local stand-in (a loopback URL: moto, which marks jobs complete without running them),
+llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract.
+
+Why plain boto3 and not the sagemaker SDK's ModelTrainer: CreateTrainingJob / DescribeTrainingJob are versioned service
+APIs that botocore keeps working, while the SDK's v2 -> v3 change removed the estimators outright and ModelTrainer
+reaches a stand-in only with extra settings (AWS_ENDPOINT_URL, SAGEMAKER_VALIDATE_ROLE, a hook for moto's empty
+VpcConfig); its request shapes follow the SDK release, ours follow the API reference. The SDK is used where it works
+offline and adds something: its image URI tables (`hf_training_dlc`).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel
+
+from llm_finetune.aws import RETRYING, s3_client, sagemaker_client
+from llm_finetune.backends import s3files
+from llm_finetune.backends.cost import CostEstimate, check_cost, estimate_cost
+from llm_finetune.backends.sagemaker_container import container_job, encode_job_hyperparameters, get_field
+from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
+from llm_finetune.errors import RecipeError, SageMakerJobError
+from llm_finetune.fingerprint import COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked
+from llm_finetune.recipes import SageMakerCompute, SageMakerSpec
+from llm_finetune.recipes.base import HF_TRAINING_IMAGE_TAG
+from llm_finetune.training.job import JOB_FILE, RESULT_FILE, TrainingResult, TrainJob, finished_result
+from llm_finetune.training.progress import TrainingProgress
+
+# Deep Learning Containers registry account per region (763104351884 unless listed), as in the SDK's image URI tables.
+DLC_ACCOUNTS = {
+    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
+    "ap-northeast-3": "364406365360", "ap-south-2": "772153158452", "ap-southeast-3": "907027046896",
+    "ap-southeast-4": "457447274322", "ap-southeast-5": "550225433462", "ap-southeast-7": "590183813437",
+    "ca-west-1": "204538143572", "cn-north-1": "727897471807", "cn-northwest-1": "727897471807",
+    "eu-central-2": "380420809688", "eu-south-1": "692866216735", "eu-south-2": "503227376785",
+    "il-central-1": "780543022126", "me-central-1": "914824155844", "me-south-1": "217643126080",
+    "mx-central-1": "637423239942", "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
+}
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+PROCESSING_ROOT = "/opt/ml/processing"
+# A processing image has no training toolkit: unpack the source dir, then run the entry script.
+PROCESSING_COMMAND = (f"mkdir -p {PROCESSING_ROOT}/code && tar -xzf {PROCESSING_ROOT}/input/code/sourcedir.tar.gz "
+                      f"-C {PROCESSING_ROOT}/code && cd {PROCESSING_ROOT}/code && "
+                      f"exec python3 {ENTRY_SCRIPT} processing --root {PROCESSING_ROOT}")
+MAX_HYPERPARAMETERS = 100
+TERMINAL = ("Completed", "Failed", "Stopped")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class JobApi:
+    """The SageMaker API calls of one job kind."""
+
+    kind: str
+    create: str
+    describe: str
+    list: str
+    stop: str
+    name_param: str
+    status: str
+    summaries: str
+
+
+TRAINING = JobApi("training", "create_training_job", "describe_training_job", "list_training_jobs",
+                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries")
+PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_job", "list_processing_jobs",
+                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries")
+
+
+def is_stand_in(endpoint_url: str | None) -> bool:
+    """A loopback endpoint is a local stand-in (moto): its jobs' containers run on this machine."""
+    return bool(endpoint_url) and urlparse(endpoint_url).hostname in LOOPBACK
+
+
+def training_image(compute: SageMakerCompute, region: str) -> str:
+    """The recipe's image_uri, else the Hugging Face PyTorch training DLC (transformers 5.3.0, torch 2.9.0, py312)."""
+    return compute.image_uri or hf_training_dlc(region, compute.instance_type)
+
+
+@cache
+def hf_training_dlc(region: str, instance_type: str) -> str:
+    """From the sagemaker SDK's image URI tables (bundled, offline); for a CPU instance type, which those tables
+    refuse (the DLC is built for GPUs and also runs on CPU instances), or without the SDK, the same image by region."""
+    try:
+        from sagemaker.core import image_uris
+
+        return image_uris.retrieve(framework="huggingface", region=region, version="5.3.0",
+                                   base_framework_version="pytorch2.9.0", py_version="py312",
+                                   instance_type=instance_type, image_scope="training")
+    except (ImportError, ValueError):
+        domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+        account = DLC_ACCOUNTS.get(region, "763104351884")
+        return f"{account}.dkr.ecr.{region}.{domain}/huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}"
+
+
+@dataclass
+class AwsClients:
+    sagemaker: Any
+    s3: Any
+
+
+def clients_for(spec: SageMakerSpec) -> AwsClients:
+    """Clients for the recipe's region and endpoint. A stand-in accepts any signature, so when no AWS credentials are
+    configured it gets placeholder ones."""
+    import boto3
+
+    if is_stand_in(spec.endpoint_url) and boto3.Session().get_credentials() is None:
+        session = boto3.Session(aws_access_key_id="stand-in", aws_secret_access_key="stand-in",
+                                region_name=spec.region)
+        return AwsClients(session.client("sagemaker", endpoint_url=spec.endpoint_url, config=RETRYING),
+                          session.client("s3", endpoint_url=spec.endpoint_url))
+    return AwsClients(sagemaker_client(spec.endpoint_url, spec.region), s3_client(spec.endpoint_url, spec.region))
+
+
+class S3Layout:
+    """Where each thing goes under s3://<bucket>/<prefix>/."""
+
+    def __init__(self, spec: SageMakerSpec):
+        self.base = f"s3://{spec.bucket}/{spec.prefix.strip('/')}" if spec.prefix.strip("/") else f"s3://{spec.bucket}"
+        self.checkpoint_base = spec.checkpoint_s3_uri or s3files.join_s3(self.base, "checkpoints")
+
+    def code(self, sha: str) -> str:
+        return s3files.join_s3(self.base, "code", sha[:16], "sourcedir.tar.gz")
+
+    def input(self, name: str, sha: str) -> str:
+        return s3files.join_s3(self.base, "inputs", name, sha[:16]) + "/"
+
+    @property
+    def training_output(self) -> str:
+        return s3files.join_s3(self.base, "training-jobs")
+
+    def checkpoints(self, key: str) -> str:
+        return s3files.join_s3(self.checkpoint_base, key) + "/"
+
+    def processing_output(self, key: str) -> str:
+        return s3files.join_s3(self.base, "processing", key) + "/"
+
+    def stand_in_status(self, api: JobApi, name: str) -> str:
+        return s3files.join_s3(self.base, "stand-in", api.kind, f"{name}.json")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Staging: bucket, inputs, code
+
+
+def ensure_bucket(clients: AwsClients, spec: SageMakerSpec) -> None:
+    """A stand-in gets the bucket created; a real account must have it (the role needs access to it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        clients.s3.head_bucket(Bucket=spec.bucket)
+        return
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    if not is_stand_in(spec.endpoint_url):
+        raise RecipeError(f"sagemaker.bucket: S3 bucket {spec.bucket!r} does not exist in {spec.region}; create it "
+                          "(the execution role needs read/write access) or name another")
+    extra = {} if spec.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": spec.region}}
+    clients.s3.create_bucket(Bucket=spec.bucket, **extra)
+
+
+def stage_folder(clients: AwsClients, layout: S3Layout, name: str, folder: str | Path) -> str:
+    """Upload a folder once per content: s3://.../inputs/<name>/<sha>/ (complete once <sha>.complete exists)."""
+    uri = layout.input(name, directory_sha256(folder))
+    marker = uri.rstrip("/") + ".complete"
+    if not s3files.object_exists(clients.s3, marker):
+        s3files.upload_folder(clients.s3, folder, uri)
+        bucket, key = s3files.split_s3_uri(marker)
+        clients.s3.put_object(Bucket=bucket, Key=key, Body=b"ok\n")
+    return uri
+
+
+def stage_code(clients: AwsClients, layout: S3Layout) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        path, sha = pack_sourcedir(tmp)
+        uri = layout.code(sha)
+        if not s3files.object_exists(clients.s3, uri):
+            s3files.upload_file(clients.s3, path, uri)
+    return uri
+
+
+def stage_inputs(clients: AwsClients, layout: S3Layout, job: BaseModel) -> dict[str, str]:
+    """Input name -> S3 prefix for each of the job's input folders that exists here (a Hub id stays a Hub id)."""
+    dump = job.model_dump(mode="json")
+    folders = {name: get_field(dump, field) for name, field in type(job).input_paths.items()}
+    return {name: stage_folder(clients, layout, name, folder)
+            for name, folder in folders.items() if Path(folder).is_dir()}
+
+
+def payload_for(job: BaseModel, staged: dict[str, str]) -> dict:
+    inputs = {name: field for name, field in type(job).input_paths.items() if name in staged}
+    return container_job(type(job).entry_module, job.model_dump(mode="json"), inputs, type(job).output_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Requests
+
+
+def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, layout: S3Layout,
+                     channels: dict[str, str], code_uri: str) -> dict:
+    """CreateTrainingJob arguments. Hyperparameter values are JSON strings, as the SageMaker SDKs send them."""
+    t = spec.training
+    hyperparameters = {
+        "sagemaker_program": json.dumps(ENTRY_SCRIPT),
+        "sagemaker_submit_directory": json.dumps(code_uri),
+        "sagemaker_region": json.dumps(spec.region),
+        **encode_job_hyperparameters(payload_for(job, channels)),
+    }
+    if len(hyperparameters) > MAX_HYPERPARAMETERS:
+        raise SageMakerJobError(f"the job JSON needs {len(hyperparameters)} hyperparameters, more than SageMaker's "
+                                f"{MAX_HYPERPARAMETERS}")
+    stopping = {"MaxRuntimeInSeconds": t.max_runtime_s}
+    if t.spot:
+        stopping["MaxWaitTimeInSeconds"] = t.max_wait_s or 2 * t.max_runtime_s
+    return {
+        "TrainingJobName": name,
+        "RoleArn": spec.role_arn,
+        "AlgorithmSpecification": {"TrainingImage": training_image(t, spec.region), "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [
+            {"ChannelName": channel, "InputMode": "File", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+            for channel, uri in channels.items()],
+        "OutputDataConfig": {"S3OutputPath": layout.training_output},
+        "ResourceConfig": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count,
+                           "VolumeSizeInGB": t.volume_size_gb},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": t.spot,
+        "CheckpointConfig": {"S3Uri": layout.checkpoints(key), "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "Tags": [{"Key": "llmft:fingerprint", "Value": key}],
+    }
+
+
+def processing_request(name: str, key: str, spec: SageMakerSpec, layout: S3Layout, inputs: dict[str, str],
+                       code_uri: str) -> dict:
+    """CreateProcessingJob arguments: code, job and data in under /opt/ml/processing/input/<name>, one output."""
+    p = spec.processing
+
+    def s3_input(input_name: str, uri: str) -> dict:
+        return {"InputName": input_name, "S3Input": {
+            "S3Uri": uri, "LocalPath": f"{PROCESSING_ROOT}/input/{input_name}", "S3DataType": "S3Prefix",
+            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
+
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": spec.role_arn,
+        "AppSpecification": {"ImageUri": training_image(p, spec.region),
+                             "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_COMMAND]},
+        "ProcessingInputs": [s3_input("code", code_uri), *(s3_input(n, uri) for n, uri in inputs.items())],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "output", "S3Output": {
+            "S3Uri": layout.processing_output(key), "LocalPath": f"{PROCESSING_ROOT}/output",
+            "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": p.instance_count, "InstanceType": p.instance_type,
+                                                  "VolumeSizeInGB": p.volume_size_gb}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": p.max_runtime_s},
+        "Tags": [{"Key": "llmft:fingerprint", "Value": key}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Launch, attach, wait, stop
+
+
+def job_prefix(spec: SageMakerSpec, kind: str, key: str) -> str:
+    """llmft-<kind>-<fingerprint>-<storage>: jobs of one step and one S3 location; a re-run attaches to those only."""
+    return f"llmft-{kind}-{key}-{fingerprint(spec.bucket, spec.prefix)[:6]}"
+
+
+def job_name(prefix: str) -> str:
+    """<prefix>-<UTC time>: unique (names are never reused) and at most 63 characters."""
+    return f"{prefix}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S')}"[:63]
+
+
+def reusable_job(clients: AwsClients, api: JobApi, prefix: str, describe: Callable[[str], dict]) -> str | None:
+    """The newest job named <prefix>-* that is running or completed (a failed or stopped one is launched anew)."""
+    listing = getattr(clients.sagemaker, api.list)(NameContains=prefix, SortBy="CreationTime",
+                                                   SortOrder="Descending", MaxResults=20)
+    for summary in listing[api.summaries]:
+        name = summary[api.name_param]
+        if not name.startswith(f"{prefix}-"):
+            continue
+        status = describe(name)[api.status]
+        return name if status in ("InProgress", "Stopping", "Completed") else None
+    return None
+
+
+def create_job(clients: AwsClients, api: JobApi, request: dict) -> None:
+    """Create the job; a retried create whose first attempt went through (ResourceInUse) is that job."""
+    from botocore.exceptions import ClientError
+
+    try:
+        getattr(clients.sagemaker, api.create)(**request)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "ResourceInUse":
+            raise
+
+
+def stop_job(clients: AwsClients, api: JobApi, name: str, on_output: Callable[[str], None]) -> None:
+    """Ask the service to stop a job we stop waiting for; say so when it cannot (moto lacks StopTrainingJob)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        getattr(clients.sagemaker, api.stop)(**{api.name_param: name})
+        on_output(f"asked SageMaker to stop {api.kind} job {name}")
+    except (ClientError, BotoCoreError) as e:
+        on_output(f"could not stop {api.kind} job {name} ({e}); stop it in the SageMaker console")
+
+
+def wait_for_job(describe: Callable[[], dict], api: JobApi, *, poll_initial_s: float, poll_max_s: float,
+                 events: queue.Queue | None = None, on_event: Callable[[Any], None] | None = None,
+                 on_output: Callable[[str], None] = print) -> dict:
+    """Poll until the job is Completed, Failed or Stopped, waiting poll_initial_s x 1.5^n (at most poll_max_s) between
+    polls; relay status changes, and any events (a stand-in's output) as they come."""
+    delay, last = poll_initial_s, None
+    while True:
+        description = describe()
+        state = (description[api.status], description.get("SecondaryStatus"))
+        if state != last:
+            on_output(f"{api.kind} job {description.get(api.name_param)}: {' / '.join(s for s in state if s)}")
+            last = state
+        if state[0] in TERMINAL:
+            _drain(events, on_event, 0)
+            return description
+        _drain(events, on_event, delay)
+        delay = min(delay * 1.5, poll_max_s)
+
+
+def _drain(events: queue.Queue | None, on_event, wait_s: float) -> None:
+    """Relay events for wait_s seconds (or, with wait_s 0, those already queued); just sleep without events."""
+    if events is None:
+        time.sleep(wait_s)
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            event = events.get(timeout=max(deadline - time.monotonic(), 0)) if wait_s else events.get_nowait()
+        except queue.Empty:
+            return
+        if on_event:
+            on_event(event)
+
+
+def raise_unless_completed(description: dict, api: JobApi, name: str) -> None:
+    status = description[api.status]
+    if status != "Completed":
+        reason = description.get("FailureReason") or "no FailureReason given"
+        raise SageMakerJobError(f"SageMaker {api.kind} job {name} {status}: {reason}")
+
+
+@dataclass
+class Callbacks:
+    on_output: Callable[[str], None] = print
+    on_progress: Callable[[TrainingProgress], None] | None = None
+    on_estimate: Callable[[CostEstimate], None] | None = None
+
+    def event(self, event: tuple) -> None:
+        kind, value = event
+        if kind == "output":
+            self.on_output(value)
+        elif kind == "progress" and self.on_progress:
+            self.on_progress(value)
+
+
+def _run_job(clients: AwsClients, spec: SageMakerSpec, api: JobApi, prefix: str, work_root: Path,
+             launch: Callable[[str], dict], compute: SageMakerCompute, callbacks: Callbacks) -> dict:
+    """Attach to a running/completed job of this prefix or launch one (cost guard first); wait for it; return its
+    description. `launch(name)` stages what the job needs and returns its Create*Job arguments."""
+    stand_in = None
+    if is_stand_in(spec.endpoint_url):
+        from llm_finetune.backends.sagemaker_contract import StandIn
+
+        stand_in = StandIn(clients, S3Layout(spec), work_root)
+        describe = lambda name: stand_in.describe(api, name)  # noqa: E731
+    else:
+        describe = lambda name: getattr(clients.sagemaker, api.describe)(**{api.name_param: name})  # noqa: E731
+
+    name = reusable_job(clients, api, prefix, describe)
+    if name is not None:
+        callbacks.on_output(f"attaching to SageMaker {api.kind} job {name}")
+    else:
+        estimate = estimate_cost(api.kind, compute, spec.region)
+        callbacks.on_output(estimate.summary())
+        if callbacks.on_estimate:
+            callbacks.on_estimate(estimate)
+        check_cost(estimate)
+        ensure_bucket(clients, spec)
+        name = job_name(prefix)
+        create_job(clients, api, launch(name))
+        callbacks.on_output(f"launched SageMaker {api.kind} job {name}")
+    if stand_in is not None:
+        stand_in.start(api, name)
+    try:
+        description = wait_for_job(lambda: describe(name), api, poll_initial_s=spec.poll_initial_s,
+                                   poll_max_s=spec.poll_max_s, events=stand_in.events if stand_in else None,
+                                   on_event=callbacks.event, on_output=callbacks.on_output)
+    except BaseException:  # cancelled or interrupted: the job must not run on, billed, without us
+        stop_job(clients, api, name, callbacks.on_output)
+        raise
+    raise_unless_completed(description, api, name)
+    return description
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsClients | None = None,
+                           on_output: Callable[[str], None] = print,
+                           on_progress: Callable[[TrainingProgress], None] | None = None,
+                           on_estimate: Callable[[CostEstimate], None] | None = None) -> TrainingResult:
+    """Train as a SageMaker training job (or reuse the finished local result); the model lands in job.output_dir as
+    after a local run. Raises CostLimitError before launching above max_cost_usd, SageMakerJobError if the job ends
+    Failed or Stopped."""
+    out = Path(job.output_dir)
+    key = out.name  # the training fingerprint
+    with locked(out):
+        if (finished := finished_result(out, job.result_type)) is not None:
+            return finished
+        clients = clients or clients_for(spec)
+        layout = S3Layout(spec)
+
+        def launch(name: str) -> dict:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / JOB_FILE).write_text(job.model_dump_json(indent=2))
+            channels = stage_inputs(clients, layout, job)
+            return training_request(name, key, job, spec, layout, channels, stage_code(clients, layout))
+
+        description = _run_job(clients, spec, TRAINING, job_prefix(spec, "tr", key), out / "sagemaker-stand-in",
+                               launch, spec.training, Callbacks(on_output, on_progress, on_estimate))
+        return fetch_training_result(clients, description["ModelArtifacts"]["S3ModelArtifacts"], job)
+
+
+def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob) -> TrainingResult:
+    """Unpack model.tar.gz into the job's output folder; paths in its result.json become local ones."""
+    out = Path(job.output_dir)
+    staging = out / ".model-download"
+    shutil.rmtree(staging, ignore_errors=True)
+    archive = s3files.download_file(clients.s3, model_uri, out / ".model.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(staging, filter="data")
+    archive.unlink()
+    raw = json.loads((staging / RESULT_FILE).read_text())
+    container_out = str(PurePosixPath(raw["model_dir"]).parent)  # the container's output folder (SM_MODEL_DIR)
+    result = job.result_type.model_validate(_replace_prefix(raw, container_out, str(out)))
+    (staging / RESULT_FILE).unlink()
+    # result.json first: a run killed while moving leaves no complete model/ beside it, so it is fetched again.
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    for entry in staging.iterdir():
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        entry.replace(target)
+    staging.rmdir()
+    return result
+
+
+def _replace_prefix(value, old: str, new: str):
+    if isinstance(value, str):
+        return new + value[len(old):] if value == old or value.startswith(old + "/") else value
+    if isinstance(value, dict):
+        return {k: _replace_prefix(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_prefix(v, old, new) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Processing (data preparation)
+
+
+def run_sagemaker_processing(job: BaseModel, key: str, spec: SageMakerSpec, cache_dir: str | Path, *,
+                             localize: Callable[[Path], None], clients: AwsClients | None = None,
+                             on_output: Callable[[str], None] = print,
+                             on_estimate: Callable[[CostEstimate], None] | None = None) -> tuple[Path, bool]:
+    """Run a preparation step (a job model with entry_module, input_paths, output_path) as a processing job whose
+    output folder holds <key>/; download that into <cache_dir>/<key> and let `localize` rewrite the container's paths
+    in it. Returns the folder and whether it was there already.
+
+    A complete output already in S3 (a run from another machine) is downloaded without a job."""
+    out = Path(cache_dir) / key
+    with build_once(out) as needed:
+        if not needed:
+            return out, True
+        clients = clients or clients_for(spec)
+        layout = S3Layout(spec)
+        result_uri = s3files.join_s3(layout.processing_output(key), key) + "/"
+        if not s3files.object_exists(clients.s3, s3files.join_s3(result_uri, COMPLETE_MARKER)):
+            def launch(name: str) -> dict:
+                with tempfile.TemporaryDirectory() as tmp:
+                    job_file = Path(tmp) / "job" / JOB_FILE
+                    job_file.parent.mkdir()
+                    inputs = stage_inputs(clients, layout, job)
+                    job_file.write_text(json.dumps(payload_for(job, inputs), indent=2))
+                    inputs["job"] = stage_folder(clients, layout, "job", job_file.parent)
+                return processing_request(name, key, spec, layout, inputs, stage_code(clients, layout))
+
+            _run_job(clients, spec, PROCESSING, job_prefix(spec, "pr", key), Path(cache_dir) / "sagemaker-stand-in",
+                     launch, spec.processing, Callbacks(on_output, None, on_estimate))
+        s3files.download_prefix(clients.s3, result_uri, out)
+        localize(out)
+    return out, False
