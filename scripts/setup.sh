@@ -7,8 +7,11 @@ PY=${PYTHON:-python3}
 stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
-  # constraints.txt: the versions of a verified environment (pip freeze); without it pip's resolver backtracks for a
-  # long time through s3fs/aiobotocore/botocore combinations that sagemaker's extras allow.
-  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  # constraints.txt pins every package of a verified environment (pip freeze): install exactly that set without
+  # resolving (a resolve from pyproject alone backtracked through aiobotocore sdists for 15+ minutes), then the
+  # project itself, then check that every requirement holds.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r constraints.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+  .venv/bin/pip check
   touch "$stamp"
 fi
