@@ -45,3 +45,7 @@ class ApprovalRequiredError(RuntimeError):
 
 class MergeError(RuntimeError):
     """A merged model does not compute what its base model plus adapter compute."""
+
+
+class RegistryLookupError(LookupError):
+    """A registered model, version or alias a recipe names does not exist."""

@@ -23,7 +23,17 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.classification import (
+    ClassificationData,
+    ClassificationEvaluationParams,
+    ClassificationRecipe,
+    ClassifierModelSpec,
+    SentimentArm,
+    SentimentComparisonRecipe,
+    TrainerParams,
+)
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
+from llm_finetune.recipes.qa import ExtractiveQA, GenerativeQA, QAData, QAEvaluationParams, QARecipe
 from llm_finetune.recipes.summarization import (
     ModelSpec,
     Seq2SeqTrainingParams,
@@ -38,4 +48,7 @@ __all__ = [
     "apply_overrides", "load_recipe", "parse_override",
     "ATTENTION_MODULES", "MIXTRAL_EXPERT_PARAMETERS", "CausalEvaluationParams", "CausalModelSpec", "InstructionData",
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
+    "ClassificationData", "ClassificationEvaluationParams", "ClassificationRecipe", "ClassifierModelSpec",
+    "SentimentArm", "SentimentComparisonRecipe", "TrainerParams",
+    "ExtractiveQA", "GenerativeQA", "QAData", "QAEvaluationParams", "QARecipe",
 ]

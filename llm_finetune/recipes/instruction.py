@@ -36,7 +36,9 @@ class TinyCausalSpec(Strict):
     """A randomly initialised Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained on the
     training split (works offline)."""
 
-    family: Literal["llama", "mixtral"] = Field("llama", description="llama: dense (Llama-2); mixtral: MoE")
+    family: Literal["llama", "mixtral", "falcon", "gpt2", "gemma2"] = Field(
+        "llama", description="llama: dense (Llama-2); mixtral: MoE; falcon (Falcon-7B layout: multi-query, parallel "
+        "attention), gpt2, gemma2: the stand-ins of those Hub models")
     vocab_size: int = Field(2000, ge=300, description="BPE vocabulary size incl. 256 byte symbols and 4 specials")
     hidden_size: int = Field(64, gt=0)
     num_hidden_layers: int = Field(2, gt=0)

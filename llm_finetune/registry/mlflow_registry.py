@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
-from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.kinds import INPUT_COLUMNS, served_kind
@@ -202,6 +202,21 @@ def recorded_decision(tracking_uri: str, name: str, version: str) -> ApprovalDec
         automatic=tags.get("approval_automatic") == "true",
         decided_at=tags.get("approval_decided_at"),
     )
+
+
+def resolve_alias(tracking_uri: str, name: str, alias: str) -> RegisteredModelVersion:
+    """The version `alias` points at; RegistryLookupError saying what to do when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise RegistryLookupError(
+            f"registered model '{name}' has no version with alias '{alias}' in {tracking_uri}: run (and approve) "
+            f"the flow that registers '{name}' first, or give the base model by name_or_path") from None
+    return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source,
+                                  reused=True)
 
 
 def require_approved(tracking_uri: str, name: str, version: str) -> None:
