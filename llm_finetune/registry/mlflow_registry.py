@@ -15,7 +15,7 @@ from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
-from llm_finetune.serving.kinds import INPUT_COLUMNS, served_kind
+from llm_finetune.serving.kinds import input_example, served_kind
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
@@ -120,7 +120,6 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
     import tempfile
 
     import mlflow
-    import pandas as pd
     from mlflow.models import infer_signature
 
     client = _client(tracking_uri)
@@ -137,9 +136,7 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
             (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         kind = served_kind(model_dir)
-        column = INPUT_COLUMNS[kind]
-        example = pd.DataFrame({column: [s[column] for s in samples[:1] if isinstance(s.get(column), str)]
-                                or ["Hello."]})  # the served input is text (chat samples hold message lists)
+        example = input_example(kind, samples)  # the served input is text (chat samples hold message lists)
         # MLflow infers each param's type from its default: leave out settings whose default is unset (None, []).
         defaults = {k: v for k, v in (generation or GenerationParams()).model_dump().items() if v not in (None, [])}
         signature = infer_signature(example, ["text"], params=defaults)

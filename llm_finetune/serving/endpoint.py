@@ -22,7 +22,7 @@ class EndpointTestCase(BaseModel):
     """One request of an endpoint test: a validation record's input and its reference answer."""
 
     id: str
-    inputs: str
+    inputs: str | dict[str, str]  # text, or {"question", "context"} for question-answering
     reference: str
 
 
@@ -131,7 +131,7 @@ class EndpointClient:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
-    def invoke(self, payload: dict) -> list[dict]:
+    def invoke(self, payload: dict) -> list[dict] | dict:
         req = urllib.request.Request(
             f"{self.url}/invocations",
             data=json.dumps(payload).encode(),

@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+from llm_finetune.serving.kinds import RequestError
 
 logger = logging.getLogger("llm_finetune.serving")
 
@@ -110,10 +111,15 @@ def create_app(generator: Generate, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The endpoint around any object with `generate(inputs, generation)` and the `output_key` of its kind."""
     app = FastAPI(title="llm-finetune endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()
+    # Served kinds with their own request format (question-answering, text-classification: serving/kinds.py) bring
+    # their parser and answer; the generation kinds use Invocation.
+    parse = getattr(generator, "parse_request", parse_invocation)
 
-    def generate(invocation: Invocation) -> list[str]:
+    def generate(invocation) -> list:
         with lock:  # one generate at a time: torch already uses every core
-            return generator.generate(invocation.inputs, invocation.parameters)
+            if hasattr(generator, "respond"):
+                return generator.respond(invocation)
+            return [{generator.output_key: t} for t in generator.generate(invocation.inputs, invocation.parameters)]
 
     @app.get("/ping")
     def ping() -> dict:
@@ -122,17 +128,16 @@ def create_app(generator: Generate, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     @app.post("/invocations")
     async def invocations(request: Request):
         try:
-            invocation = parse_invocation(await read_body(request, max_body_bytes))
+            invocation = parse(await read_body(request, max_body_bytes))
         except BodyTooLargeError as e:
             return _error(413, str(e))
-        except InvocationError as e:
+        except (InvocationError, RequestError) as e:
             return _error(400, str(e))
         try:
-            texts = await run_in_threadpool(generate, invocation)
+            return await run_in_threadpool(generate, invocation)
         except Exception as e:  # the model's failure is this request's 500, not the server's end
             logger.exception("generation failed")
             return _error(500, f"generation failed: {type(e).__name__}: {e}")
-        return [{generator.output_key: t} for t in texts]
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

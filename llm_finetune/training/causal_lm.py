@@ -129,24 +129,28 @@ def keep_4bit_layers_differentiable(model) -> int:
 
 
 def load_base_model(base_model: str, lora: LoraSpec, *, precision: str = "fp32",
-                    activation_checkpointing: bool = False):
+                    activation_checkpointing: bool = False, auto_class=None, **model_kwargs):
     """The base model to train: fp32; for LoRA under bf16 precision its frozen weights in bf16 (half the memory; peft
     keeps the adapters fp32); for QLoRA with 4-bit linear layers, frozen and prepared for adapter training.
-    A full fine-tune keeps fp32 weights whatever the precision: bf16 is then autocast compute only."""
+    A full fine-tune keeps fp32 weights whatever the precision: bf16 is then autocast compute only.
+    `auto_class` (default AutoModelForCausalLM) and `model_kwargs` (num_labels, ...) go to from_pretrained."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    auto_class = auto_class or AutoModelForCausalLM
     q = lora.quantization
     if not q.load_in_4bit:
         frozen_bf16 = lora.enabled and resolve_precision(precision) == "bf16"
-        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+        return auto_class.from_pretrained(base_model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32,
+                                          **model_kwargs)
 
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
     device = int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(
+    model = auto_class.from_pretrained(
         base_model,
+        **model_kwargs,
         dtype=torch.float32,
         device_map={"": device},
         quantization_config=BitsAndBytesConfig(
