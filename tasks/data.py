@@ -12,7 +12,7 @@ from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.data.instructions import SFTDataReport, check_sft_records
 from llm_finetune.data.shapes import load_data
-from llm_finetune.recipes import DataSource, InstructionData, SummarizationData
+from llm_finetune.recipes import ClassificationData, DataSource, InstructionData, SummarizationData
 
 
 @task(name="validate-data")
@@ -57,3 +57,18 @@ def check_sft_data(data: InstructionData, validated: ValidatedData, base_model: 
                     f"pad {report.pad_token!r})",
     )
     return report
+
+
+@task(name="report-class-balance")
+def report_class_balance(data: ClassificationData, validated: ValidatedData) -> dict[str, dict[str, int]]:
+    """Records per label per split (labels were checked against the recipe's set at validation)."""
+    from llm_finetune.data.classification import class_balance
+
+    balance = class_balance(validated, data)
+    create_table_artifact(
+        key="class-balance",
+        table=[{"split": split, **counts, "total": sum(counts.values())} for split, counts in balance.items()],
+        description=f"Records per label ({data.label_field})",
+    )
+    get_run_logger().info("class balance %s", balance)
+    return balance

@@ -18,7 +18,20 @@ from llm_finetune.evaluation.causal import (
     expert_routing_shares,
     routing_shares_markdown,
 )
-from llm_finetune.recipes import CausalEvaluationParams, EvaluationParams, InstructionData, SummarizationData
+from llm_finetune.evaluation.classification import (
+    ClassificationComparison,
+    classification_eval_records,
+    compare_classifiers,
+    evaluate_classifier,
+)
+from llm_finetune.recipes import (
+    CausalEvaluationParams,
+    ClassificationData,
+    ClassificationEvaluationParams,
+    EvaluationParams,
+    InstructionData,
+    SummarizationData,
+)
 from llm_finetune.training.job import TrainingResult
 
 
@@ -108,3 +121,34 @@ def report_expert_routing(base_model: str, training: TrainingResult, data: Instr
     create_markdown_artifact(key="expert-routing", markdown=routing_shares_markdown(shares["base"], shares["finetuned"]),
                              description="Share of routed tokens per expert and layer, base vs fine-tuned")
     return shares
+
+
+@task(name="evaluate-classifiers")
+def evaluate_classifiers(
+    base_model: str,
+    training: TrainingResult,
+    data: ClassificationData,
+    validated: ValidatedData,
+    params: ClassificationEvaluationParams,
+    seed: int,
+    work_dir: str,
+) -> ClassificationComparison:
+    """Accuracy, macro-F1 and confusion matrix of the base model (a new head, seeded) and the fine-tuned one on the
+    same validation records; kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("classification-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      validated.fingerprint, data, params, seed)
+    out = Path(work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            records = classification_eval_records(validated, data, params.max_records)
+            base = evaluate_classifier(base_model, records, data, batch_size=params.batch_size, seed=seed,
+                                       new_head=True)
+            tuned = evaluate_classifier(training.model_dir, records, data, batch_size=params.batch_size)
+            comparison = compare_classifiers(base, tuned, records, data.labels, params.num_samples_shown)
+            (out / "comparison.json").write_text(comparison.model_dump_json())
+    comparison = ClassificationComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="classification-base-vs-finetuned", table=comparison.metric_rows(),
+                          description=f"On {comparison.finetuned.num_records} validation records")
+    create_markdown_artifact(key="classification-report", markdown=comparison.markdown(),
+                             description="Confusion matrices and misclassified reviews")
+    return comparison

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from llm_finetune.recipes import EndpointSpec
 from llm_finetune.serving.endpoint import EndpointClient, EndpointTestCase
-from llm_finetune.serving.kinds import OUTPUT_KEYS, ServedKind
+from llm_finetune.serving.kinds import ServedKind, answer_text, endpoint_request
 
 
 class EndpointTestReport(BaseModel):
@@ -28,13 +28,12 @@ def test_endpoint_inference(
 ) -> EndpointTestReport:
     """Each case through the endpoint with the recipe's generation settings; every answer must be non-empty text."""
     client = EndpointClient(url)
-    parameters = spec.generation.model_dump()
     results = []
     for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke({"inputs": case.inputs, "parameters": parameters})
+        answer = client.invoke(endpoint_request(kind, case.inputs, spec.generation))
         latency_ms = (time.perf_counter() - start) * 1000
-        results.append({"id": case.id, "reference": case.reference, "output": answer[0][OUTPUT_KEYS[kind]],
+        results.append({"id": case.id, "reference": case.reference, "output": answer_text(kind, answer),
                         "latency_ms": round(latency_ms, 1)})
     latencies = [r["latency_ms"] for r in results]
     report = EndpointTestReport(

@@ -121,3 +121,12 @@ def classification_dataset(validated: ValidatedData, split: str, data: Classific
 def tokenizer_corpus(validated: ValidatedData, data: ClassificationData) -> list[str]:
     """Texts a tiny model's tokenizer is trained on: the training split's texts."""
     return list(validated.load("train", data.max_train_records)[data.text_field])
+
+
+def classification_test_cases(validated: ValidatedData, data: ClassificationData, limit: int):
+    """Validation texts and their labels, as endpoint test requests."""
+    from llm_finetune.serving.endpoint import EndpointTestCase
+
+    rows = validated.load("validation", limit).to_list()
+    return [EndpointTestCase(id=str(r[data.id_field]) if data.id_field and r.get(data.id_field) is not None else str(i),
+                             inputs=r[data.text_field], reference=r[data.label_field]) for i, r in enumerate(rows)]

@@ -28,8 +28,9 @@ class ClassificationEval(BaseModel):
 
 def classification_eval_records(validated: ValidatedData, data: ClassificationData,
                                 limit: int | None) -> list[dict]:
-    """Validation records as {'id', 'text', 'label' (id)}."""
+    """Validation records as {'id', 'text', 'label' (id)}: the first `limit` (and data.max_validation_records)."""
     _, label2id = label_ids(data)
+    limit = min((n for n in (limit, data.max_validation_records) if n is not None), default=None)
     rows = validated.load("validation", limit).to_list()
     return [{"id": str(r[data.id_field]) if data.id_field and r.get(data.id_field) is not None else str(i),
              "text": r[data.text_field], "label": label2id[r[data.label_field]]} for i, r in enumerate(rows)]

@@ -19,7 +19,8 @@ def test_deployments_load_their_flows_with_recipe_forms():
     for d in deployments:
         schema = d._parameter_openapi_schema.model_dump()
         recipe_type = schema["properties"]["recipe"]["$ref"].rsplit("/", 1)[1]
-        assert recipe_type in ("SummarizationRecipe", "InstructionRecipe")
+        assert recipe_type in ("SummarizationRecipe", "InstructionRecipe", "ClassificationRecipe", "QARecipe",
+                               "SentimentComparisonRecipe")
         data_type = schema["definitions"][recipe_type]["properties"]["data"]["$ref"].rsplit("/", 1)[1]
         data_fields = schema["definitions"][data_type]["properties"]
         assert "s3://" in data_fields["train_uri"]["description"]  # field docs show in the UI form

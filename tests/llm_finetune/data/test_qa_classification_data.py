@@ -98,3 +98,11 @@ def test_training_window_keeps_the_answer_and_evaluation_counts_lost_answers(min
     evaluation = generative_eval_set(validated, data, minilm_tokenizer, 20, max_new_tokens=16)
     lost = sum(a[0] not in p for a, p in zip(evaluation.answers, evaluation.prompts))
     assert evaluation.answers_lost == lost > 0 and evaluation.contexts_cut >= lost
+
+
+def test_line_numbers_survive_unicode_line_separators_in_text(tmp_path):
+    records = [{"label": "negative", "text": "Bad.\u0085 Really\u2028bad."}, {"label": "meh", "text": "So so."}]
+    bad = write_jsonl(tmp_path / "train.jsonl", records)
+    bad.write_text(bad.read_text().replace("\\u0085", "\u0085").replace("\\u2028", "\u2028"))
+    with pytest.raises(DataValidationError, match=rf"{bad}, line 2, field 'label': unknown label 'meh'"):
+        load_data(imdb_data(train_uri=str(bad)), tmp_path / "work")
