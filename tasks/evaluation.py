@@ -24,7 +24,17 @@ from llm_finetune.evaluation.classification import (
     compare_classifiers,
     evaluate_classifier,
 )
+from llm_finetune.data.qa import qa_records
+from llm_finetune.evaluation.qa import (
+    QAComparison,
+    compare_qa,
+    eval_limit,
+    evaluate_extractive,
+    evaluate_generative,
+)
+from llm_finetune.training.extractive_qa import window_settings
 from llm_finetune.recipes import (
+    QARecipe,
     CausalEvaluationParams,
     ClassificationData,
     ClassificationEvaluationParams,
@@ -152,3 +162,36 @@ def evaluate_classifiers(
     create_markdown_artifact(key="classification-report", markdown=comparison.markdown(),
                              description="Confusion matrices and misclassified reviews")
     return comparison
+
+
+@task(name="evaluate-qa-models")
+def evaluate_qa_models(base_model: str, training: TrainingResult, recipe: QARecipe, validated: ValidatedData
+                       ) -> QAComparison:
+    """SQuAD exact match and F1 of the base and the fine-tuned model on the same validation questions, and the
+    worst-F1 questions; kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("qa-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      validated.fingerprint, recipe.data, recipe.evaluation, recipe.approach)
+    out = Path(recipe.work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            (out / "comparison.json").write_text(_compare_qa(base_model, training, recipe, validated).model_dump_json())
+    comparison = QAComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="squad-base-vs-finetuned", table=comparison.metric_rows(),
+                          description=f"SQuAD v1.1 EM / F1 on {comparison.finetuned.num_records} validation questions")
+    create_table_artifact(key="squad-worst-f1", table=comparison.worst,
+                          description="Fine-tuned model's lowest-F1 questions")
+    create_markdown_artifact(key="squad-report", markdown=comparison.markdown(), description="Base vs fine-tuned")
+    return comparison
+
+
+def _compare_qa(base_model: str, training: TrainingResult, recipe: QARecipe, validated: ValidatedData
+                ) -> QAComparison:
+    params = recipe.evaluation
+    records = qa_records(validated, "validation", recipe.data, eval_limit(recipe.data, params))
+    if recipe.generative is not None:
+        runs = [evaluate_generative(m, validated, recipe.data, params) for m in (base_model, training.model_dir)]
+    else:
+        settings = window_settings(recipe.data, recipe.extractive)
+        runs = [evaluate_extractive(m, records, settings, params, seed=recipe.extractive.training.seed)
+                for m in (base_model, training.model_dir)]
+    return compare_qa(*runs, records, params.num_worst_shown)

@@ -175,3 +175,22 @@ def tokenizer_corpus(validated: ValidatedData, data: QAData) -> list[str]:
     rows = validated.load("train", data.max_train_records).to_list()
     return ([r[data.context_field] for r in rows] + [r[data.question_field] for r in rows]
             + [" " + a for r in rows for a in gold_answers(r, data)] + [build_prompt(data.prompt_template, "", "")])
+
+
+def qa_test_cases(validated: ValidatedData, data: QAData, kind: str, tokenizer_dir: str, limit: int,
+                  max_new_tokens: int = 0):
+    """Validation questions as endpoint test requests: the prompt text (text-generation) or {question, context}
+    (question-answering); the reference is the first gold answer."""
+    from llm_finetune.serving.endpoint import EndpointTestCase
+
+    records = qa_records(validated, "validation", data, limit)
+    if kind == "question-answering":
+        inputs = [{"question": r["question"], "context": r["context"]} for r in records]
+    else:
+        from transformers import AutoTokenizer
+
+        rows = validated.load("validation", limit).to_list()
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        inputs = [generative_example(r, data, tokenizer, for_training=False, max_new_tokens=max_new_tokens)[0]["prompt"]
+                  for r in rows]
+    return [EndpointTestCase(id=r["id"], inputs=i, reference=r["answers"][0]) for r, i in zip(records, inputs)]

@@ -106,3 +106,12 @@ class QARecipe(RecipeBase):
     @property
     def approach(self) -> Literal["generative", "extractive"]:
         return "generative" if self.generative is not None else "extractive"
+
+    @property
+    def model(self) -> CausalModelSpec | ClassifierModelSpec:
+        return self.generative.model if self.generative is not None else self.extractive.model
+
+    @property
+    def served_kind(self) -> Literal["text-generation", "question-answering"]:
+        """Generative models answer the prompt's continuation; extractive ones a span of the context."""
+        return "text-generation" if self.generative is not None else "question-answering"

@@ -131,13 +131,21 @@ class QAParameters(_Strict):
 
 
 class QARequest(_Strict):
-    inputs: QuestionContext | list[QuestionContext]
+    """Several questions: {"inputs": [{"question", "context"}, ...]}."""
+
+    inputs: list[QuestionContext] = Field(min_length=1)
     parameters: QAParameters = Field(default_factory=QAParameters)
 
     @field_validator("parameters", mode="before")
     @classmethod
     def _null_is_defaults(cls, v):
         return {} if v is None else v
+
+
+class QASingleRequest(QARequest):
+    """One question: {"inputs": {"question", "context"}} (answered with one dict, not a list)."""
+
+    inputs: QuestionContext
 
 
 class ClassificationModel:
@@ -178,13 +186,18 @@ class QuestionAnsweringModel:
         self.impl = ExtractiveReader(model_dir)
 
     def parse_request(self, body: bytes) -> QARequest:
-        return validate_request(QARequest, body)
+        try:
+            single = isinstance(json.loads(body).get("inputs"), dict)
+        except (ValueError, AttributeError):  # not JSON, or not an object: let validation name the problem
+            single = False
+        return validate_request(QASingleRequest if single else QARequest, body)
 
     def respond(self, request: QARequest) -> dict | list[dict]:
-        items = [request.inputs] if isinstance(request.inputs, QuestionContext) else request.inputs
+        single = isinstance(request, QASingleRequest)
+        items = [request.inputs] if single else request.inputs
         answers = self.impl.answer([i.question for i in items], [i.context for i in items],
                                    max_answer_length=request.parameters.max_answer_len)
-        return answers[0] if isinstance(request.inputs, QuestionContext) else answers
+        return answers[0] if single else answers
 
     def predict_frame(self, frame, params: dict | None = None) -> list[str]:
         return [a["answer"] for a in self.impl.answer(list(frame["question"]), list(frame["context"]))]

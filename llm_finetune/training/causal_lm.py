@@ -16,17 +16,12 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel
 
-from llm_finetune.data.instructions import (
-    SFTDataReport,
-    check_sft_records,
-    instruction_dataset,
-    prepare_tokenizer,
-    render_ids,
-)
+from llm_finetune.data.instructions import SFTDataReport, check_sft_records, prepare_tokenizer, render_ids
 from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError
 from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete, name_or_path_key
-from llm_finetune.recipes import InstructionData, LoraSpec, SFTParams
+from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
 from llm_finetune.training.job import TrainingResult, TrainJob, last_complete_checkpoint, run_entry_point
 
 ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
@@ -63,7 +58,7 @@ class CausalTrainJob(TrainJob):
     result_type: ClassVar[type[TrainingResult]] = CausalTrainingResult
     base_model: str  # Hub id or local directory with model and tokenizer
     validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
-    data: InstructionData  # fields, system prompt, max_length, record limits
+    data: InstructionData | QAData  # the shape (chat instructions, QA prompt/completion), max_length, limits
     output_dir: str
     lora: LoraSpec  # includes lora.quantization (QLoRA)
     params: SFTParams
@@ -326,8 +321,8 @@ def merge_adapter(base_model: str, adapter_dir: str | Path, batch: dict,
 # Training
 
 
-def causal_job(base_model: str, validated: ValidatedData, data: InstructionData, lora: LoraSpec, params: SFTParams,
-               work_dir: str | Path) -> CausalTrainJob:
+def causal_job(base_model: str, validated: ValidatedData, data: InstructionData | QAData, lora: LoraSpec,
+               params: SFTParams, work_dir: str | Path) -> CausalTrainJob:
     """The job, in a folder named by the fingerprint of base model, checked data and every setting."""
     key = fingerprint("causal-sft-v1", name_or_path_key(base_model), validated.fingerprint, data, lora, params)
     return CausalTrainJob(base_model=base_model, validated=validated, data=data, lora=lora, params=params,
@@ -351,7 +346,7 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     set_seed(job.params.seed)
     tokenizer = load_tokenizer(job.base_model)
     report = check_sft_records(job.validated, job.data, tokenizer)  # raises before the model is loaded
-    train_dataset = instruction_dataset(job.validated, "train", job.data, job.data.max_train_records)
+    train_dataset = sft_examples(job.validated, "train", job.data, tokenizer, job.data.max_train_records)
     model = load_base_model(job.base_model, job.lora, precision=job.params.precision,
                             activation_checkpointing=job.params.activation_checkpointing)
     trainer = build_trainer(job, model, tokenizer, train_dataset, callbacks)

@@ -15,7 +15,7 @@ from typing import ClassVar
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.extractive import WindowSettings, span_labels, windows
 from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
-from llm_finetune.recipes import ExtractiveQA, QAData
+from llm_finetune.recipes import ExtractiveQA, QAData, QARecipe
 from llm_finetune.training.job import (
     MODEL_DIR,
     RESULT_FILE,
@@ -132,3 +132,13 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def qa_job(recipe: QARecipe, base_model: str, validated: ValidatedData) -> TrainJob:
+    """The recipe's trainer: SFT of a causal LM on prompt/completion (generative), or the span head (extractive)."""
+    if recipe.generative is not None:
+        from llm_finetune.training.causal_lm import causal_job
+
+        g = recipe.generative
+        return causal_job(base_model, validated, recipe.data, g.lora, g.training, recipe.work_dir)
+    return extractive_job(base_model, validated, recipe.data, recipe.extractive, recipe.work_dir)
