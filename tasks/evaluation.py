@@ -24,7 +24,21 @@ from llm_finetune.evaluation.classification import (
     compare_classifiers,
     evaluate_classifier,
 )
+from pydantic import BaseModel
+
 from llm_finetune.data.qa import qa_records
+from llm_finetune.evaluation.arms import METRICS as ARM_METRICS
+from llm_finetune.evaluation.arms import (
+    ArmRun,
+    ArmSummary,
+    PairedComparison,
+    markdown,
+    paired,
+    plot,
+    summarize,
+    table_rows,
+)
+from llm_finetune.registry.mlflow_registry import log_report
 from llm_finetune.evaluation.qa import (
     QAComparison,
     compare_qa,
@@ -195,3 +209,37 @@ def _compare_qa(base_model: str, training: TrainingResult, recipe: QARecipe, val
         runs = [evaluate_extractive(m, records, settings, params, seed=recipe.extractive.training.seed)
                 for m in (base_model, training.model_dir)]
     return compare_qa(*runs, records, params.num_worst_shown)
+
+
+class ArmComparison(BaseModel):
+    runs: list[ArmRun]
+    summaries: list[ArmSummary]
+    paired: PairedComparison | None
+    plot_path: str
+    markdown: str
+    mlflow_run_id: str
+
+
+@task(name="publish-arm-comparison")
+def publish_arm_comparison(runs: list[ArmRun], pair: tuple[str, str] | None, tracking_uri: str, experiment: str,
+                           work_dir: str) -> ArmComparison:
+    """Mean +- std per arm over seeds, the paired comparison of two arms, a plot; as Prefect artifacts and one
+    MLflow run (metrics per arm, the plot and the markdown table)."""
+    summaries = summarize(runs)
+    comparison = paired(runs, *pair) if pair else None
+    out = Path(work_dir) / "comparisons" / fingerprint("arm-comparison-v1", runs, pair)
+    png = plot(summaries, runs, out / "arm_comparison.png")
+    text = markdown(summaries, comparison, runs)
+    (out / "arm_comparison.md").write_text(text)
+    metrics = {f"{s.arm}.{m}_{stat}": getattr(s, stat)[m] for s in summaries for m in ARM_METRICS
+               for stat in ("mean", "std")}
+    if comparison:
+        metrics |= {f"paired.{m}_mean_difference": comparison.mean_difference[m] for m in ARM_METRICS}
+    run_id = log_report(tracking_uri, experiment, "sentiment-comparison", metrics, [png, out / "arm_comparison.md"],
+                        {"arms": ",".join(s.arm for s in summaries), "seeds": str(sorted({r.seed for r in runs}))})
+    create_table_artifact(key="arm-comparison", table=table_rows(summaries),
+                          description="Accuracy and macro-F1, mean +- std over seeds")
+    create_markdown_artifact(key="arm-comparison-report", markdown=f"{text}\n\nPlot: `{png}` (also in MLflow run "
+                             f"{run_id})", description="Arms over seeds, paired comparison")
+    return ArmComparison(runs=runs, summaries=summaries, paired=comparison, plot_path=str(png), markdown=text,
+                         mlflow_run_id=run_id)

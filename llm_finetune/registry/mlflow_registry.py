@@ -156,6 +156,20 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
     return RegisteredModelVersion(name=model_name, version=str(mv.version), run_id=run.info.run_id, model_uri=info.model_uri)
 
 
+def log_report(tracking_uri: str, experiment: str, run_name: str, metrics: dict[str, float], files: list[Path],
+               tags: dict[str, str]) -> str:
+    """A run holding a report (a comparison of models, no model of its own): metrics, files, tags; its id."""
+    import mlflow
+
+    _client(tracking_uri)
+    with mlflow.start_run(experiment_id=ensure_experiment(tracking_uri, experiment), run_name=run_name,
+                          tags=tags) as run:
+        mlflow.log_metrics(metrics)
+        for f in files:
+            mlflow.log_artifact(str(f))
+    return run.info.run_id
+
+
 def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision,
                     alias: str) -> ApprovalDecision:
     """Write the decision on the version; an approval also moves `alias` to it. Nothing is deleted or overwritten:
