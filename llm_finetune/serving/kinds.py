@@ -97,7 +97,14 @@ class ClassificationParameters(_Strict):
     top_k: int | None = Field(None, ge=1, description="Labels per input, best first; unset: the best one as a dict")
 
 
-class ClassificationRequest(_Strict):
+class _Request(_Strict):
+    @field_validator("parameters", mode="before", check_fields=False)
+    @classmethod
+    def _null_is_defaults(cls, v):
+        return {} if v is None else v
+
+
+class ClassificationRequest(_Request):
     inputs: str | list[str] = Field(description="One text or a list of texts")
     parameters: ClassificationParameters = Field(default_factory=ClassificationParameters)
 
@@ -109,11 +116,6 @@ class ClassificationRequest(_Strict):
         if isinstance(v, list):
             raise PydanticCustomError("inputs", "must be a non-empty string or a non-empty list of non-empty strings")
         return _non_empty_text(v)
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _null_is_defaults(cls, v):
-        return {} if v is None else v
 
 
 class QuestionContext(_Strict):
@@ -130,16 +132,11 @@ class QAParameters(_Strict):
     max_answer_len: int | None = Field(None, ge=1, le=512, description="Longest answer in tokens")
 
 
-class QARequest(_Strict):
+class QARequest(_Request):
     """Several questions: {"inputs": [{"question", "context"}, ...]}."""
 
     inputs: list[QuestionContext] = Field(min_length=1)
     parameters: QAParameters = Field(default_factory=QAParameters)
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _null_is_defaults(cls, v):
-        return {} if v is None else v
 
 
 class QASingleRequest(QARequest):

@@ -184,6 +184,26 @@ def write_serving_file(model_dir: Path, kind: str, **settings) -> None:
     (model_dir / SERVING_FILE).write_text(json.dumps({"kind": kind, **settings}, indent=2))
 
 
+def common_result(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
+    """The TrainingResult fields every Trainer-based entry point reports the same way."""
+    return dict(
+        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
+        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                    if "loss" in h and "step" in h],
+        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
+        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
+        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0)
+
+
+def complete_run(out: Path, tokenizer, result: TrainingResult, kind: str, **serving) -> None:
+    """After the weights are in out/model: the tokenizer, the serving file, the result; then mark it complete."""
+    model_dir = out / MODEL_DIR
+    tokenizer.save_pretrained(model_dir)
+    write_serving_file(model_dir, kind, **serving)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+
+
 def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None) -> ClassificationTrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     from dataclasses import asdict
@@ -216,13 +236,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
 
     trainable, total = parameter_counts(trainer.model)
     result = ClassificationTrainingResult(
-        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
-        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
-                    if "loss" in h and "step" in h],
-        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
-        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
-        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0,
-        precision=precision, trainable_parameters=trainable, total_parameters=total, records=len(train),
+        **common_result(trainer, output, counter, runtime, resume, model_dir), precision=precision, trainable_parameters=trainable, total_parameters=total, records=len(train),
         truncated_records=truncated, quantized_layers=quantized, merge_max_abs_diff=None,
     )
     if not trainer.is_world_process_zero():
@@ -238,10 +252,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
         merged.save_pretrained(model_dir)
     else:
         trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    write_serving_file(model_dir, "text-classification", truncation=asdict(TruncationRule.of(job.data)))
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
+    complete_run(out, tokenizer, result, "text-classification", truncation=asdict(TruncationRule.of(job.data)))
     return result
 
 

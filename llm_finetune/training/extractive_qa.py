@@ -14,11 +14,10 @@ from typing import ClassVar
 
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.extractive import WindowSettings, span_labels, windows
-from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import ExtractiveQA, QAData, QARecipe
 from llm_finetune.training.job import (
     MODEL_DIR,
-    RESULT_FILE,
     TrainingResult,
     TrainJob,
     finished_result,
@@ -79,7 +78,7 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
 
     from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
-    from llm_finetune.training.classification import CHECKPOINTS_DIR, training_arguments, write_serving_file
+    from llm_finetune.training.classification import CHECKPOINTS_DIR, common_result, complete_run, training_arguments
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
@@ -106,23 +105,14 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
 
     cls = [ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0 for ids in train["input_ids"]]
     result = ExtractiveTrainingResult(
-        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
-        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
-                    if "loss" in h and "step" in h],
-        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
-        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
-        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0,
-        records=records, windows=len(train),
+        **common_result(trainer, output, counter, runtime, resume, model_dir), records=records, windows=len(train),
         windows_without_answer=sum(s == c for s, c in zip(train["start_positions"], cls)))
     if not trainer.is_world_process_zero():
         return result
     if model_dir.exists():
         shutil.rmtree(model_dir)
     trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    write_serving_file(model_dir, "question-answering", windows=asdict(settings))
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
+    complete_run(out, tokenizer, result, "question-answering", windows=asdict(settings))
     return result
 
 
