@@ -9,10 +9,10 @@
    of b): the validation reviews scored in batches padded to max_length in file order (seed) vs `TextClassifier`
    (batches sorted by length, padded to their longest); the predictions must agree.
 2. Peak RSS (ru_maxrss, per process) of training at gpt2-large width (1280, 20 heads) with 2 layers: LoRA on a 4-bit
-   NF4 base (classification head in full) vs a full fine-tune, a few steps each.
+   NF4 base (classification head in full) vs a full fine-tune, `--memory-steps` steps each at max_length 256.
 
     source scripts/env.sh
-    python -m benchmarks.classification_throughput [--steps 20] [--max-length 512]
+    python -m benchmarks.classification_throughput [--steps 20] [--memory-steps 3] [--max-length 512]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(case: str, work: Path, steps: int, max_length: int, batch_size: int) -> dict:
+def run_case(case: str, work: Path, steps: int, max_length: int, batch_size: int, memory_steps: int) -> dict:
     """Train (and for the speed cases evaluate) one case in this process; a JSON-able result."""
     import torch
 
@@ -63,7 +63,7 @@ def run_case(case: str, work: Path, steps: int, max_length: int, batch_size: int
                            validated, work / "models")
     lora = (LoraSpec(r=16, alpha=32, dropout=0.0, quantization={"load_in_4bit": True}) if case == "qlora_large"
             else LoraSpec(enabled=False))
-    params = TrainerParams(max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-3, warmup=0,
+    params = TrainerParams(max_steps=memory_steps if large else steps, per_device_train_batch_size=batch_size, learning_rate=1e-3, warmup=0,
                            logging_steps=steps, save_steps=10_000, pad_to_max_length=case == "seed_padded",
                            group_by_length=case != "seed_padded", seed=7)
     before = rss_mb()
@@ -108,7 +108,8 @@ def evaluate(model_dir: str, validated, data, *, padded: bool, batch_size: int) 
 
 def spawn(case: str, work: Path, args) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.classification_throughput", "--case", case, "--work", str(work),
-           "--steps", str(args.steps), "--max-length", str(args.max_length), "--batch-size", str(args.batch_size)]
+           "--steps", str(args.steps), "--max-length", str(args.max_length), "--batch-size", str(args.batch_size),
+           "--memory-steps", str(args.memory_steps)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{case} failed:\n{done.stderr[-3000:]}")
@@ -120,11 +121,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--memory-steps", type=int, default=3)
     parser.add_argument("--case", choices=list(CASES))
     parser.add_argument("--work")
     args = parser.parse_args()
     if args.case:  # child process
-        print(json.dumps(run_case(args.case, Path(args.work), args.steps, args.max_length, args.batch_size)))
+        print(json.dumps(run_case(args.case, Path(args.work), args.steps, args.max_length, args.batch_size,
+                                  args.memory_steps)))
         return
 
     print(f"CPU: {cpu_model()}; load average {os.getloadavg()[0]:.1f}; torch threads "
@@ -132,7 +135,12 @@ def main() -> None:
           f"max_length {args.max_length}; model gpt2 hidden {SPEED_MODEL['hidden_size']} x "
           f"{SPEED_MODEL['num_hidden_layers']} layers")
     with tempfile.TemporaryDirectory(prefix="llmft-cls-bench-") as tmp:
-        results = {case: spawn(case, Path(tmp), args) for case in CASES}
+        results = {}
+        for case, title in CASES.items():  # each case as it ends, so a stopped run keeps what it measured
+            results[case] = spawn(case, Path(tmp), args)
+            r = results[case]
+            print(f"{title}: train {r['train_tokens_per_s']:,.0f} real tokens/s, peak RSS {r['peak_rss_mb']:,.0f} MB",
+                  flush=True)
     seed, ours = results["seed_padded"], results["project"]
     padded_eval, dynamic_eval = ours["padded"], ours["dynamic"]
     assert padded_eval["eval_predictions"] == dynamic_eval["eval_predictions"], "padding changed the predictions"
