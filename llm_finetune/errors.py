@@ -53,3 +53,7 @@ class CostLimitError(RuntimeError):
 
 class SageMakerJobError(RuntimeError):
     """A SageMaker job ended Failed or Stopped; the message carries the job's FailureReason."""
+
+
+class RegistryLookupError(LookupError):
+    """A registered model, version or alias a recipe names does not exist."""

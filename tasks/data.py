@@ -13,9 +13,12 @@ from llm_finetune.data.summarization import PreparedDataset
 from llm_finetune.data.instructions import SFTDataReport, check_sft_records
 from llm_finetune.data.shapes import load_data
 from llm_finetune.recipes import (
+    ClassificationData,
     DataSource,
     InstructionData,
     PerplexityEvaluationParams,
+    QAData,
+    QARecipe,
     SageMakerSpec,
     SummarizationData,
 )
@@ -58,7 +61,7 @@ def prepare_summarization_dataset(
 
 
 @task(name="check-sft-data")
-def check_sft_data(data: InstructionData, validated: ValidatedData, base_model: str) -> SFTDataReport:
+def check_sft_data(data: InstructionData | QAData, validated: ValidatedData, base_model: str) -> SFTDataReport:
     """Before training: the chat template ends responses with EOS, max_length leaves every response something to
     learn, padding is not EOS; fails naming every bad record, else publishes the token counts."""
     from llm_finetune.training.causal_lm import load_tokenizer
@@ -80,3 +83,44 @@ def validate_held_out_sets(params: PerplexityEvaluationParams, work_dir: str) ->
     checked = raw_text.validate_held_out_sets(params, work_dir)
     get_run_logger().info("out-of-domain sets: %s", {name: v.num_records for name, v in checked.items()})
     return checked
+
+
+@task(name="report-class-balance")
+def report_class_balance(data: ClassificationData, validated: ValidatedData) -> dict[str, dict[str, int]]:
+    """Records per label per split (labels were checked against the recipe's set at validation)."""
+    from llm_finetune.data.classification import class_balance
+
+    balance = class_balance(validated, data)
+    create_table_artifact(
+        key="class-balance",
+        table=[{"split": split, **counts, "total": sum(counts.values())} for split, counts in balance.items()],
+        description=f"Records per label ({data.label_field})",
+    )
+    get_run_logger().info("class balance %s", balance)
+    return balance
+
+
+@task(name="check-qa-data")
+def check_qa_data(recipe: QARecipe, validated: ValidatedData, base_model: str) -> dict:
+    """Before training, how the questions fit max_length: generative, the SFT token checks (answers cut or dropped
+    fail the run, naming the records); extractive, how many contexts need several windows."""
+    if recipe.generative is not None:
+        return check_sft_data.fn(recipe.data, validated, base_model).model_dump()
+    from transformers import AutoTokenizer
+
+    from llm_finetune.data.qa import qa_records
+    from llm_finetune.extractive import windows
+    from llm_finetune.training.extractive_qa import window_settings
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    table = []
+    for split, limit in (("train", recipe.data.max_train_records), ("validation", recipe.data.max_validation_records)):
+        records = qa_records(validated, split, recipe.data, limit)
+        enc = windows(tokenizer, [r["question"] for r in records], [r["context"] for r in records],
+                      window_settings(recipe.data, recipe.extractive))
+        per_record = [enc["example_index"].count(i) for i in range(len(records))]
+        table.append({"split": split, "records": len(records), "windows": len(enc["example_index"]),
+                      "records_with_several_windows": sum(n > 1 for n in per_record)})
+    create_table_artifact(key="qa-windows", table=table, description=(
+        f"Question + context windows of {recipe.data.max_length} tokens, stride {recipe.extractive.doc_stride}"))
+    return {"splits": {row["split"]: row for row in table}}

@@ -21,15 +21,47 @@ from llm_finetune.evaluation.causal import (
     expert_routing_shares,
     routing_shares_markdown,
 )
+from pydantic import BaseModel
+
+from llm_finetune.data.qa import qa_records
 from llm_finetune.data.raw_text import held_out_texts
-from llm_finetune.models.base import StartingModel
+from llm_finetune.evaluation.arms import METRICS as ARM_METRICS
+from llm_finetune.evaluation.arms import (
+    ArmRun,
+    ArmSummary,
+    PairedComparison,
+    markdown,
+    paired,
+    plot,
+    summarize,
+    table_rows,
+)
+from llm_finetune.evaluation.classification import (
+    ClassificationComparison,
+    classification_eval_records,
+    compare_classifiers,
+    evaluate_classifier,
+)
 from llm_finetune.evaluation.pretraining import CompletionEval, PretrainComparison, compare_held_out, complete_code
+from llm_finetune.evaluation.qa import (
+    QAComparison,
+    compare_qa,
+    eval_limit,
+    evaluate_extractive,
+    evaluate_generative,
+)
+from llm_finetune.models.base import StartingModel
+from llm_finetune.registry.mlflow_registry import log_report
+from llm_finetune.training.extractive_qa import window_settings
 from llm_finetune.recipes import (
     CausalEvaluationParams,
+    ClassificationData,
+    ClassificationEvaluationParams,
     CodeCompletionParams,
     EvaluationParams,
     InstructionData,
     PerplexityEvaluationParams,
+    QARecipe,
     RawTextData,
     SummarizationData,
 )
@@ -181,3 +213,101 @@ def evaluate_code_completions(base_model: str, training: TrainingResult, params:
     create_markdown_artifact(key="code-completion-samples", markdown=samples,
                              description="Trained model's completions, cut at the next top-level statement")
     return runs
+
+
+@task(name="evaluate-classifiers")
+def evaluate_classifiers(
+    base_model: str,
+    training: TrainingResult,
+    data: ClassificationData,
+    validated: ValidatedData,
+    params: ClassificationEvaluationParams,
+    seed: int,
+    work_dir: str,
+) -> ClassificationComparison:
+    """Accuracy, macro-F1 and confusion matrix of the base model (a new head, seeded) and the fine-tuned one on the
+    same validation records; kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("classification-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      validated.fingerprint, data, params, seed)
+    out = Path(work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            records = classification_eval_records(validated, data, params.max_records)
+            base = evaluate_classifier(base_model, records, data, batch_size=params.batch_size, seed=seed,
+                                       new_head=True)
+            tuned = evaluate_classifier(training.model_dir, records, data, batch_size=params.batch_size)
+            comparison = compare_classifiers(base, tuned, records, data.labels, params.num_samples_shown)
+            (out / "comparison.json").write_text(comparison.model_dump_json())
+    comparison = ClassificationComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="classification-base-vs-finetuned", table=comparison.metric_rows(),
+                          description=f"On {comparison.finetuned.num_records} validation records")
+    create_markdown_artifact(key="classification-report", markdown=comparison.markdown(),
+                             description="Confusion matrices and misclassified reviews")
+    return comparison
+
+
+@task(name="evaluate-qa-models")
+def evaluate_qa_models(base_model: str, training: TrainingResult, recipe: QARecipe, validated: ValidatedData
+                       ) -> QAComparison:
+    """SQuAD exact match and F1 of the base and the fine-tuned model on the same validation questions, and the
+    worst-F1 questions; kept under a fingerprint of both models, the data and the settings."""
+    key = fingerprint("qa-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
+                      validated.fingerprint, recipe.data, recipe.evaluation, recipe.approach)
+    out = Path(recipe.work_dir) / "evaluations" / key
+    with build_once(out) as needed:
+        if needed:
+            (out / "comparison.json").write_text(_compare_qa(base_model, training, recipe, validated).model_dump_json())
+    comparison = QAComparison.model_validate_json((out / "comparison.json").read_text())
+    create_table_artifact(key="squad-base-vs-finetuned", table=comparison.metric_rows(),
+                          description=f"SQuAD v1.1 EM / F1 on {comparison.finetuned.num_records} validation questions")
+    create_table_artifact(key="squad-worst-f1", table=comparison.worst,
+                          description="Fine-tuned model's lowest-F1 questions")
+    create_markdown_artifact(key="squad-report", markdown=comparison.markdown(), description="Base vs fine-tuned")
+    return comparison
+
+
+def _compare_qa(base_model: str, training: TrainingResult, recipe: QARecipe, validated: ValidatedData
+                ) -> QAComparison:
+    params = recipe.evaluation
+    records = qa_records(validated, "validation", recipe.data, eval_limit(recipe.data, params))
+    if recipe.generative is not None:
+        runs = [evaluate_generative(m, validated, recipe.data, params) for m in (base_model, training.model_dir)]
+    else:
+        settings = window_settings(recipe.data, recipe.extractive)
+        runs = [evaluate_extractive(m, records, settings, params, seed=recipe.extractive.training.seed)
+                for m in (base_model, training.model_dir)]
+    return compare_qa(*runs, records, params.num_worst_shown)
+
+
+class ArmComparison(BaseModel):
+    runs: list[ArmRun]
+    summaries: list[ArmSummary]
+    paired: PairedComparison | None
+    plot_path: str
+    markdown: str
+    mlflow_run_id: str
+
+
+@task(name="publish-arm-comparison")
+def publish_arm_comparison(runs: list[ArmRun], pair: tuple[str, str] | None, tracking_uri: str, experiment: str,
+                           work_dir: str) -> ArmComparison:
+    """Mean +- std per arm over seeds, the paired comparison of two arms, a plot; as Prefect artifacts and one
+    MLflow run (metrics per arm, the plot and the markdown table)."""
+    summaries = summarize(runs)
+    comparison = paired(runs, *pair) if pair else None
+    out = Path(work_dir) / "comparisons" / fingerprint("arm-comparison-v1", runs, pair)
+    png = plot(summaries, runs, out / "arm_comparison.png")
+    text = markdown(summaries, comparison, runs)
+    (out / "arm_comparison.md").write_text(text)
+    metrics = {f"{s.arm}.{m}_{stat}": getattr(s, stat)[m] for s in summaries for m in ARM_METRICS
+               for stat in ("mean", "std")}
+    if comparison:
+        metrics |= {f"paired.{m}_mean_difference": comparison.mean_difference[m] for m in ARM_METRICS}
+    run_id = log_report(tracking_uri, experiment, "sentiment-comparison", metrics, [png, out / "arm_comparison.md"],
+                        {"arms": ",".join(s.arm for s in summaries), "seeds": str(sorted({r.seed for r in runs}))})
+    create_table_artifact(key="arm-comparison", table=table_rows(summaries),
+                          description="Accuracy and macro-F1, mean +- std over seeds")
+    create_markdown_artifact(key="arm-comparison-report", markdown=f"{text}\n\nPlot: `{png}` (also in MLflow run "
+                             f"{run_id})", description="Arms over seeds, paired comparison")
+    return ArmComparison(runs=runs, summaries=summaries, paired=comparison, plot_path=str(png), markdown=text,
+                         mlflow_run_id=run_id)

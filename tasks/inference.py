@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from llm_finetune.recipes import EndpointSpec
 from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
-from llm_finetune.serving.kinds import OUTPUT_KEYS, ServedKind
+from llm_finetune.serving.kinds import ServedKind, answer_text, endpoint_request
 from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for
 
 
@@ -28,17 +28,16 @@ def test_endpoint_inference(
     endpoint: EndpointHandle | SageMakerEndpointHandle, cases: list[EndpointTestCase], spec: EndpointSpec,
     kind: ServedKind,
 ) -> EndpointTestReport:
-    """Each case through the endpoint (local or SageMaker, the same client interface) with the recipe's generation
-    settings; every answer must be non-empty text."""
+    """Each case through the endpoint (local or SageMaker, the same client interface) in its kind's request format,
+    generation kinds with the recipe's generation settings; every answer must be non-empty text."""
     client = client_for(endpoint)
     url = endpoint.url
-    parameters = spec.generation.model_dump()
     results = []
     for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke({"inputs": case.inputs, "parameters": parameters})
+        answer = client.invoke(endpoint_request(kind, case.inputs, spec.generation))
         latency_ms = (time.perf_counter() - start) * 1000
-        results.append({"id": case.id, "reference": case.reference, "output": answer[0][OUTPUT_KEYS[kind]],
+        results.append({"id": case.id, "reference": case.reference, "output": answer_text(kind, answer),
                         "latency_ms": round(latency_ms, 1)})
     latencies = [r["latency_ms"] for r in results]
     report = EndpointTestReport(

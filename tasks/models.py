@@ -8,14 +8,15 @@ from prefect import get_run_logger, task
 
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.models.base import base_model_path
-from llm_finetune.recipes import CausalModelSpec, DataSource, ModelSpec, PretrainModelSpec
+from llm_finetune.recipes import CausalModelSpec, ClassifierModelSpec, DataSource, ModelSpec, PretrainModelSpec
 
 
 @task(name="materialize-base-model")
-def materialize_base_model(model: ModelSpec | CausalModelSpec | PretrainModelSpec, data: DataSource,
-                           validated: ValidatedData,
-                           work_dir: str) -> str:
-    """Name or local directory that `from_pretrained` accepts."""
-    path = base_model_path(model, data, validated, Path(work_dir) / "base-models")
+def materialize_base_model(model: ModelSpec | CausalModelSpec | ClassifierModelSpec | PretrainModelSpec,
+                           data: DataSource, validated: ValidatedData, work_dir: str,
+                           tracking_uri: str | None = None) -> str:
+    """Name or local directory that `from_pretrained` accepts; a registered model (models:/name@alias) is
+    resolved in `tracking_uri` and downloaded once."""
+    path = base_model_path(model, data, validated, Path(work_dir) / "base-models", tracking_uri)
     get_run_logger().info("base model %s", path)
     return path

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from llm_finetune.data.intake import FieldRule, ValidatedData
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import fingerprint
-from llm_finetune.recipes import InstructionData
+from llm_finetune.recipes import InstructionData, QAData
 from llm_finetune.serving.endpoint import EndpointTestCase
 
 if TYPE_CHECKING:
@@ -96,8 +96,11 @@ def prepare_tokenizer(tokenizer, chat_template: str | None = None):
     return tokenizer
 
 
-def render_ids(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of messages rendered by the chat template, exactly as TRL's SFTTrainer tokenizes them."""
+def render_ids(tokenizer, messages: list[dict] | str, *, add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of messages rendered by the chat template, or of a plain string (prompt/completion text data),
+    exactly as TRL's SFTTrainer tokenizes them."""
+    if isinstance(messages, str):
+        return list(tokenizer(messages)["input_ids"])
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
                                               add_generation_prompt=add_generation_prompt)["input_ids"])
 
@@ -147,7 +150,7 @@ def _ends_with_eos(tokenizer, ids: list[int]) -> bool:
     return bool(ids) and ids[-1] == tokenizer.eos_token_id
 
 
-def check_sft_records(validated: ValidatedData, data: InstructionData, tokenizer) -> SFTDataReport:
+def check_sft_records(validated: ValidatedData, data: InstructionData | QAData, tokenizer) -> SFTDataReport:
     """Check what TRL would get wrong silently, before any model is loaded; raise one DataValidationError naming
     every bad record by file and line, else return the token counts.
 
@@ -156,6 +159,8 @@ def check_sft_records(validated: ValidatedData, data: InstructionData, tokenizer
         (TRL drops such records silently; with `overlong_records: drop` they are counted instead); (c) the pad token
         exists and is not EOS (see `prepare_tokenizer` for the choice made when a tokenizer has none).
     """
+    from llm_finetune.data.shapes import sft_examples
+
     problems: list[RecordProblem] = []
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         what = "has no pad token" if tokenizer.pad_token is None else f"pads with its EOS token {tokenizer.eos_token!r}"
@@ -169,7 +174,7 @@ def check_sft_records(validated: ValidatedData, data: InstructionData, tokenizer
     for split in ("train", "validation"):
         if split not in validated.num_records:
             continue
-        examples = instruction_dataset(validated, split, data, getattr(data, SPLIT_LIMITS[split]))
+        examples = sft_examples(validated, split, data, tokenizer, getattr(data, SPLIT_LIMITS[split]))
         report, split_problems = _check_split(validated, split, examples, data, tokenizer, check_template=not splits)
         splits[split] = report
         problems.extend(split_problems)

@@ -71,7 +71,32 @@ def tiny_config(spec: TinyCausalSpec, tokenizer):
                              num_experts_per_tok=spec.num_experts_per_tok, output_router_logits=True)
     if spec.family == "mistral":
         return MistralConfig(**common)
+    if spec.family in ("falcon", "gpt2", "gemma2"):
+        return _other_family_config(spec, common)
     return LlamaConfig(**common)
+
+
+def _other_family_config(spec: TinyCausalSpec, common: dict):
+    """Falcon (Falcon-7B layout), GPT-2 and Gemma-2 from the same spec fields."""
+    from transformers import FalconConfig, Gemma2Config, GPT2Config
+
+    ids = {k: common[k] for k in ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id",
+                                  "tie_word_embeddings", "initializer_range")}
+    if spec.family == "falcon":  # multi-query attention, attention and MLP in parallel, no biases, as falcon-7b
+        return FalconConfig(**ids, hidden_size=spec.hidden_size, num_hidden_layers=spec.num_hidden_layers,
+                            num_attention_heads=spec.num_attention_heads, ffn_hidden_size=spec.intermediate_size,
+                            new_decoder_architecture=False, multi_query=True, parallel_attn=True, bias=False,
+                            max_position_embeddings=spec.max_position_embeddings)
+    if spec.family == "gpt2":
+        return GPT2Config(**ids, n_embd=spec.hidden_size, n_layer=spec.num_hidden_layers,
+                          n_head=spec.num_attention_heads, n_inner=spec.intermediate_size,
+                          n_positions=spec.max_position_embeddings)
+    return Gemma2Config(**ids, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+                        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+                        num_key_value_heads=spec.num_key_value_heads,
+                        head_dim=spec.hidden_size // spec.num_attention_heads,
+                        max_position_embeddings=spec.max_position_embeddings, sliding_window=min(
+                            4096, spec.max_position_embeddings))
 
 
 def _save_tiny_causal_lm(spec: TinyCausalSpec, corpus: list[str], out: Path) -> None:

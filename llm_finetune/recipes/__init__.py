@@ -52,7 +52,17 @@ from llm_finetune.recipes.pretraining import (
     PretrainParams,
     RawTextData,
 )
+from llm_finetune.recipes.classification import (
+    ClassificationData,
+    ClassificationEvaluationParams,
+    ClassificationRecipe,
+    ClassifierModelSpec,
+    SentimentArm,
+    SentimentComparisonRecipe,
+    TrainerParams,
+)
 from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
+from llm_finetune.recipes.qa import ExtractiveQA, GenerativeQA, QAData, QAEvaluationParams, QARecipe
 from llm_finetune.recipes.summarization import (
     ModelSpec,
     Seq2SeqTrainingParams,
@@ -73,4 +83,7 @@ __all__ = [
     "DialogsumPipelineRecipe", "SageMakerPipelineSpec",
     "CodeCompletionParams", "CodePretrainingRecipe", "ContinuedPretrainingRecipe", "GPT2ConfigSpec", "HeldOutSet",
     "PerplexityEvaluationParams", "PretrainingRecipe", "PretrainModelSpec", "PretrainParams", "RawTextData",
+    "ClassificationData", "ClassificationEvaluationParams", "ClassificationRecipe", "ClassifierModelSpec",
+    "SentimentArm", "SentimentComparisonRecipe", "TrainerParams",
+    "ExtractiveQA", "GenerativeQA", "QAData", "QAEvaluationParams", "QARecipe",
 ]

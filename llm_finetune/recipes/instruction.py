@@ -37,8 +37,9 @@ class TinyCausalSpec(Strict):
     """A randomly initialised Llama or Mixtral built from a config, with a byte-level BPE tokenizer trained on the
     training split (works offline)."""
 
-    family: Literal["llama", "mixtral", "mistral"] = Field(
-        "llama", description="llama: dense (Llama-2); mixtral: MoE; mistral: dense, Mistral-7B's architecture")
+    family: Literal["llama", "mixtral", "mistral", "falcon", "gpt2", "gemma2"] = Field(
+        "llama", description="llama: dense (Llama-2); mixtral: MoE; mistral: dense, Mistral-7B's architecture; falcon "
+        "(Falcon-7B layout: multi-query, parallel attention), gpt2, gemma2: the stand-ins of those Hub models")
     vocab_size: int = Field(2000, ge=300, description="BPE vocabulary size incl. 256 byte symbols and 4 specials")
     hidden_size: int = Field(64, gt=0)
     num_hidden_layers: int = Field(2, gt=0)

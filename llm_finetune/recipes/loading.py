@@ -83,7 +83,9 @@ def _check_key(keys: list[str], recipe_type: type[BaseModel]) -> None:
     """Raise unless keys name a field of recipe_type; keys under a dict field (min_metrics) are free."""
     annotation: Any = recipe_type
     for depth, key in enumerate(keys):
-        model, annotation = _model_in(annotation), _without_none(annotation)
+        bare = _without_none(annotation)
+        # dict[str, Section] (a recipe's named arms) has free keys too: its args name the section, not the dict
+        model, annotation = (None if get_origin(bare) is dict else _model_in(annotation)), bare
         if model is not None:
             if key not in model.model_fields:
                 raise RecipeError(_unknown_key(keys[: depth + 1], list(model.model_fields)))

@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
-from llm_finetune.errors import ApprovalRequiredError, RecipeError
+from llm_finetune.errors import ApprovalRequiredError, RecipeError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
-from llm_finetune.serving.kinds import INPUT_COLUMNS, served_kind
+from llm_finetune.serving.kinds import input_example, served_kind
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
@@ -122,7 +122,6 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
     import tempfile
 
     import mlflow
-    import pandas as pd
     from mlflow.models import infer_signature
 
     client = _client(tracking_uri)
@@ -139,9 +138,7 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
             (Path(tmp) / "samples.json").write_text(json.dumps(samples, indent=2))
             mlflow.log_artifact(str(Path(tmp) / "samples.json"))
         kind = served_kind(model_dir)
-        column = INPUT_COLUMNS[kind]
-        example = pd.DataFrame({column: [s[column] for s in samples[:1] if isinstance(s.get(column), str)]
-                                or ["Hello."]})  # the served input is text (chat samples hold message lists)
+        example = input_example(kind, samples)  # the served input is text (chat samples hold message lists)
         # MLflow infers each param's type from its default: leave out settings whose default is unset (None, []).
         defaults = {k: v for k, v in (generation or GenerationParams()).model_dump().items() if v not in (None, [])}
         signature = infer_signature(example, ["text"], params=defaults)
@@ -159,6 +156,20 @@ def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, m
     for key, value in metrics.items():
         client.set_model_version_tag(model_name, mv.version, f"metric.{key}", f"{value:.4f}")
     return RegisteredModelVersion(name=model_name, version=str(mv.version), run_id=run.info.run_id, model_uri=info.model_uri)
+
+
+def log_report(tracking_uri: str, experiment: str, run_name: str, metrics: dict[str, float], files: list[Path],
+               tags: dict[str, str]) -> str:
+    """A run holding a report (a comparison of models, no model of its own): metrics, files, tags; its id."""
+    import mlflow
+
+    _client(tracking_uri)
+    with mlflow.start_run(experiment_id=ensure_experiment(tracking_uri, experiment), run_name=run_name,
+                          tags=tags) as run:
+        mlflow.log_metrics(metrics)
+        for f in files:
+            mlflow.log_artifact(str(f))
+    return run.info.run_id
 
 
 def record_approval(tracking_uri: str, name: str, version: str, decision: ApprovalDecision,
@@ -255,6 +266,21 @@ def recorded_decision(tracking_uri: str, name: str, version: str) -> ApprovalDec
         automatic=tags.get("approval_automatic") == "true",
         decided_at=tags.get("approval_decided_at"),
     )
+
+
+def resolve_alias(tracking_uri: str, name: str, alias: str) -> RegisteredModelVersion:
+    """The version `alias` points at; RegistryLookupError saying what to do when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise RegistryLookupError(
+            f"registered model '{name}' has no version with alias '{alias}' in {tracking_uri}: run (and approve) "
+            f"the flow that registers '{name}' first, or give the base model by name_or_path") from None
+    return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source,
+                                  reused=True)
 
 
 def require_approved(tracking_uri: str, name: str, version: str) -> None:

@@ -23,7 +23,7 @@ class EndpointTestCase(BaseModel):
     """One request of an endpoint test: a validation record's input and its reference answer."""
 
     id: str
-    inputs: str
+    inputs: str | dict[str, str]  # text, or {"question", "context"} for question-answering
     reference: str
 
 

@@ -44,7 +44,7 @@ from llm_finetune.generation import Completion, GenerationParams, Prompt
 from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, Batcher
 from llm_finetune.serving.client import TOKEN_ENV
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
-from llm_finetune.serving.kinds import Encoded, PromptRejected, ServedKind, batch_key
+from llm_finetune.serving.kinds import Encoded, PromptRejected, RequestError, ServedKind, batch_key
 from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, parse_invocation: public here too)
     ChatAnswer,
     ChatRequest,
@@ -209,7 +209,7 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
             return await answer(parsed)
         except BodyTooLargeError as e:
             return _error(413, str(e))
-        except (InvocationError, PromptRejected) as e:
+        except (InvocationError, PromptRejected, RequestError) as e:
             return _error(400, str(e))
         except Exception as e:  # the model's failure is this request's 500, not the server's end
             logger.exception("generation failed")
@@ -225,13 +225,30 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     def ping() -> dict:
         return {"status": "healthy"}
 
+    # Kinds with their own request format (text-classification, question-answering: serving/kinds.py) bring their
+    # parser and answer; they are not batched and have no chat route.
+    own_format = hasattr(model, "parse_request")
+    lock = threading.Lock()
+
+    def answer_own_locked(parsed) -> object:
+        with lock:  # one forward at a time: torch already uses every core
+            return model.respond(parsed)
+
+    async def answer_own(parsed) -> object:
+        return await run_in_threadpool(answer_own_locked, parsed)
+
+    def no_chat(body: bytes):
+        raise RequestError(f"messages: a {model.kind} model has no chat; send {{\"inputs\": ...}} to /invocations")
+
     @app.post("/invocations", dependencies=authorized)
     async def invocations(request: Request):
+        if own_format:
+            return await respond(request, model.parse_request, answer_own)
         return await respond(request, parse_request, answer_any)
 
     @app.post("/v1/chat/completions", dependencies=authorized)
     async def chat_completions(request: Request):
-        return await respond(request, parse_chat, answer_parsed_chat)
+        return await respond(request, no_chat if own_format else parse_chat, answer_parsed_chat)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -16,17 +16,12 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel
 
-from llm_finetune.data.instructions import (
-    SFTDataReport,
-    check_sft_records,
-    instruction_dataset,
-    prepare_tokenizer,
-    render_ids,
-)
+from llm_finetune.data.instructions import SFTDataReport, check_sft_records, prepare_tokenizer, render_ids
 from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError, RecipeError
 from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete, name_or_path_key
-from llm_finetune.recipes import InstructionData, LoraSpec, SFTParams
+from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
 from llm_finetune.training.job import TrainingResult, TrainJob, last_complete_checkpoint, run_entry_point
 
 ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
@@ -64,7 +59,7 @@ class CausalTrainJob(TrainJob):
     input_paths: ClassVar[dict[str, str]] = {"base_model": "base_model", "data": "validated.path"}
     base_model: str  # Hub id or local directory with model and tokenizer
     validated: ValidatedData  # checked splits from intake; the trainer reads validated.path
-    data: InstructionData  # fields, system prompt, max_length, record limits
+    data: InstructionData | QAData  # the shape (chat instructions, QA prompt/completion), max_length, limits
     output_dir: str
     lora: LoraSpec  # includes lora.quantization (QLoRA)
     params: SFTParams
@@ -148,24 +143,28 @@ def check_packing(base_model: str, params: SFTParams) -> None:
 
 
 def load_base_model(base_model: str, lora: LoraSpec, *, precision: str = "fp32",
-                    activation_checkpointing: bool = False):
+                    activation_checkpointing: bool = False, auto_class=None, **model_kwargs):
     """The base model to train: fp32; for LoRA under bf16 precision its frozen weights in bf16 (half the memory; peft
     keeps the adapters fp32); for QLoRA with 4-bit linear layers, frozen and prepared for adapter training.
-    A full fine-tune keeps fp32 weights whatever the precision: bf16 is then autocast compute only."""
+    A full fine-tune keeps fp32 weights whatever the precision: bf16 is then autocast compute only.
+    `auto_class` (default AutoModelForCausalLM) and `model_kwargs` (num_labels, ...) go to from_pretrained."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    auto_class = auto_class or AutoModelForCausalLM
     q = lora.quantization
     if not q.load_in_4bit:
         frozen_bf16 = lora.enabled and resolve_precision(precision) == "bf16"
-        return AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
+        return auto_class.from_pretrained(base_model, dtype=torch.bfloat16 if frozen_bf16 else torch.float32,
+                                          **model_kwargs)
 
     from peft import prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig
 
     device = int(os.environ.get("LOCAL_RANK", "0")) if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(
+    model = auto_class.from_pretrained(
         base_model,
+        **model_kwargs,
         dtype=torch.float32,
         device_map={"": device},
         quantization_config=BitsAndBytesConfig(
@@ -341,8 +340,8 @@ def merge_adapter(base_model: str, adapter_dir: str | Path, batch: dict,
 # Training
 
 
-def causal_job(base_model: str, validated: ValidatedData, data: InstructionData, lora: LoraSpec, params: SFTParams,
-               work_dir: str | Path) -> CausalTrainJob:
+def causal_job(base_model: str, validated: ValidatedData, data: InstructionData | QAData, lora: LoraSpec,
+               params: SFTParams, work_dir: str | Path) -> CausalTrainJob:
     """The job, in a folder named by the fingerprint of base model, checked data and every setting."""
     key = fingerprint("causal-sft-v1", name_or_path_key(base_model), validated.fingerprint, data, lora, params)
     return CausalTrainJob(base_model=base_model, validated=validated, data=data, lora=lora, params=params,
@@ -367,7 +366,7 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     tokenizer = load_tokenizer(job.base_model)
     report = check_sft_records(job.validated, job.data, tokenizer)  # raises before the model is loaded
     check_packing(job.base_model, job.params)
-    train_dataset = instruction_dataset(job.validated, "train", job.data, job.data.max_train_records)
+    train_dataset = sft_examples(job.validated, "train", job.data, tokenizer, job.data.max_train_records)
     model = load_base_model(job.base_model, job.lora, precision=job.params.precision,
                             activation_checkpointing=job.params.activation_checkpointing)
     trainer = build_trainer(job, model, tokenizer, train_dataset, callbacks)

@@ -21,7 +21,8 @@ def test_deployments_load_their_flows_with_recipe_forms():
         recipe_type = schema["properties"]["recipe"]["$ref"].rsplit("/", 1)[1]
         assert recipe_type in ("SummarizationRecipe", "InstructionRecipe", "ChatInferenceRecipe",
                                "InstructionProbeRecipe", "TextToImageCountingRecipe", "DialogsumPipelineRecipe",
-                               "ContinuedPretrainingRecipe", "CodePretrainingRecipe")
+                               "ContinuedPretrainingRecipe", "CodePretrainingRecipe", "ClassificationRecipe",
+                               "QARecipe", "SentimentComparisonRecipe")
         if recipe_type == "ChatInferenceRecipe":  # no training data: prompt suites
             suite_fields = schema["definitions"]["PromptSuiteSpec"]["properties"]
             assert "s3://" in suite_fields["path"]["description"]

@@ -136,3 +136,13 @@ def test_generation_settings_are_range_checked_and_named(tmp_path):
         load_recipe(path)
     assert "field 'evaluation.generation.max_new_tokens': Input should be greater than or equal to 1" in str(err.value)
     assert "field 'evaluation.num_beams': Extra inputs are not permitted" in str(err.value)
+
+
+def test_overrides_reach_into_named_sections_of_a_dict():
+    from llm_finetune.recipes import SentimentComparisonRecipe
+
+    path = REPO / "recipes" / "sentiment_comparison_tiny.yaml"
+    recipe = load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.model.tiny.hidden_size=32", "seeds=[4]"])
+    assert recipe.arms["gpt2"].model.tiny.hidden_size == 32 and recipe.seeds == [4]
+    with pytest.raises(RecipeError, match="unknown recipe key 'arms.gpt2.modle'; did you mean 'arms.gpt2.model'"):
+        load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.modle.tiny.hidden_size=32"])

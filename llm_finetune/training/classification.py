@@ -1,0 +1,264 @@
+"""Sequence classification (text -> label) with transformers' Trainer: a full fine-tune, or LoRA (optionally on a
+4-bit base) with the classification head trained in full; dynamic padding and length-grouped batches; resumable;
+saves a plain, servable model (adapters merged into a full-precision reload of the base).
+
+    python -m llm_finetune.training.classification --job job.json
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+
+
+from llm_finetune.data.classification import TruncationRule, classification_dataset, label_ids
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.errors import MergeError
+from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.recipes import ClassificationData, LoraSpec, TrainerParams
+from llm_finetune.training.job import (
+    MODEL_DIR,
+    RESULT_FILE,
+    TrainingResult,
+    TrainJob,
+    finished_result,
+    last_complete_checkpoint,
+    run_entry_point,
+)
+
+ADAPTER_DIR, CHECKPOINTS_DIR = "adapter", "checkpoints"
+MERGE_TOLERANCE = 1e-3
+
+
+class ClassificationTrainingResult(TrainingResult):
+    precision: Literal["fp32", "bf16"]
+    trainable_parameters: int
+    total_parameters: int
+    records: int
+    truncated_records: int  # texts longer than max_length, cut by data.truncation
+    quantized_layers: int  # 4-bit linear layers (QLoRA), 0 otherwise
+    merge_max_abs_diff: float | None  # merged vs base+adapter logits (LoRA only)
+
+
+class ClassificationTrainJob(TrainJob):
+    """Everything a classification training process needs (JSON: crosses a process or container boundary)."""
+
+    entry_module: ClassVar[str] = "llm_finetune.training.classification"
+    input_paths: ClassVar[dict[str, str]] = {"base_model": "base_model", "data": "validated.path"}
+    result_type: ClassVar[type[TrainingResult]] = ClassificationTrainingResult
+    base_model: str
+    validated: ValidatedData
+    data: ClassificationData
+    lora: LoraSpec
+    params: TrainerParams
+
+    @property
+    def nproc_per_node(self) -> int:
+        return self.params.nproc_per_node
+
+
+def classification_job(base_model: str, validated: ValidatedData, data: ClassificationData, lora: LoraSpec,
+                       params: TrainerParams, work_dir: str | Path) -> ClassificationTrainJob:
+    """The job, in a folder named by the fingerprint of base model, checked data and every setting."""
+    key = fingerprint("classification-v1", name_or_path_key(base_model), validated.fingerprint, data, lora, params)
+    return ClassificationTrainJob(base_model=base_model, validated=validated, data=data, lora=lora, params=params,
+                                  output_dir=str(Path(work_dir) / "runs" / key))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizer, model, trainer
+
+
+def load_classifier_tokenizer(name_or_path: str):
+    """The tokenizer, right-padded, with a pad token: GPT-2 has none, so it pads with EOS (as the Hugging Face
+    text-classification example does; the classifier reads the last non-pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def head_kwargs(data: ClassificationData, tokenizer) -> dict:
+    """from_pretrained settings of a classification head for the recipe's labels."""
+    id2label, label2id = label_ids(data)
+    return {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id,
+            "pad_token_id": tokenizer.pad_token_id}
+
+
+def load_classifier(base_model: str, data: ClassificationData, lora: LoraSpec, tokenizer, precision: str):
+    """The model to train: base + a new head (seeded by the caller), 4-bit when asked, with LoRA adapters when
+    enabled (the head is then trained in full through peft's modules_to_save)."""
+    import transformers
+    from transformers import AutoModelForSequenceClassification
+
+    from llm_finetune.training.causal_lm import keep_4bit_layers_differentiable, load_base_model
+
+    transformers.logging.set_verbosity_error()  # "score.weight newly initialized": expected, it is the new head
+    model = load_base_model(base_model, lora, precision=precision, auto_class=AutoModelForSequenceClassification,
+                            **head_kwargs(data, tokenizer))
+    quantized = keep_4bit_layers_differentiable(model) if lora.quantization.load_in_4bit else 0
+    if lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha,
+                                                 lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                                                 bias="none"))
+    return model, quantized
+
+
+def collator(tokenizer, data: ClassificationData, pad_to_max_length: bool):
+    """Pads each batch to its longest record, or (the seed scripts' way) every record to max_length."""
+    from transformers import DataCollatorWithPadding
+
+    if pad_to_max_length:
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=data.max_length)
+    return DataCollatorWithPadding(tokenizer)
+
+
+def training_arguments(output_dir: str | Path, p: TrainerParams, precision: str):
+    """TrainingArguments of a Trainer run (classification, extractive QA); checkpoints under output_dir."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(Path(output_dir) / CHECKPOINTS_DIR),
+        num_train_epochs=p.epochs,
+        max_steps=p.max_steps,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.per_device_train_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation_steps,
+        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
+        weight_decay=p.weight_decay,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=p.save_total_limit,
+        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+        seed=p.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Merge (LoRA) and the served model folder
+
+
+def logits(model, batch: dict):
+    import torch
+
+    with torch.no_grad():
+        return model(**batch).logits.float()
+
+
+def merge_classifier(base_model: str, adapter_dir: Path, head: dict, batch: dict):
+    """Base (full precision) + adapter merged into plain weights; MergeError unless the merged model computes what
+    base + adapter compute."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(base_model, dtype=torch.float32, **head)
+    adapted = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    expected = logits(adapted, batch)
+    merged = adapted.merge_and_unload()
+    diff = float((logits(merged, batch) - expected).abs().max())
+    if diff > MERGE_TOLERANCE:
+        raise MergeError(f"the merged classifier diverges from base+adapter: max |logit difference| {diff:.2e}")
+    return merged, diff
+
+
+def write_serving_file(model_dir: Path, kind: str, **settings) -> None:
+    """The served kind and the settings serving must share with training (read by llm_finetune.serving.kinds)."""
+    from llm_finetune.serving.kinds import SERVING_FILE
+
+    (model_dir / SERVING_FILE).write_text(json.dumps({"kind": kind, **settings}, indent=2))
+
+
+def common_result(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
+    """The TrainingResult fields every Trainer-based entry point reports the same way."""
+    return dict(
+        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
+        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                    if "loss" in h and "step" in h],
+        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
+        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
+        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0)
+
+
+def complete_run(out: Path, tokenizer, result: TrainingResult, kind: str, **serving) -> None:
+    """After the weights are in out/model: the tokenizer, the serving file, the result; then mark it complete."""
+    model_dir = out / MODEL_DIR
+    tokenizer.save_pretrained(model_dir)
+    write_serving_file(model_dir, kind, **serving)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
+
+
+def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None) -> ClassificationTrainingResult:
+    """Train, or resume, or (when a finished model is already there) return the finished result."""
+    from dataclasses import asdict
+
+    from transformers import Trainer, set_seed
+
+    from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts, resolve_precision
+
+    out = Path(job.output_dir)
+    model_dir = out / MODEL_DIR
+    if (finished := finished_result(out, ClassificationTrainingResult)) is not None:
+        return finished
+
+    set_seed(job.params.seed)  # also seeds the new head
+    precision = resolve_precision(job.params.precision)
+    tokenizer = load_classifier_tokenizer(job.base_model)
+    train = classification_dataset(job.validated, "train", job.data, tokenizer, job.data.max_train_records)
+    truncated = sum(train["truncated"])
+    train = train.remove_columns(["truncated"])
+    model, quantized = load_classifier(job.base_model, job.data, job.lora, tokenizer, precision)
+    trainer = Trainer(model=model, args=training_arguments(job.output_dir, job.params, precision), train_dataset=train,
+                      data_collator=collator(tokenizer, job.data, job.params.pad_to_max_length),
+                      processing_class=tokenizer, callbacks=callbacks)
+    counter = TrainingTokenCounter(trainer.model)
+
+    resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    runtime = time.perf_counter() - start
+
+    trainable, total = parameter_counts(trainer.model)
+    result = ClassificationTrainingResult(
+        **common_result(trainer, output, counter, runtime, resume, model_dir), precision=precision, trainable_parameters=trainable, total_parameters=total, records=len(train),
+        truncated_records=truncated, quantized_layers=quantized, merge_max_abs_diff=None,
+    )
+    if not trainer.is_world_process_zero():
+        return result
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    if job.lora.enabled:
+        trainer.save_model(str(out / ADAPTER_DIR))
+        batch = collator(tokenizer, job.data, False)([{"input_ids": r["input_ids"], "attention_mask":
+                                                       r["attention_mask"]} for r in train.select(range(4))])
+        merged, result.merge_max_abs_diff = merge_classifier(job.base_model, out / ADAPTER_DIR,
+                                                             head_kwargs(job.data, tokenizer), batch)
+        merged.save_pretrained(model_dir)
+    else:
+        trainer.save_model(str(model_dir))
+    complete_run(out, tokenizer, result, "text-classification", truncation=asdict(TruncationRule.of(job.data)))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_entry_point(ClassificationTrainJob, train_classifier, argv)
+
+
+if __name__ == "__main__":
+    main()
