@@ -55,5 +55,5 @@ class SageMakerJobError(RuntimeError):
     """A SageMaker job ended Failed or Stopped; the message carries the job's FailureReason."""
 
 
-class RegistryLookupError(LookupError):
+class RegistryLookupError(RecipeError, LookupError):
     """A registered model, version or alias a recipe names does not exist."""

@@ -19,19 +19,13 @@ def bundled_model_path(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def parse_models_uri(uri: str) -> tuple[str, str]:
-    """models:/<name>@<alias> -> (name, alias)."""
-    name, _, alias = uri.removeprefix("models:/").partition("@")
-    if not uri.startswith("models:/") or not name or not alias:
-        raise ValueError(f"expected models:/<name>@<alias>, got {uri!r}")
-    return name, alias
-
-
 def registered_model_path(uri: str, tracking_uri: str, cache_root: str | Path) -> Path:
-    """The model folder of the version an alias points at (it must be approved), downloaded once."""
-    from llm_finetune.registry.mlflow_registry import download_approved_model, resolve_alias
+    """The model folder of the version `models:/<name>@<alias>` points at (it must be approved), downloaded once."""
+    from llm_finetune.registry.mlflow_registry import MODEL_URI, download_approved_model, resolve_version
 
-    name, alias = parse_models_uri(uri)
-    version = resolve_alias(tracking_uri, name, alias)
-    return download_approved_model(tracking_uri, name, version.version,
-                                   Path(cache_root) / "registered" / f"{name}-v{version.version}")
+    match = MODEL_URI.fullmatch(uri)
+    if not match or not match["alias"]:
+        raise ValueError(f"expected models:/<name>@<alias>, got {uri!r}")
+    version = resolve_version(tracking_uri, match["name"], alias=match["alias"])
+    return download_approved_model(tracking_uri, version.name, version.version,
+                                   Path(cache_root) / "registered" / f"{version.name}-v{version.version}")

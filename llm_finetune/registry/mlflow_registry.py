@@ -268,21 +268,6 @@ def recorded_decision(tracking_uri: str, name: str, version: str) -> ApprovalDec
     )
 
 
-def resolve_alias(tracking_uri: str, name: str, alias: str) -> RegisteredModelVersion:
-    """The version `alias` points at; RegistryLookupError saying what to do when there is none."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client(tracking_uri)
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise RegistryLookupError(
-            f"registered model '{name}' has no version with alias '{alias}' in {tracking_uri}: run (and approve) "
-            f"the flow that registers '{name}' first, or give the base model by name_or_path") from None
-    return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source,
-                                  reused=True)
-
-
 def require_approved(tracking_uri: str, name: str, version: str) -> None:
     status = approval_status(tracking_uri, name, version)
     if status != "approved":
@@ -311,16 +296,18 @@ def download_model_version(tracking_uri: str, name: str, version: str, dst: str 
 
 def resolve_version(tracking_uri: str, name: str, version: str | None = None,
                     alias: str | None = None) -> RegisteredModelVersion:
-    """The registered version by number or alias; a missing model, version or alias is a RecipeError naming it."""
+    """The registered version by number or alias; a missing model, version or alias is a RegistryLookupError (a
+    RecipeError) naming it and what to do."""
     from mlflow.exceptions import MlflowException
 
     client = _client(tracking_uri)
     try:
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except MlflowException:
-        wanted = f"alias '{alias}'" if alias else f"version {version}"
-        raise RecipeError(f"registered model '{name}' has no {wanted} in {tracking_uri}: register (and approve) one "
-                          "first, or point the recipe at another model or endpoint") from None
+        wanted = f"version with alias '{alias}'" if alias else f"version {version}"
+        raise RegistryLookupError(
+            f"registered model '{name}' has no {wanted} in {tracking_uri}: run (and approve) the flow that "
+            f"registers '{name}' first, or point the recipe at another model or endpoint") from None
     return RegisteredModelVersion(name=name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source)
 
 
