@@ -22,7 +22,13 @@ from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError, RecipeError
 from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete, name_or_path_key
 from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
-from llm_finetune.training.job import TrainingResult, TrainJob, last_complete_checkpoint, run_entry_point
+from llm_finetune.training.job import (
+    TrainingResult,
+    TrainJob,
+    last_complete_checkpoint,
+    run_entry_point,
+    trainer_arguments,
+)
 
 ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
@@ -193,35 +199,17 @@ def lora_config(lora: LoraSpec):
 
 
 def sft_config(job: CausalTrainJob, precision: str):
-    import torch
     from trl import SFTConfig
 
     p = job.params
     return SFTConfig(
-        output_dir=str(Path(job.output_dir) / CHECKPOINTS_DIR),
-        num_train_epochs=p.epochs,
-        max_steps=p.max_steps,
-        learning_rate=p.learning_rate,
-        per_device_train_batch_size=p.per_device_train_batch_size,
-        gradient_accumulation_steps=p.gradient_accumulation_steps,
-        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
-        weight_decay=p.weight_decay,
-        logging_steps=p.logging_steps,
-        save_strategy="steps",
-        save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit,
-        seed=p.seed,
+        **trainer_arguments(job.output_dir, p, precision),
         max_length=job.data.max_length,
         completion_only_loss=p.completion_only_loss,
         packing=p.packing,
         packing_strategy="bfd",  # padding-free; with use_cache=False (TRL sets it) records stay separate on CPU too
-        use_cpu=not torch.cuda.is_available(),
-        bf16=precision == "bf16",
         fp16=False,
         activation_checkpointing=p.activation_checkpointing,
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
     )
 
 

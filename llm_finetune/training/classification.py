@@ -22,11 +22,12 @@ from llm_finetune.recipes import ClassificationData, LoraSpec, TrainerParams
 from llm_finetune.training.job import (
     MODEL_DIR,
     RESULT_FILE,
-    TrainingResult,
-    TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
+    trainer_arguments,
+    TrainingResult,
+    TrainJob,
 )
 
 ADAPTER_DIR, CHECKPOINTS_DIR = "adapter", "checkpoints"
@@ -123,30 +124,10 @@ def collator(tokenizer, data: ClassificationData, pad_to_max_length: bool):
 
 def training_arguments(output_dir: str | Path, p: TrainerParams, precision: str):
     """TrainingArguments of a Trainer run (classification, extractive QA); checkpoints under output_dir."""
-    import torch
     from transformers import TrainingArguments
 
-    return TrainingArguments(
-        output_dir=str(Path(output_dir) / CHECKPOINTS_DIR),
-        num_train_epochs=p.epochs,
-        max_steps=p.max_steps,
-        learning_rate=p.learning_rate,
-        per_device_train_batch_size=p.per_device_train_batch_size,
-        gradient_accumulation_steps=p.gradient_accumulation_steps,
-        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
-        weight_decay=p.weight_decay,
-        logging_steps=p.logging_steps,
-        save_strategy="steps",
-        save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit,
-        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
-        seed=p.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=precision == "bf16",
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-    )
+    return TrainingArguments(**trainer_arguments(output_dir, p, precision),
+                             train_sampling_strategy="group_by_length" if p.group_by_length else "random")
 
 
 # ---------------------------------------------------------------------------------------------------------------

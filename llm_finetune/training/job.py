@@ -88,6 +88,34 @@ def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: Train
     mark_complete(model_dir)
 
 
+def trainer_arguments(output_dir: str | Path, p, precision: str) -> dict:
+    """The TrainingArguments every Trainer-based entry point shares, from its params (epochs, max_steps,
+    learning_rate, batch size, warmup: a fraction of all steps if < 1 else steps, weight_decay, logging, checkpoint
+    cadence, seed); checkpoints under output_dir/checkpoints, on the GPU when there is one."""
+    import torch
+
+    return dict(
+        output_dir=str(Path(output_dir) / CHECKPOINTS_DIR),
+        num_train_epochs=p.epochs,
+        max_steps=p.max_steps,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.per_device_train_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation_steps,
+        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),
+        weight_decay=p.weight_decay,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=p.save_total_limit,
+        seed=p.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
 def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     """Newest checkpoint-N that has both trainer state and weights (a run killed mid-save leaves partial ones).
 

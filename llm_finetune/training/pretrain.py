@@ -24,12 +24,13 @@ from llm_finetune.training.causal_lm import (
 )
 from llm_finetune.training.job import (
     MODEL_DIR,
-    TrainingResult,
-    TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
     save_trained_model,
+    trainer_arguments,
+    TrainingResult,
+    TrainJob,
 )
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -72,33 +73,11 @@ class BlockCollator:
 
 
 def training_arguments(job: PretrainJob, precision: str):
-    import torch
     from transformers import TrainingArguments
 
     p = job.params
-    return TrainingArguments(
-        output_dir=str(Path(job.output_dir) / CHECKPOINTS_DIR),
-        num_train_epochs=p.epochs,
-        max_steps=p.max_steps,
-        learning_rate=p.learning_rate,
-        lr_scheduler_type=p.lr_scheduler_type,
-        warmup_steps=p.warmup if p.warmup < 1 else int(p.warmup),  # < 1: a fraction of all steps
-        weight_decay=p.weight_decay,
-        per_device_train_batch_size=p.per_device_train_batch_size,
-        gradient_accumulation_steps=p.gradient_accumulation_steps,
-        logging_steps=p.logging_steps,
-        save_strategy="steps",
-        save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit,
-        seed=p.seed,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=precision == "bf16",
-        activation_checkpointing=p.activation_checkpointing,
-        remove_unused_columns=False,
-        eval_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-    )
+    return TrainingArguments(**trainer_arguments(job.output_dir, p, precision), lr_scheduler_type=p.lr_scheduler_type,
+                             activation_checkpointing=p.activation_checkpointing, remove_unused_columns=False)
 
 
 def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> PretrainingResult:

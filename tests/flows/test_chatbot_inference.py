@@ -141,5 +141,6 @@ def test_bad_input_fails_before_any_endpoint_work(tmp_path):
     with pytest.raises(RecipeError, match="endpoint.token_env names the environment variable NO_SUCH_TOKEN"):
         chatbot_inference(recipe=recipe(tmp_path, "endpoint.registered_model=null", "endpoint.url=http://x",
                                         "endpoint.token_env=NO_SUCH_TOKEN"))
-    with pytest.raises(RecipeError, match=r"registered model 'dolly-llama2-tiny' has no version with alias 'champion' in sqlite"):
+    with pytest.raises(RecipeError, match=r"registered model 'dolly-llama2-tiny' has no version with alias "
+                                          r"'champion' in sqlite"):
         chatbot_inference(recipe=recipe(tmp_path))

@@ -44,3 +44,18 @@ def test_generative_falcon_refuses_packing():
     with pytest.raises(ValidationError, match="packed Falcon batches"):
         QARecipe.model_validate({**recipe.model_dump(), "generative": {
             **recipe.generative.model_dump(), "training": {**recipe.generative.training.model_dump(), "packing": True}}})
+
+
+def test_gpt2_arm_starts_from_the_continued_pretraining_base(tmp_path):
+    """Arm (a) offline is the very model continued pretraining starts from, so arm (b) differs only by pretraining."""
+    from llm_finetune.models.base import base_model_path
+    from llm_finetune.models.gpt2 import build_gpt2
+    from llm_finetune.recipes import ContinuedPretrainingRecipe
+
+    pretrain = load_recipe(REPO / "recipes" / "continued_pretraining_gpt2_tiny.yaml", ContinuedPretrainingRecipe)
+    for recipe in (load_recipe(REPO / "recipes" / "imdb_sentiment_gpt2_tiny.yaml", ClassificationRecipe),
+                   load_recipe(REPO / "recipes" / "sentiment_comparison_tiny.yaml",
+                               SentimentComparisonRecipe).arm_recipe("gpt2", seed=1)):
+        arm_base = base_model_path(recipe.model, recipe.data, None, tmp_path)
+        assert arm_base == str(build_gpt2(pretrain.model.config, [], tmp_path, corpus_key="unused"))
+        assert (tmp_path / arm_base / "model.safetensors").exists()
