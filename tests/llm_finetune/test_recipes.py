@@ -142,7 +142,7 @@ def test_overrides_reach_into_named_sections_of_a_dict():
     from llm_finetune.recipes import SentimentComparisonRecipe
 
     path = REPO / "recipes" / "sentiment_comparison_tiny.yaml"
-    recipe = load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.model.tiny.hidden_size=32", "seeds=[4]"])
-    assert recipe.arms["gpt2"].model.tiny.hidden_size == 32 and recipe.seeds == [4]
+    recipe = load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.model.gpt2.n_embd=32", "seeds=[4]"])
+    assert recipe.arms["gpt2"].model.gpt2.n_embd == 32 and recipe.seeds == [4]
     with pytest.raises(RecipeError, match="unknown recipe key 'arms.gpt2.modle'; did you mean 'arms.gpt2.model'"):
         load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.modle.tiny.hidden_size=32"])
