@@ -62,15 +62,19 @@ def training_job_request(
     for _, source in channels:
         source["S3DataSource"].setdefault("S3DataDistributionType", "FullyReplicated")
         source["S3DataSource"].pop("CompressionType", None)  # training channels compress per channel, not source
+    algorithm = {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"}
+    if spec.metric_definitions:
+        algorithm["MetricDefinitions"] = [dict(m) for m in spec.metric_definitions]
     return {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
-        "AlgorithmSpecification": {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": algorithm,
         "HyperParameters": params,
         "InputDataConfig": [{"ChannelName": name, "DataSource": source} for name, source in channels],
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 256},
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "EnableNetworkIsolation": True,  # as the SDK sends JumpStart jobs: the weights come as a channel
         "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}],
     }
 
@@ -83,6 +87,7 @@ def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_
                  "ModelDataSource": {"S3DataSource": _weights_source(model_data_uri or spec.inference_model_uri,
                                                                      spec.requires_eula)}}
     return {"ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
+            "EnableNetworkIsolation": True,
             "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]}
 
 
@@ -182,4 +187,5 @@ def resolve_jumpstart_spec(model_id: str, model_version: str = "*", *, region: s
         training_model_uri=model_uris.retrieve(model_scope="training", **ids) if trainable else None,
         training_script_uri=script_uris.retrieve(script_scope="training", **ids) if trainable else None,
         default_hyperparameters=hyperparameters.retrieve_default(**ids) if trainable else {},
+        metric_definitions=[{"Name": m["Name"], "Regex": m["Regex"]} for m in getattr(specs, "metrics", None) or []],
     )

@@ -531,12 +531,14 @@ def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob,
 
 
 def _model_only_result(staging: Path, out: Path, description: dict) -> TrainingResult:
-    """The model folder of a job whose script reports nothing of ours: steps and tokens unknown (0), the loss and
-    run time from the job's description (FinalMetricDataList, TrainingTimeInSeconds)."""
+    """The model folder of a job whose script reports nothing of ours: steps and tokens unknown (0), the training
+    loss and run time from the job's description (a FinalMetricDataList metric named *train*loss*,
+    TrainingTimeInSeconds)."""
     model_dir = out / MODEL_DIR
     shutil.rmtree(model_dir, ignore_errors=True)
     staging.replace(model_dir)
-    losses = [m["Value"] for m in description.get("FinalMetricDataList", []) if "loss" in m["MetricName"].lower()]
+    metrics = {m["MetricName"].lower(): m["Value"] for m in description.get("FinalMetricDataList", [])}
+    losses = [v for k, v in metrics.items() if "train" in k and "loss" in k]
     result = TrainingResult(model_dir=str(model_dir), global_step=0, train_loss=losses[0] if losses else None,
                             loss_curve=[], resumed_from_checkpoint=None,
                             train_runtime_s=float(description.get("TrainingTimeInSeconds", 0)), real_tokens=0,

@@ -31,6 +31,10 @@ class JumpStartSpec(BaseModel):
         default_factory=dict, description="Resolved: the fine-tune's default hyperparameters; the recipe's training "
         "settings are merged over them where JumpStart has a hyperparameter for them")
 
+    metric_definitions: list[dict[str, str]] = Field(
+        default_factory=list, description="Resolved: the fine-tune's metrics ({Name, Regex} on its log), sent as "
+        "MetricDefinitions so the job reports them (FinalMetricDataList)")
+
     def training_problems(self) -> list[str]:
         """Resolved fields a fine-tune needs that are missing (named as recipe fields)."""
         return [f"sagemaker.jumpstart.{name}" for name in ("training_image_uri", "training_model_uri",
