@@ -10,8 +10,15 @@ Stopped the error carries the job's FailureReason. botocore retries throttling a
 (llm_finetune.aws). A re-run attaches to a job of the same fingerprint that is running or done instead of launching
 another. A flow cancelled while waiting stops the job.
 
+JumpStart (recipe `sagemaker.jumpstart`): the job runs JumpStart's image, training script and base weights instead of
+the project's trainer; the job's records go as JumpStart's instruction data (train.jsonl + template.json, see
+llm_finetune.jumpstart) with the recipe's settings as JumpStart hyperparameters; instances, limits, spot, checkpoints,
+polling, cost guard and FailureReason are handled as for any job. Its model.tar.gz holds only the model, which becomes
+<output>/model with a result from the job's description.
+
 When the API endpoint is a local stand-in (a loopback URL: moto, which marks jobs complete without running them),
-llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract.
+llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract
+(for a JumpStart job: this project's trainer in place of JumpStart's script, which is out of its reach).
 
 Why plain boto3 and not the sagemaker SDK's ModelTrainer: CreateTrainingJob / DescribeTrainingJob are versioned service
 APIs that botocore keeps working, while the SDK's v2 -> v3 change removed the estimators outright and ModelTrainer
@@ -469,9 +476,17 @@ def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsCl
                            on_estimate: Callable[[CostEstimate], None] | None = None) -> TrainingResult:
     """Train as a SageMaker training job (or reuse the finished local result); the model lands in job.output_dir as
     after a local run. Raises CostLimitError before launching above max_cost_usd, SageMakerJobError if the job ends
-    Failed or Stopped."""
+    Failed or Stopped. With spec.jumpstart the job is a JumpStart fine-tune of the job's data, in
+    <output_dir>-jumpstart-<spec hash> (its fingerprint)."""
     if spec.jumpstart is not None:  # another trainer: its own folder, so neither run's result is taken for the other's
         job = job.model_copy(update={"output_dir": f"{job.output_dir}-jumpstart-{fingerprint(spec.jumpstart)[:8]}"})
+        result = _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
+        return result.model_copy(update={"fingerprint": Path(job.output_dir).name})
+    return _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
+
+
+def _run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, clients: AwsClients | None,
+                            callbacks: Callbacks) -> TrainingResult:
     out = Path(job.output_dir)
     key = out.name  # the training fingerprint
     with locked(out):
@@ -496,9 +511,8 @@ def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsCl
             return request
 
         description = _run_job(clients, spec, TRAINING, job_prefix(spec, "tr", key), out / "sagemaker-stand-in",
-                               launch, spec.training, Callbacks(on_output, on_progress, on_estimate))
-        result = fetch_training_result(clients, description["ModelArtifacts"]["S3ModelArtifacts"], job, description)
-        return result if spec.jumpstart is None else result.model_copy(update={"fingerprint": key})
+                               launch, spec.training, callbacks)
+        return fetch_training_result(clients, description["ModelArtifacts"]["S3ModelArtifacts"], job, description)
 
 
 def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob,

@@ -26,13 +26,20 @@ from tests.conftest import REPO
 from tests.sagemaker_helpers import jobs_spec, jumpstart_llama, unique
 
 
+def tiny_dolly_job(work, base_model: str = "tiny-llama", *overrides: str):
+    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
+                         ["training.epochs=2", "data.max_validation_records=4", *overrides])
+    validated = load_data(recipe.data, work)
+    if base_model == "build":
+        from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
+
+        base_model = str(build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "base"))
+    return causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work)
+
+
 @pytest.fixture(scope="module")
 def dolly_job(tmp_path_factory):
-    work = tmp_path_factory.mktemp("js")
-    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
-                         ["training.epochs=2", "data.max_validation_records=4"])
-    validated = load_data(recipe.data, work)
-    return causal_job("tiny-llama", validated, recipe.data, recipe.lora, recipe.training, work)
+    return tiny_dolly_job(tmp_path_factory.mktemp("js"))
 
 
 def sent(spec, job, name):
@@ -104,3 +111,27 @@ def test_only_instruction_jobs_have_a_jumpstart_format(moto_endpoint, tmp_path):
     spec = jobs_spec(moto_endpoint, jumpstart=jumpstart_llama())
     with pytest.raises(RecipeError, match="sagemaker.jumpstart: a JumpStart fine-tune takes instruction records"):
         sent(spec, job, unique("js-t5"))
+
+
+def test_stand_in_trains_with_our_trainer_in_jumpstarts_place(moto_endpoint, tmp_path):
+    """Against the stand-in the JumpStart job cannot run JumpStart's script: this project's trainer runs on the job's
+    channels (the recipe's base model in place of JumpStart's weights), so model.tar.gz is a real fine-tuned model.
+    Its run keeps its own folder and fingerprint, apart from a run of our trainer on the same job."""
+    from llm_finetune.backends.sagemaker import run_sagemaker_training
+
+    job = tiny_dolly_job(tmp_path, "build", "training.max_steps=2", "training.logging_steps=1")
+    spec = jobs_spec(moto_endpoint, jumpstart=jumpstart_llama())
+    lines = []
+    result = run_sagemaker_training(job, spec, on_output=lines.append)
+
+    assert result.global_step == 2 and result.model_dir.startswith(f"{job.output_dir}-jumpstart-")
+    assert result.fingerprint == result.model_dir.split("/")[-2] and result.adapter_dir
+    assert any("runs this project's trainer in place of " + spec.jumpstart.training_image_uri in line
+               for line in lines)
+    sm = clients_for(spec).sagemaker
+    (summary,) = sm.list_training_jobs(NameContains=result.fingerprint)["TrainingJobSummaries"]
+    described = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    assert described["AlgorithmSpecification"]["TrainingImage"] == spec.jumpstart.training_image_uri
+    assert described["HyperParameters"]["sagemaker_program"] == "transfer_learning.py"  # what the service got
+    again = run_sagemaker_training(job, spec, on_output=lines.append)
+    assert again.reused and again.fingerprint == result.fingerprint
