@@ -326,6 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nBare loop, {'tiny quick' if args.quick else '~27M'} Llama, AdamW, {mfu_steps} steps after 1 warm-up:")
     fp32 = None
     for name, bf16 in (("fp32", False), ("bf16 autocast", True)):
+        if bf16 and not native_bf16() and not args.quick:
+            print(f"  {name:<14} skipped: bf16 is emulated on this CPU ({peak['bf16']:.1f} GFLOP/s GEMM), minutes a "
+                  "step")
+            continue
         tokens_s, n = bare_loop_tokens_per_s(args.quick, bf16, mfu_steps)
         gflops = 6 * n * tokens_s / 1e9
         fp32 = fp32 or tokens_s

@@ -16,6 +16,7 @@ from llm_finetune.data.instructions import SFTDataReport, instruction_test_cases
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.recipes import InstructionRecipe, load_recipe
 from llm_finetune.training.causal_lm import CausalTrainingResult, causal_job
+from llm_finetune.training.job import TrainingResult
 from tasks.data import check_sft_data, validate_data
 from tasks.evaluation import evaluate_instruction_models
 from tasks.models import materialize_base_model
@@ -32,7 +33,7 @@ class InstructionOutcome(ReleaseOutcome):
     data_check: SFTDataReport
     base_model: str
     validated: ValidatedData
-    training: CausalTrainingResult
+    training: CausalTrainingResult | TrainingResult  # a real JumpStart job's output: no adapter or merge check
     routing: dict[str, list[list[float]]] | None = None
 
 

@@ -3,7 +3,8 @@ test the endpoint -> stop.
 
 A nested flow: each use-case flow calls `release_model` after training and evaluation. The recipe picks where:
 `registry.sagemaker` mirrors the MLflow version as a SageMaker model package (the approval is recorded on both),
-`endpoint.target: sagemaker` serves the approved package on a SageMaker endpoint instead of a local process.
+`endpoint.target: sagemaker` serves the approved package on a SageMaker endpoint instead of a local process (in
+JumpStart's inference container when `sagemaker.jumpstart` is set).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def release_model(
     if not decision.approved:
         return outcome
     if recipe.endpoint.target == "sagemaker":
-        endpoint = deploy_sagemaker_endpoint(version, recipe.endpoint.sagemaker)
+        jumpstart = recipe.sagemaker.jumpstart if recipe.sagemaker is not None else None
+        endpoint = deploy_sagemaker_endpoint(version, recipe.endpoint.sagemaker, jumpstart)
     else:
         endpoint = deploy_local_endpoint(version, recipe.tracking_uri(), recipe.endpoint, recipe.work_dir)
     try:

@@ -8,27 +8,13 @@ Resolving a JumpStart model id needs JumpStart's S3 manifest, so a recipe carrie
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
-from pydantic import Field
+from llm_finetune.recipes.jumpstart import JumpStartSpec
 
-from llm_finetune.recipes import Strict
-
-
-class JumpStartSpec(Strict):
-    """A JumpStart model with the fields JumpStart would resolve (run `resolve_jumpstart_spec` once online)."""
-
-    model_id: str = Field(description="e.g. meta-textgeneration-llama-2-7b, huggingface-llm-falcon-7b-bf16")
-    model_version: str = "*"
-    accept_eula: bool = Field(False, description="Required for gated models (Llama 2): you accept the model's EULA")
-    requires_eula: bool = Field(False, description="Resolved: the model is gated behind a EULA")
-    inference_image_uri: str
-    inference_model_uri: str = Field(description="Resolved: s3:// of the weights to serve (prefix or tar.gz)")
-    inference_environment: dict[str, str] = Field(default_factory=dict)
-    training_image_uri: str | None = None
-    training_model_uri: str | None = Field(None, description="Resolved: s3:// prefix of the weights to fine-tune")
-    training_script_uri: str | None = Field(None, description="Resolved: s3:// tar.gz of JumpStart's training code")
-    default_hyperparameters: dict[str, str] = Field(default_factory=dict)
+__all__ = ["EulaNotAcceptedError", "JumpStartSpec", "model_request", "resolve_jumpstart_spec", "training_job_request"]
 
 
 class EulaNotAcceptedError(ValueError):
@@ -76,15 +62,19 @@ def training_job_request(
     for _, source in channels:
         source["S3DataSource"].setdefault("S3DataDistributionType", "FullyReplicated")
         source["S3DataSource"].pop("CompressionType", None)  # training channels compress per channel, not source
+    algorithm = {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"}
+    if spec.metric_definitions:
+        algorithm["MetricDefinitions"] = [dict(m) for m in spec.metric_definitions]
     return {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
-        "AlgorithmSpecification": {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": algorithm,
         "HyperParameters": params,
         "InputDataConfig": [{"ChannelName": name, "DataSource": source} for name, source in channels],
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 256},
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "EnableNetworkIsolation": True,  # as the SDK sends JumpStart jobs: the weights come as a channel
         "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}],
     }
 
@@ -97,7 +87,78 @@ def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_
                  "ModelDataSource": {"S3DataSource": _weights_source(model_data_uri or spec.inference_model_uri,
                                                                      spec.requires_eula)}}
     return {"ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
+            "EnableNetworkIsolation": True,
             "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training data in the format of JumpStart's text-generation fine-tunes
+
+TRAIN_FILE, VALIDATION_FILE, TEMPLATE_FILE = "train.jsonl", "validation.jsonl", "template.json"
+# JumpStart's instruction-tuning prompt (its example notebooks' template.json); `{...}` name the record's fields.
+PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further context. "
+            "Write a response that appropriately completes the request.")
+PROMPT = "\n\n### Instruction:\n{instruction}\n\n### Input:\n{context}\n\n"
+COMPLETION = " {response}"
+
+
+def instruction_template(system_prompt: str | None = None) -> dict[str, str]:
+    """template.json: the script builds each example as prompt.format(**record) + completion.format(**record); a
+    recipe's system prompt replaces the preamble (its braces doubled, as str.format would read them as fields)."""
+    preamble = system_prompt.replace("{", "{{").replace("}", "}}") if system_prompt else PREAMBLE
+    return {"prompt": preamble + PROMPT, "completion": COMPLETION}
+
+
+def write_instruction_data(job, folder: Path) -> dict[str, Path]:
+    """The job's checked instruction records (train, and validation when there are any) as JumpStart's instruction
+    data: <folder>/training/{train.jsonl, template.json} and <folder>/validation/{validation.jsonl, template.json},
+    each record {"instruction", "context", "response"} from the recipe's field names. Returns channel -> folder."""
+    data = job.data
+    limits = {"train": data.max_train_records, "validation": data.max_validation_records}
+    template = json.dumps(instruction_template(data.system_prompt), indent=2)
+    channels = {}
+    for split, channel, name in (("train", "training", TRAIN_FILE), ("validation", "validation", VALIDATION_FILE)):
+        if not job.validated.num_records.get(split):
+            continue
+        out = folder / channel
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / name, "w", encoding="utf-8") as f:
+            for record in job.validated.load(split, limits[split]):
+                context = record.get(data.context_field) if data.context_field else None
+                row = {"instruction": record[data.instruction_field], "context": context or "",
+                       "response": record[data.response_field]}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (out / TEMPLATE_FILE).write_text(template)
+        channels[channel] = out
+    return channels
+
+
+def instruction_hyperparameters(spec: JumpStartSpec, job) -> dict[str, str]:
+    """The recipe's training settings as JumpStart hyperparameters. `instruction_tuned`, `epoch` and `learning_rate`
+    always; the others only where the model's defaults name them (JumpStart's script rejects names it lacks). Epochs
+    are whole in JumpStart; max_steps has no JumpStart counterpart."""
+    params, lora = job.params, job.lora
+    values = {"instruction_tuned": "True", "epoch": str(max(1, round(params.epochs))),
+              "learning_rate": str(params.learning_rate)}
+    optional = {"per_device_train_batch_size": params.per_device_train_batch_size,
+                "gradient_accumulation_steps": params.gradient_accumulation_steps, "seed": params.seed,
+                "max_input_length": job.data.max_length}
+    if lora.enabled:
+        optional |= {"lora_r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout}
+    values |= {k: str(v) for k, v in optional.items() if k in spec.default_hyperparameters}
+    return values
+
+
+def training_data(spec: JumpStartSpec, job, folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """The job's data in JumpStart's format and the hyperparameters that go with it, by the job's data shape. Only
+    instruction data has a JumpStart format here; other jobs get a RecipeError naming what to change."""
+    from llm_finetune.errors import RecipeError
+    from llm_finetune.recipes import InstructionData
+
+    if isinstance(getattr(job, "data", None), InstructionData) and hasattr(job, "validated"):
+        return write_instruction_data(job, folder), instruction_hyperparameters(spec, job)
+    raise RecipeError(f"sagemaker.jumpstart: a JumpStart fine-tune takes instruction records here, not a "
+                      f"{type(job).__name__}; remove sagemaker.jumpstart or train with this project's trainer")
 
 
 def resolve_jumpstart_spec(model_id: str, model_version: str = "*", *, region: str | None = None,
@@ -126,4 +187,5 @@ def resolve_jumpstart_spec(model_id: str, model_version: str = "*", *, region: s
         training_model_uri=model_uris.retrieve(model_scope="training", **ids) if trainable else None,
         training_script_uri=script_uris.retrieve(script_scope="training", **ids) if trainable else None,
         default_hyperparameters=hyperparameters.retrieve_default(**ids) if trainable else {},
+        metric_definitions=[{"Name": m["Name"], "Regex": m["Regex"]} for m in getattr(specs, "metrics", None) or []],
     )

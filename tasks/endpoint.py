@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 
 from llm_finetune.aws import sagemaker_client
 from llm_finetune.errors import ApprovalRequiredError
-from llm_finetune.recipes import EndpointSpec, SageMakerEndpointSpec
+from llm_finetune.recipes import EndpointSpec, JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, download_approved_model
 from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
 from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, delete_endpoint, deploy_model_package
@@ -34,14 +34,17 @@ def deploy_local_endpoint(
 
 
 @task(name="deploy-sagemaker-endpoint", retries=2, retry_delay_seconds=[10, 30])
-def deploy_sagemaker_endpoint(version: RegisteredModelVersion, spec: SageMakerEndpointSpec) -> SageMakerEndpointHandle:
-    """Serve the version's model package on a SageMaker endpoint (refused unless the package is Approved); an
-    endpoint of the same name already up is updated in place. Waits until it is InService."""
+def deploy_sagemaker_endpoint(version: RegisteredModelVersion, spec: SageMakerEndpointSpec,
+                              jumpstart: JumpStartSpec | None = None) -> SageMakerEndpointHandle:
+    """Serve the version's model package on a SageMaker endpoint (refused unless the package is Approved), in
+    JumpStart's inference container when the recipe sets sagemaker.jumpstart; an endpoint of the same name already up
+    is updated in place. Waits until it is InService."""
     if version.model_package_arn is None:
         raise ApprovalRequiredError(f"'{version.name}' version {version.version} has no SageMaker model package: "
                                     "set registry.sagemaker to deploy to SageMaker")
     handle = deploy_model_package(sagemaker_client(), version.model_package_arn, spec,
-                                  endpoint_name=spec.endpoint_name or version.name, version=version.version)
+                                  endpoint_name=spec.endpoint_name or version.name, version=version.version,
+                                  jumpstart=jumpstart)
     get_run_logger().info("SageMaker endpoint %s %s to %s (model package %s)", handle.endpoint_name,
                           "updated" if handle.updated else "serving", handle.model_name, handle.model_package_arn)
     return handle

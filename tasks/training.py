@@ -42,7 +42,8 @@ def train_model(job: TrainJob, sagemaker: SageMakerSpec | None = None) -> Traini
                                         on_estimate=publish_cost_estimate)
     else:
         result = run_training_process(job, on_progress=report, on_output=logger.info)
-    result = result.model_copy(update={"fingerprint": Path(job.output_dir).name})
+    # A JumpStart fine-tune reports its own fingerprint (the trainer differs from the job's).
+    result = result.model_copy(update={"fingerprint": result.fingerprint or Path(job.output_dir).name})
     update_progress_artifact(artifact_id, 100.0, description=f"step {result.global_step} / {result.global_step}")
     if result.reused:
         logger.info("reused finished model %s", result.model_dir)

@@ -61,3 +61,20 @@ def tiny_seq2seq_inputs(work: Path, max_train_records: int = 32) -> dict:
     base = build_tiny_t5_for_summarization(recipe.model.tiny, recipe.data, validated, work / "models")
     prepared = prepare_summarization_dataset(recipe.data, validated, str(base), work / "datasets")
     return {"recipe": recipe, "validated": validated, "base": str(base), "prepared": prepared}
+
+
+JUMPSTART_RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dolly_llama2_7b_jumpstart.yaml"
+
+
+def jumpstart_llama():
+    """The shipped JumpStart Llama-2-7B spec (resolved fields written out), its EULA accepted."""
+    from llm_finetune.recipes import InstructionRecipe, load_recipe
+
+    recipe = load_recipe(JUMPSTART_RECIPE, InstructionRecipe, ["sagemaker.jumpstart.accept_eula=true"])
+    return recipe.sagemaker.jumpstart
+
+
+def jumpstart_overrides(moto_url: str) -> tuple[str, ...]:
+    """The stand-in's settings (jobs_overrides) plus the shipped JumpStart Llama spec, for flow tests."""
+    spec = jumpstart_llama().model_dump_json()
+    return (*jobs_overrides(moto_url), f"sagemaker.jumpstart={spec}")

@@ -10,8 +10,15 @@ Stopped the error carries the job's FailureReason. botocore retries throttling a
 (llm_finetune.aws). A re-run attaches to a job of the same fingerprint that is running or done instead of launching
 another. A flow cancelled while waiting stops the job.
 
+JumpStart (recipe `sagemaker.jumpstart`): the job runs JumpStart's image, training script and base weights instead of
+the project's trainer; the job's records go as JumpStart's instruction data (train.jsonl + template.json, see
+llm_finetune.jumpstart) with the recipe's settings as JumpStart hyperparameters; instances, limits, spot, checkpoints,
+polling, cost guard and FailureReason are handled as for any job. Its model.tar.gz holds only the model, which becomes
+<output>/model with a result from the job's description.
+
 When the API endpoint is a local stand-in (a loopback URL: moto, which marks jobs complete without running them),
-llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract.
+llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract
+(for a JumpStart job: this project's trainer in place of JumpStart's script, which is out of its reach).
 
 Why plain boto3 and not the sagemaker SDK's ModelTrainer: CreateTrainingJob / DescribeTrainingJob are versioned service
 APIs that botocore keeps working, while the SDK's v2 -> v3 change removed the estimators outright and ModelTrainer
@@ -44,10 +51,11 @@ from llm_finetune.backends.cost import CostEstimate, check_cost, estimate_cost
 from llm_finetune.backends.sagemaker_container import container_job, encode_job_hyperparameters, get_field
 from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import RecipeError, SageMakerJobError
-from llm_finetune.fingerprint import COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked
+from llm_finetune.fingerprint import (COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked,
+                                      mark_complete)
 from llm_finetune.recipes import SageMakerCompute, SageMakerSpec
 from llm_finetune.recipes.base import HF_TRAINING_IMAGE_TAG
-from llm_finetune.training.job import JOB_FILE, RESULT_FILE, TrainingResult, TrainJob, finished_result
+from llm_finetune.training.job import JOB_FILE, MODEL_DIR, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress
 
 # Deep Learning Containers registry account per region (763104351884 unless listed), as in the SDK's image URI tables.
@@ -162,6 +170,10 @@ class S3Layout:
     def stand_in_status(self, api: JobApi, name: str) -> str:
         return s3files.join_s3(self.base, "stand-in", api.kind, f"{name}.json")
 
+    def stand_in_substitute(self, name: str) -> str:
+        """What a stand-in runs in place of a JumpStart training job (llm_finetune.backends.sagemaker_contract)."""
+        return s3files.join_s3(self.base, "stand-in", "training", f"{name}.substitute.json")
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Staging: bucket, inputs, code
@@ -234,9 +246,6 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
     if len(hyperparameters) > MAX_HYPERPARAMETERS:
         raise SageMakerJobError(f"the job JSON needs {len(hyperparameters)} hyperparameters, more than SageMaker's "
                                 f"{MAX_HYPERPARAMETERS}")
-    stopping = {"MaxRuntimeInSeconds": t.max_runtime_s}
-    if t.spot:
-        stopping["MaxWaitTimeInSeconds"] = t.max_wait_s or 2 * t.max_runtime_s
     return {
         "TrainingJobName": name,
         "RoleArn": spec.role_arn,
@@ -247,6 +256,18 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
                 "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
             for channel, uri in channels.items()],
         "OutputDataConfig": {"S3OutputPath": layout.training_output},
+        **training_job_settings(key, spec, layout),
+    }
+
+
+def training_job_settings(key: str, spec: SageMakerSpec, layout: S3Layout) -> dict:
+    """What every training job of ours sets, whatever runs in it: instances, limits, managed spot, checkpoints
+    (<checkpoint URI>/<key>/), and the fingerprint tag a re-run finds it by."""
+    t = spec.training
+    stopping = {"MaxRuntimeInSeconds": t.max_runtime_s}
+    if t.spot:
+        stopping["MaxWaitTimeInSeconds"] = t.max_wait_s or 2 * t.max_runtime_s
+    return {
         "ResourceConfig": {"InstanceType": t.instance_type, "InstanceCount": t.instance_count,
                            "VolumeSizeInGB": t.volume_size_gb},
         "StoppingCondition": stopping,
@@ -254,6 +275,26 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
         "CheckpointConfig": {"S3Uri": layout.checkpoints(key), "LocalPath": CHECKPOINT_LOCAL_PATH},
         "Tags": [{"Key": "llmft:fingerprint", "Value": key}],
     }
+
+
+def jumpstart_training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, layout: S3Layout,
+                               clients: AwsClients) -> dict:
+    """CreateTrainingJob arguments of a JumpStart fine-tune (spec.jumpstart): the job's data written in JumpStart's
+    format and staged as the `training` (and `validation`) channel, JumpStart's image, script and base weights
+    (llm_finetune.jumpstart.training_job_request), and our instances, limits, spot and checkpoint settings."""
+    from llm_finetune.jumpstart import training_data, training_job_request
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folders, hyperparameters = training_data(spec.jumpstart, job, Path(tmp))
+        uris = {channel: stage_folder(clients, layout, f"jumpstart-{channel}", folder)
+                for channel, folder in folders.items()}
+    request = training_job_request(
+        spec.jumpstart, job_name=name, role_arn=spec.role_arn, train_s3_uri=uris["training"],
+        validation_s3_uri=uris.get("validation"), output_s3_uri=layout.training_output,
+        instance_type=spec.training.instance_type, hyperparameters=hyperparameters,
+        max_runtime_s=spec.training.max_runtime_s)
+    settings = training_job_settings(key, spec, layout)
+    return {**request, **settings, "Tags": request["Tags"] + settings["Tags"]}
 
 
 def processing_request(name: str, key: str, spec: SageMakerSpec, layout: S3Layout, inputs: dict[str, str],
@@ -435,7 +476,17 @@ def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsCl
                            on_estimate: Callable[[CostEstimate], None] | None = None) -> TrainingResult:
     """Train as a SageMaker training job (or reuse the finished local result); the model lands in job.output_dir as
     after a local run. Raises CostLimitError before launching above max_cost_usd, SageMakerJobError if the job ends
-    Failed or Stopped."""
+    Failed or Stopped. With spec.jumpstart the job is a JumpStart fine-tune of the job's data, in
+    <output_dir>-jumpstart-<spec hash> (its fingerprint)."""
+    if spec.jumpstart is not None:  # another trainer: its own folder, so neither run's result is taken for the other's
+        job = job.model_copy(update={"output_dir": f"{job.output_dir}-jumpstart-{fingerprint(spec.jumpstart)[:8]}"})
+        result = _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
+        return result.model_copy(update={"fingerprint": Path(job.output_dir).name})
+    return _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
+
+
+def _run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, clients: AwsClients | None,
+                            callbacks: Callbacks) -> TrainingResult:
     out = Path(job.output_dir)
     key = out.name  # the training fingerprint
     with locked(out):
@@ -447,16 +498,28 @@ def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsCl
         def launch(name: str) -> dict:
             out.mkdir(parents=True, exist_ok=True)
             (out / JOB_FILE).write_text(job.model_dump_json(indent=2))
-            channels = stage_inputs(clients, layout, job)
-            return training_request(name, key, job, spec, layout, channels, stage_code(clients, layout))
+            if spec.jumpstart is None:
+                return training_request(name, key, job, spec, layout, stage_inputs(clients, layout, job),
+                                        stage_code(clients, layout))
+            request = jumpstart_training_request(name, key, job, spec, layout, clients)
+            if is_stand_in(spec.endpoint_url):  # JumpStart's script and weights are out of its reach: ours run
+                from llm_finetune.backends.sagemaker_contract import write_substitute
+
+                own = training_request(name, key, job, spec, layout, stage_inputs(clients, layout, job),
+                                       stage_code(clients, layout))
+                write_substitute(clients, layout, name, own, replaces=("model",))
+            return request
 
         description = _run_job(clients, spec, TRAINING, job_prefix(spec, "tr", key), out / "sagemaker-stand-in",
-                               launch, spec.training, Callbacks(on_output, on_progress, on_estimate))
-        return fetch_training_result(clients, description["ModelArtifacts"]["S3ModelArtifacts"], job)
+                               launch, spec.training, callbacks)
+        return fetch_training_result(clients, description["ModelArtifacts"]["S3ModelArtifacts"], job, description)
 
 
-def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob) -> TrainingResult:
-    """Unpack model.tar.gz into the job's output folder; paths in its result.json become local ones."""
+def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob,
+                          description: dict | None = None) -> TrainingResult:
+    """Unpack model.tar.gz into the job's output folder; paths in its result.json become local ones. An archive
+    without result.json (JumpStart's training script writes only the model) becomes <output>/model, with a result
+    from what DescribeTrainingJob says."""
     out = Path(job.output_dir)
     staging = out / ".model-download"
     shutil.rmtree(staging, ignore_errors=True)
@@ -464,6 +527,8 @@ def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob) ->
     with tarfile.open(archive) as tar:
         tar.extractall(staging, filter="data")
     archive.unlink()
+    if not (staging / RESULT_FILE).exists():
+        return _model_only_result(staging, out, description or {})
     raw = json.loads((staging / RESULT_FILE).read_text())
     container_out = str(PurePosixPath(raw["model_dir"]).parent)  # the container's output folder (SM_MODEL_DIR)
     result = job.result_type.model_validate(_replace_prefix(raw, container_out, str(out)))
@@ -476,6 +541,24 @@ def fetch_training_result(clients: AwsClients, model_uri: str, job: TrainJob) ->
             shutil.rmtree(target)
         entry.replace(target)
     staging.rmdir()
+    return result
+
+
+def _model_only_result(staging: Path, out: Path, description: dict) -> TrainingResult:
+    """The model folder of a job whose script reports nothing of ours: steps and tokens unknown (0), the training
+    loss and run time from the job's description (a FinalMetricDataList metric named *train*loss*,
+    TrainingTimeInSeconds)."""
+    model_dir = out / MODEL_DIR
+    shutil.rmtree(model_dir, ignore_errors=True)
+    staging.replace(model_dir)
+    metrics = {m["MetricName"].lower(): m["Value"] for m in description.get("FinalMetricDataList", [])}
+    losses = [v for k, v in metrics.items() if "train" in k and "loss" in k]
+    result = TrainingResult(model_dir=str(model_dir), global_step=0, train_loss=losses[0] if losses else None,
+                            loss_curve=[], resumed_from_checkpoint=None,
+                            train_runtime_s=float(description.get("TrainingTimeInSeconds", 0)), real_tokens=0,
+                            padded_tokens=0, tokens_per_second=0.0)
+    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
+    mark_complete(model_dir)
     return result
 
 

@@ -18,6 +18,16 @@ Processing job, from DescribeProcessingJob: each input downloaded to its LocalPa
 ContainerArguments run with /opt/ml mapped the same way, each output's LocalPath uploaded to its S3Uri at the end;
 FailureReason from /opt/ml/output/message.
 
+JumpStart fine-tune (a training job of JumpStart's image, with `sagemaker_program` transfer_learning.py from JumpStart's
+script tarball and JumpStart's base weights as the `model` channel, both in JumpStart's own buckets): the real service
+runs JumpStart's script on those weights and the `training` channel (train.jsonl + template.json). The stand-in can
+reach neither, so the backend leaves a substitute beside the job (`write_substitute`: this project's own training
+request for the same TrainJob) and the stand-in runs that instead, under the JumpStart job's name, output path,
+checkpoints and instances: this project's trainer (its code, job hyperparameters and image contract), the recipe's
+base model as `base_model` in place of the `model` channel, the checked dataset as `data`, and JumpStart's
+`training`/`validation` channels mounted as sent (the same records, in JumpStart's format; our trainer reads `data`).
+So the flow after the job (model.tar.gz, evaluation, release) runs for real; JumpStart's own script does not.
+
 moto cannot be told a job's outcome, so the stand-in keeps it in S3 (<prefix>/stand-in/<kind>/<job>.json) and
 `describe` overlays it on moto's answer: InProgress while the container runs, then Completed or Failed. A
 StopTrainingJob that reached the stand-in (moto lacks it; the test fixture adds it) stops the container.
@@ -55,6 +65,16 @@ def _decoded(value: str):
         return value
 
 
+def write_substitute(clients: AwsClients, layout: S3Layout, name: str, request: dict,
+                     replaces: tuple[str, ...]) -> None:
+    """Have the stand-in run `request` (a CreateTrainingJob request of ours) in place of training job `name`: its
+    image, hyperparameters and channels, the job's channels named in `replaces` left out."""
+    body = {"AlgorithmSpecification": request["AlgorithmSpecification"], "HyperParameters": request["HyperParameters"],
+            "InputDataConfig": request["InputDataConfig"], "replaces": list(replaces)}
+    bucket, key = s3files.split_s3_uri(layout.stand_in_substitute(name))
+    clients.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
+
+
 def _free_port() -> int:
     import socket
 
@@ -85,9 +105,12 @@ class StandIn:
         return description
 
     def _record(self, api: JobApi, name: str) -> dict | None:
+        return self._read(self.layout.stand_in_status(api, name))
+
+    def _read(self, uri: str) -> dict | None:
         from botocore.exceptions import ClientError
 
-        bucket, key = s3files.split_s3_uri(self.layout.stand_in_status(api, name))
+        bucket, key = s3files.split_s3_uri(uri)
         try:
             return json.loads(self.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         except ClientError as e:
@@ -173,7 +196,7 @@ class StandIn:
 
     def _run_training(self, name: str) -> tuple[str, str, str | None]:
         s3 = self.clients.s3
-        d = self.clients.sagemaker.describe_training_job(TrainingJobName=name)
+        d = self._substituted(name, self.clients.sagemaker.describe_training_job(TrainingJobName=name))
         self._set(TRAINING, name, "InProgress", "Downloading")
         hps = d.get("HyperParameters", {})
         decoded = {k: _decoded(v) for k, v in hps.items()}
@@ -246,6 +269,20 @@ class StandIn:
         self._output(f"stand-in: uploaded {d['ModelArtifacts']['S3ModelArtifacts']}")
         shutil.rmtree(self.work_root / name, ignore_errors=True)
         return "Completed", "Completed", None
+
+    def _substituted(self, name: str, description: dict) -> dict:
+        """The job as the stand-in runs it: with its substitute's image, hyperparameters and channels when the
+        backend left one (a JumpStart fine-tune, see the module docstring), else as described."""
+        substitute = self._read(self.layout.stand_in_substitute(name))
+        if substitute is None:
+            return description
+        kept = [c for c in description.get("InputDataConfig", []) if c["ChannelName"] not in substitute["replaces"]]
+        self._output(f"stand-in: {name} runs this project's trainer in place of "
+                     f"{description['AlgorithmSpecification']['TrainingImage']} (channels "
+                     f"{', '.join(substitute['replaces'])} replaced)")
+        return {**description, "AlgorithmSpecification": substitute["AlgorithmSpecification"],
+                "HyperParameters": substitute["HyperParameters"],
+                "InputDataConfig": kept + substitute["InputDataConfig"]}
 
     def _training_env(self, root: Path, host: str, hosts: list[str], hps: dict, channels: dict[str, Path],
                       master_port: int) -> dict[str, str]:

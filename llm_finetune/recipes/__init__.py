@@ -39,6 +39,7 @@ from llm_finetune.recipes.instruction import (
     SFTParams,
     TinyCausalSpec,
 )
+from llm_finetune.recipes.jumpstart import JumpStartSpec
 from llm_finetune.recipes.pipeline import DialogsumPipelineRecipe, SageMakerPipelineSpec
 from llm_finetune.recipes.pretraining import (
     CodeCompletionParams,
@@ -80,7 +81,7 @@ __all__ = [
     "InstructionRecipe", "LoraSpec", "QuantizationSpec", "SFTParams", "TinyCausalSpec",
     "COT_STYLES", "ChatInferenceRecipe", "DecodingSetting", "GenerationGrid", "InferenceTarget", "PromptSuiteSpec",
     "RegisteredModelRef", "TrackingSpec",
-    "DialogsumPipelineRecipe", "SageMakerPipelineSpec",
+    "DialogsumPipelineRecipe", "SageMakerPipelineSpec", "JumpStartSpec",
     "CodeCompletionParams", "CodePretrainingRecipe", "ContinuedPretrainingRecipe", "GPT2ConfigSpec", "HeldOutSet",
     "PerplexityEvaluationParams", "PretrainingRecipe", "PretrainModelSpec", "PretrainParams", "RawTextData",
     "ClassificationData", "ClassificationEvaluationParams", "ClassificationRecipe", "ClassifierModelSpec",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.probes import DEFAULT_SUITE
+from llm_finetune.recipes.jumpstart import JumpStartSpec
 from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
@@ -105,7 +106,8 @@ class SageMakerEndpointSpec(Strict):
     endpoint_name: str | None = Field(
         None, description="Default: the registry's model_name; a new champion updates this endpoint in place"
     )
-    role_arn: str = Field(description="IAM execution role of the SageMaker model")
+    role_arn: str | None = Field(
+        None, description="IAM execution role of the SageMaker model; default: sagemaker.role_arn (the jobs' role)")
     instance_type: str = "ml.g5.xlarge"
     initial_instance_count: int = Field(1, gt=0)
     variant_name: str = "AllTraffic"
@@ -117,7 +119,8 @@ class EndpointSpec(Strict):
     """Where the approved model is served: a local HTTP endpoint speaking the SageMaker inference protocol
     (/ping, /invocations), or a SageMaker endpoint; both are tested through the same client."""
 
-    target: Literal["local", "sagemaker"] = Field("local", description="'sagemaker' needs endpoint.sagemaker")
+    target: Literal["local", "sagemaker"] = Field("local", description="'sagemaker' serves on a SageMaker endpoint "
+                                                  "(settings in endpoint.sagemaker; its defaults when absent)")
     sagemaker: SageMakerEndpointSpec | None = None
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, description="0 picks a free port")
@@ -136,7 +139,7 @@ class EndpointSpec(Strict):
     @model_validator(mode="after")
     def _target_has_settings(self) -> "EndpointSpec":
         if self.target == "sagemaker" and self.sagemaker is None:
-            raise ValueError("endpoint.target 'sagemaker' needs an endpoint.sagemaker section (role_arn, ...)")
+            self.sagemaker = SageMakerEndpointSpec()
         return self
 
 
@@ -276,6 +279,11 @@ class SageMakerSpec(Strict):
     processing: SageMakerProcessing = Field(default_factory=SageMakerProcessing)
     poll_initial_s: float = Field(10.0, gt=0, description="First wait between job status polls")
     poll_max_s: float = Field(60.0, gt=0, description="Polls back off (x1.5 each) up to this")
+    jumpstart: JumpStartSpec | None = Field(
+        None, description="A JumpStart model (resolved fields written out). When set, `training.backend: sagemaker` "
+        "runs a JumpStart fine-tune (JumpStart's image, training script and base weights, the recipe's data and "
+        "hyperparameters) instead of this project's trainer, and `endpoint.target: sagemaker` serves the fine-tuned "
+        "model with JumpStart's inference image")
 
 
 class RecipeBase(Strict):
@@ -304,6 +312,36 @@ class RecipeBase(Strict):
         if self.sagemaker is None and (uses := self.sagemaker_steps()):
             raise ValueError(f"{', '.join(uses)} is 'sagemaker' but the recipe has no 'sagemaker' section "
                              "(role_arn, bucket, ...)")
+        return self
+
+    @model_validator(mode="after")
+    def _endpoint_role_defaults_to_jobs_role(self) -> "RecipeBase":
+        endpoint = self.endpoint.sagemaker
+        if self.endpoint.target == "sagemaker" and endpoint is not None and endpoint.role_arn is None:
+            if self.sagemaker is None:
+                raise ValueError("endpoint.target 'sagemaker' needs an execution role: set endpoint.sagemaker.role_arn "
+                                 "or sagemaker.role_arn (used for both when only it is set)")
+            endpoint.role_arn = self.sagemaker.role_arn
+        return self
+
+    @model_validator(mode="after")
+    def _jumpstart_is_used(self) -> "RecipeBase":
+        jumpstart = self.sagemaker.jumpstart if self.sagemaker is not None else None
+        if jumpstart is None:
+            return self
+        training = getattr(getattr(self, "training", None), "backend", "local") == "sagemaker"
+        problems = []
+        if not training and self.endpoint.target != "sagemaker":
+            problems.append("sagemaker.jumpstart is set but nothing uses it: set training.backend: sagemaker "
+                            "(a JumpStart fine-tune) and/or endpoint.target: sagemaker (JumpStart's inference image)")
+        if jumpstart.requires_eula and not jumpstart.accept_eula:
+            problems.append(f"sagemaker.jumpstart.accept_eula: JumpStart model '{jumpstart.model_id}' is gated behind "
+                            "a EULA; read it and set accept_eula: true")
+        if training and (missing := jumpstart.training_problems()):
+            problems.append(f"training.backend 'sagemaker' with sagemaker.jumpstart fine-tunes with JumpStart's "
+                            f"training image, script and weights: set {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def sagemaker_steps(self) -> list[str]:

@@ -2,7 +2,11 @@
 
 One endpoint per recipe (`endpoint.sagemaker.endpoint_name`): the first champion creates it, a later one switches it
 to a new endpoint config with `UpdateEndpoint` (no second endpoint, no downtime), and the old config and model are
-deleted once the endpoint is back InService. Model and config are named `<endpoint>-v<mlflow version>`, so a re-run
+deleted once the endpoint is back InService.
+
+With a JumpStart spec (recipe `sagemaker.jumpstart`) the model is not the package itself but JumpStart's inference
+container (image and environment) on the approved package's model.tar.gz, built by llm_finetune.jumpstart.model_request
+(the EULA accepted on the weights for a gated model); the package must still be Approved. Model and config are named `<endpoint>-v<mlflow version>`, so a re-run
 of the same version finds them and changes nothing.
 """
 
@@ -14,7 +18,8 @@ import time
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from llm_finetune.recipes import SageMakerEndpointSpec
+from llm_finetune.errors import RecipeError
+from llm_finetune.recipes import JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.model_packages import require_approved_package
 from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, SageMakerInferenceClient
 from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
@@ -72,15 +77,30 @@ def wait_in_service(sm, endpoint_name: str, timeout_s: float, poll_interval_s: f
         time.sleep(poll_interval_s)
 
 
+def model_request(package: dict, spec: SageMakerEndpointSpec, name: str, jumpstart: JumpStartSpec | None) -> dict:
+    """CreateModel arguments: the package as it is, or JumpStart's inference container on the package's model."""
+    if spec.role_arn is None:
+        raise RecipeError("endpoint.sagemaker.role_arn: no execution role for the SageMaker model (set it, or "
+                          "sagemaker.role_arn)")
+    if jumpstart is not None:
+        from llm_finetune.jumpstart import model_request as jumpstart_model_request
+
+        model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        return jumpstart_model_request(jumpstart, model_name=name, role_arn=spec.role_arn, model_data_uri=model_data)
+    return {"ModelName": name, "ExecutionRoleArn": spec.role_arn,
+            "PrimaryContainer": {"ModelPackageName": package["ModelPackageArn"]}}
+
+
 def deploy_model_package(
-    sm, package_arn: str, spec: SageMakerEndpointSpec, *, endpoint_name: str, version: str
+    sm, package_arn: str, spec: SageMakerEndpointSpec, *, endpoint_name: str, version: str,
+    jumpstart: JumpStartSpec | None = None,
 ) -> SageMakerEndpointHandle:
-    """Serve an Approved model package (ApprovalRequiredError otherwise, before anything is created)."""
-    require_approved_package(sm, package_arn)
+    """Serve an Approved model package (ApprovalRequiredError otherwise, before anything is created); with a
+    JumpStart spec, in JumpStart's inference container."""
+    package = require_approved_package(sm, package_arn)
     name = resource_name(endpoint_name, f"v{version}")
     if _describe(sm.describe_model, ModelName=name) is None:
-        sm.create_model(ModelName=name, ExecutionRoleArn=spec.role_arn,
-                        PrimaryContainer={"ModelPackageName": package_arn})
+        sm.create_model(**model_request(package, spec, name, jumpstart))
     if _describe(sm.describe_endpoint_config, EndpointConfigName=name) is None:
         sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
             "VariantName": spec.variant_name, "ModelName": name, "InstanceType": spec.instance_type,

@@ -10,11 +10,15 @@ DOLLY_RECIPES = sorted((REPO / "recipes").glob("dolly_*.yaml"))
 
 @pytest.mark.parametrize("path", DOLLY_RECIPES, ids=lambda p: p.name)
 def test_dolly_recipes_load(path):
-    recipe = load_recipe(path, InstructionRecipe)
+    # A gated JumpStart model's recipe ships with its EULA unaccepted (test_sagemaker_recipes checks the refusal).
+    recipe = load_recipe(path, InstructionRecipe, ["sagemaker.jumpstart.accept_eula=true"] if "jumpstart" in path.stem
+                         else [])
     assert recipe.registry.model_name == recipe.name
     assert "rougeL" in recipe.approval.min_gain_over_base
     if recipe.model.tiny is not None:
         assert recipe.data.train_uri == str((DOLLY / "train.jsonl").resolve())
+    elif recipe.sagemaker is not None and recipe.sagemaker.jumpstart is not None:  # JumpStart's trainer quantizes
+        assert recipe.training.backend == "sagemaker" and recipe.endpoint.target == "sagemaker"
     else:
         assert recipe.data.train_uri.startswith("hf://") and recipe.lora.quantization.load_in_4bit
 

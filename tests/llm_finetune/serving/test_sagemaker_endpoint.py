@@ -68,3 +68,36 @@ def test_champion_served_then_replaced_in_place_then_deleted(moto_endpoint, sage
     with pytest.raises(ClientError, match="Could not find"):
         sm.describe_model(ModelName=updated.model_name)
     delete_endpoint(sm, updated)  # deleting twice is fine
+
+
+def test_jumpstart_deploy_serves_the_approved_package_in_jumpstarts_container(moto_endpoint):
+    """sagemaker.jumpstart set: the model is JumpStart's inference image on the package's model.tar.gz (EULA accepted
+    for the gated Llama 2); an unapproved package is still refused before anything is created."""
+    from llm_finetune.errors import ApprovalRequiredError
+    from tests.sagemaker_helpers import jumpstart_llama, unique
+
+    sm = sagemaker_client(moto_endpoint)
+    jumpstart, spec = jumpstart_llama(), package_spec(moto_endpoint)
+    model_data = f"{spec.s3_prefix}/fp-js/model.tar.gz"  # a model trained on SageMaker: used as it is
+    package = register_model_package(sm, s3_client(moto_endpoint), spec, mlflow_name="dolly", mlflow_version="1",
+                                     model_source=model_data, training_fingerprint="fp-js", metrics={"rougeL": 0.2})
+    name = unique("dolly-js")
+    with pytest.raises(ApprovalRequiredError, match="PendingManualApproval"):
+        deploy_model_package(sm, package.arn, endpoint_spec(name), endpoint_name=name, version="1",
+                             jumpstart=jumpstart)
+    with pytest.raises(ClientError):
+        sm.describe_model(ModelName=f"{name}-v1")
+    record_package_decision(sm, package.arn, ApprovalDecision(approved=True, reviewer="ana", reason="ok",
+                                                              automatic=False))
+
+    handle = deploy_model_package(sm, package.arn, endpoint_spec(name), endpoint_name=name, version="1",
+                                  jumpstart=jumpstart)
+    model = sm.describe_model(ModelName=handle.model_name)
+    container = model["PrimaryContainer"]
+    assert container["Image"] == jumpstart.inference_image_uri
+    assert container["Environment"] == jumpstart.inference_environment
+    assert container["ModelDataSource"]["S3DataSource"] == {
+        "S3Uri": model_data, "S3DataType": "S3Object", "CompressionType": "Gzip",
+        "ModelAccessConfig": {"AcceptEula": True}}
+    assert model["ExecutionRoleArn"] == endpoint_spec().role_arn  # (moto does not keep EnableNetworkIsolation)
+    delete_endpoint(sm, handle)
