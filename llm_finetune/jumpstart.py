@@ -109,13 +109,31 @@ def instruction_template(system_prompt: str | None = None) -> dict[str, str]:
     return {"prompt": preamble + PROMPT, "completion": COMPLETION}
 
 
+def instruction_rows(job, split: str, limit: int | None):
+    """A split's checked records as JumpStart instruction rows {"instruction", "context", "response"}: instruction
+    data by the recipe's field names; SQuAD-style QA as question, context and the first gold answer."""
+    from llm_finetune.recipes import QAData
+
+    data = job.data
+    if isinstance(data, QAData):
+        from llm_finetune.data.qa import qa_records
+
+        for r in qa_records(job.validated, split, data, limit):
+            yield {"instruction": r["question"], "context": r["context"], "response": r["answers"][0]}
+        return
+    for record in job.validated.load(split, limit):
+        context = record.get(data.context_field) if data.context_field else None
+        yield {"instruction": record[data.instruction_field], "context": context or "",
+               "response": record[data.response_field]}
+
+
 def write_instruction_data(job, folder: Path) -> dict[str, Path]:
-    """The job's checked instruction records (train, and validation when there are any) as JumpStart's instruction
-    data: <folder>/training/{train.jsonl, template.json} and <folder>/validation/{validation.jsonl, template.json},
-    each record {"instruction", "context", "response"} from the recipe's field names. Returns channel -> folder."""
+    """The job's checked records (train, and validation when there are any) as JumpStart's instruction data:
+    <folder>/training/{train.jsonl, template.json} and <folder>/validation/{validation.jsonl, template.json}, each
+    record {"instruction", "context", "response"} (see instruction_rows). Returns channel -> folder."""
     data = job.data
     limits = {"train": data.max_train_records, "validation": data.max_validation_records}
-    template = json.dumps(instruction_template(data.system_prompt), indent=2)
+    template = json.dumps(instruction_template(getattr(data, "system_prompt", None)), indent=2)
     channels = {}
     for split, channel, name in (("train", "training", TRAIN_FILE), ("validation", "validation", VALIDATION_FILE)):
         if not job.validated.num_records.get(split):
@@ -123,10 +141,7 @@ def write_instruction_data(job, folder: Path) -> dict[str, Path]:
         out = folder / channel
         out.mkdir(parents=True, exist_ok=True)
         with open(out / name, "w", encoding="utf-8") as f:
-            for record in job.validated.load(split, limits[split]):
-                context = record.get(data.context_field) if data.context_field else None
-                row = {"instruction": record[data.instruction_field], "context": context or "",
-                       "response": record[data.response_field]}
+            for row in instruction_rows(job, split, limits[split]):
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         (out / TEMPLATE_FILE).write_text(template)
         channels[channel] = out
@@ -150,14 +165,15 @@ def instruction_hyperparameters(spec: JumpStartSpec, job) -> dict[str, str]:
 
 
 def training_data(spec: JumpStartSpec, job, folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """The job's data in JumpStart's format and the hyperparameters that go with it, by the job's data shape. Only
-    instruction data has a JumpStart format here; other jobs get a RecipeError naming what to change."""
+    """The job's data in JumpStart's format and the hyperparameters that go with it, by the job's data shape:
+    instruction data and generative QA (question + context -> answer) go as instruction rows; other jobs get a
+    RecipeError naming what to change."""
     from llm_finetune.errors import RecipeError
-    from llm_finetune.recipes import InstructionData
+    from llm_finetune.recipes import InstructionData, QAData
 
-    if isinstance(getattr(job, "data", None), InstructionData) and hasattr(job, "validated"):
+    if isinstance(getattr(job, "data", None), (InstructionData, QAData)) and hasattr(job, "validated"):
         return write_instruction_data(job, folder), instruction_hyperparameters(spec, job)
-    raise RecipeError(f"sagemaker.jumpstart: a JumpStart fine-tune takes instruction records here, not a "
+    raise RecipeError(f"sagemaker.jumpstart: a JumpStart fine-tune takes instruction or generative-QA records here, not a "
                       f"{type(job).__name__}; remove sagemaker.jumpstart or train with this project's trainer")
 
 

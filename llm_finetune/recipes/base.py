@@ -329,7 +329,7 @@ class RecipeBase(Strict):
         jumpstart = self.sagemaker.jumpstart if self.sagemaker is not None else None
         if jumpstart is None:
             return self
-        training = getattr(getattr(self, "training", None), "backend", "local") == "sagemaker"
+        training = any(step.endswith("training.backend") for step in self.sagemaker_steps())
         problems = []
         if not training and self.endpoint.target != "sagemaker":
             problems.append("sagemaker.jumpstart is set but nothing uses it: set training.backend: sagemaker "

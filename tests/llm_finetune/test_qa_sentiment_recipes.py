@@ -20,7 +20,7 @@ RECIPES += [(REPO / "recipes" / "sentiment_comparison_tiny.yaml", SentimentCompa
 @pytest.mark.parametrize("path, recipe_type", RECIPES, ids=[p.stem for p, _ in RECIPES])
 def test_recipe_file_loads(path, recipe_type):
     recipe = load_recipe(path, recipe_type)
-    assert recipe.data.train_uri.endswith("train.jsonl")
+    assert recipe.data.train_uri.endswith("train.jsonl") or recipe.data.train_uri.startswith("hf://")
 
 
 def test_comparison_arms_become_single_run_recipes():

@@ -109,8 +109,29 @@ def test_only_instruction_jobs_have_a_jumpstart_format(moto_endpoint, tmp_path):
     job = seq2seq_job(inputs["base"], prepared.path, prepared.fingerprint, recipe.data.prompt_template,
                       recipe.training, tmp_path)
     spec = jobs_spec(moto_endpoint, jumpstart=jumpstart_llama())
-    with pytest.raises(RecipeError, match="sagemaker.jumpstart: a JumpStart fine-tune takes instruction records"):
+    with pytest.raises(RecipeError, match="sagemaker.jumpstart: a JumpStart fine-tune takes instruction or "
+                                          "generative-QA records"):
         sent(spec, job, unique("js-t5"))
+
+
+def test_generative_qa_goes_to_jumpstart_as_instruction_rows(tmp_path):
+    """The Falcon QA recipe's questions: {instruction: question, context, response: first gold answer}."""
+    from llm_finetune.data.qa import qa_records
+    from llm_finetune.jumpstart import write_instruction_data
+    from llm_finetune.recipes import QARecipe
+
+    recipe = load_recipe(REPO / "recipes" / "squad_falcon_tiny.yaml", QARecipe,
+                         ["data.max_train_records=5", "data.max_validation_records=3"])
+    validated = load_data(recipe.data, tmp_path)
+    g = recipe.generative
+    job = causal_job("tiny-falcon", validated, recipe.data, g.lora, g.training, tmp_path)
+    channels = write_instruction_data(job, tmp_path / "js")
+
+    rows = [json.loads(line) for line in (channels["training"] / "train.jsonl").read_text().splitlines()]
+    gold = qa_records(validated, "train", recipe.data, 5)
+    assert rows == [{"instruction": r["question"], "context": r["context"], "response": r["answers"][0]} for r in gold]
+    assert len((channels["validation"] / "validation.jsonl").read_text().splitlines()) == 3
+    assert json.loads((channels["training"] / "template.json").read_text()) == instruction_template(None)
 
 
 def test_stand_in_trains_with_our_trainer_in_jumpstarts_place(moto_endpoint, tmp_path):
