@@ -80,7 +80,7 @@ def continued_pretraining(
         record_trained_corpus(recipe, corpus)
         return ContinuedPretrainingOutcome(status="no-new-data", corpus=corpus, starting_model=start,
                                            selection=docs.selection)
-    training = train_model(pretrain_job(start.path, docs.packed, recipe.training, work))
+    training = train_model(pretrain_job(start.path, docs.packed, recipe.training, work), recipe.sagemaker)
     comparison = evaluate_held_out_perplexity(start, training, recipe.data, validated, out_of_domain,
                                               recipe.evaluation, work)
     test_cases = continuation_test_cases(documents(validated, "validation", recipe.data.text_field), start.path,

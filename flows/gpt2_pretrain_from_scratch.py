@@ -46,7 +46,7 @@ def gpt2_pretrain_from_scratch(
     out_of_domain = validate_held_out_sets(recipe.evaluation, work)
     base_model = materialize_base_model(recipe.model, recipe.data, validated, work)  # tokenizer trained on the code
     docs = prepare_pretraining_blocks(recipe, validated, base_model)
-    training = train_model(pretrain_job(base_model, docs.packed, recipe.training, work))
+    training = train_model(pretrain_job(base_model, docs.packed, recipe.training, work), recipe.sagemaker)
     start = StartingModel(path=base_model, label="random init")
     comparison = evaluate_held_out_perplexity(start, training, recipe.data, validated, out_of_domain,
                                               recipe.evaluation, work)

@@ -141,12 +141,14 @@ def prepare_blocks(texts: Sequence[str], tokenizer_dir: str, block_size: int, ca
             # log_prints would log line by line.
             table = datasets.Dataset(pa.Table.from_pydict({"input_ids": blocks}), fingerprint=key)
             datasets.DatasetDict({"train": table}).save_to_disk(str(out / "dataset"))
-            (out / DOCUMENTS_FILE).write_text(json.dumps({"documents": sorted(set(keys) | set(seen_before))}))
+            # Inside the dataset folder: the one folder a trainer (or a SageMaker channel) gets.
+            documents_file = out / "dataset" / DOCUMENTS_FILE
+            documents_file.write_text(json.dumps({"documents": sorted(set(keys) | set(seen_before))}))
             packed = PackedBlocks(
                 path=str(out / "dataset"), fingerprint=key, block_size=block_size, documents=len(texts),
                 blocks=len(blocks), tokens=len(blocks) * block_size,
                 dropped_tokens=sum(len(t) + 1 for t in token_lists) - len(blocks) * block_size,
-                documents_file=str(out / DOCUMENTS_FILE))
+                documents_file=str(documents_file))
             (out / "packed.json").write_text(packed.model_dump_json(indent=2))
     return PackedBlocks.model_validate_json((out / "packed.json").read_text()).model_copy(
         update={"reused": not needed})

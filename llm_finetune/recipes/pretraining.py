@@ -12,6 +12,7 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import (
     DATA_URI_HELP,
     ApprovalPolicy,
+    Backend,
     DataSource,
     RecipeBase,
     RegistrySpec,
@@ -74,7 +75,8 @@ class PretrainModelSpec(Strict):
 class PretrainParams(Strict):
     """Hyperparameters passed to transformers' Trainer (causal LM on packed blocks)."""
 
-    backend: Literal["local"] = Field("local", description="Where training runs")
+    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
+                             "(a training job; settings in the recipe's `sagemaker` section)")
     nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, description="If > 0, overrides epochs")

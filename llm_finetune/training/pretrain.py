@@ -47,10 +47,18 @@ class PretrainJob(TrainJob):
     """Everything a pretraining process needs; JSON, so it can cross a process or container boundary."""
 
     entry_module: ClassVar[str] = "llm_finetune.training.pretrain"
+    input_paths: ClassVar[dict[str, str]] = {"base_model": "base_model", "data": "packed.path"}
     result_type: ClassVar[type[TrainingResult]] = PretrainingResult
     base_model: str  # Hub id or local directory with model and tokenizer (random weights when from scratch)
     packed: PackedBlocks  # the training blocks; their documents file is saved with the model
     params: PretrainParams
+
+
+def documents_file(packed: PackedBlocks) -> Path:
+    """The documents list beside the blocks (where a container finds it, its channel holding the dataset folder),
+    else where an older cache kept it."""
+    beside = Path(packed.path) / DOCUMENTS_FILE
+    return beside if beside.exists() else Path(packed.documents_file)
 
 
 def pretrain_job(base_model: str, packed: PackedBlocks, params: PretrainParams, work_dir: str | Path) -> PretrainJob:
@@ -131,7 +139,7 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     if trainer.is_world_process_zero():
         trainer.model.config.use_cache = True  # the saved model generates
         save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: shutil.copy(
-            job.packed.documents_file, d / DOCUMENTS_FILE))
+            documents_file(job.packed), d / DOCUMENTS_FILE))
     return result
 
 

@@ -78,3 +78,22 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny, tmp_path):
     assert resumed.loss_curve[0]["step"] == 2  # steps logged before the kill are kept
     again = train_pretraining(job)
     assert again.reused and again.global_step == 12
+
+
+def test_pretraining_runs_as_a_sagemaker_job_through_the_stand_in(tiny, moto_endpoint):
+    """training.backend: sagemaker - the blocks folder (documents list inside) and the base model go as channels;
+    the container's model keeps the documents it was trained on."""
+    from llm_finetune.backends.sagemaker import clients_for, job_prefix, run_sagemaker_training
+    from tests.sagemaker_helpers import jobs_spec
+
+    spec = jobs_spec(moto_endpoint)
+    job = pretrain_job(tiny["base"], tiny["packed"], params(max_steps=2, save_steps=100, backend="sagemaker"),
+                       tiny["work"] / "sm")
+    result = run_sagemaker_training(job, spec)
+
+    assert result.global_step == 2 and result.block_size == 32
+    assert seen_documents(result.model_dir) == seen_documents(tiny["packed"].path)
+    prefix = job_prefix(spec, "tr", Path(job.output_dir).name)
+    (summary,) = clients_for(spec).sagemaker.list_training_jobs(NameContains=prefix)["TrainingJobSummaries"]
+    described = clients_for(spec).sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"base_model", "data"}
