@@ -5,7 +5,7 @@ same records, steps and seed; accuracy and macro-F1 on the validation reviews. O
     python -m benchmarks.truncation_sides [--max-length 128] [--train-records 800] [--epochs 2]
 
 A first try with 400 reviews, 1 epoch at 5e-5 left MiniLM at the majority class (accuracy 0.54 = 107/200 negative):
-too little training to compare sides; hence the defaults (~25 min per side on a busy 2-core CPU).
+too little training to compare sides; hence the defaults (6-8 min per side with 1 thread; README has the figures).
 """
 
 from __future__ import annotations
