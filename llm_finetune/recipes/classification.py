@@ -53,7 +53,7 @@ class ClassifierModelSpec(Strict):
         "(offline stand-in for bert-base-uncased)")
     registered: str | None = Field(
         None, description="models:/<name>@<alias> in this recipe's MLflow registry, e.g. "
-        "models:/continued-pretraining@champion; the version must be approved")
+        "models:/movie-plots-gpt2-tiny@champion; the version must be approved")
     gpt2: GPT2ConfigSpec | None = Field(
         None, description="A GPT-2 with random weights and the exact GPT-2 tokenizer, built as continued pretraining "
         "builds its base model from the same sizes (offline stand-in for openai-community/gpt2: the base the "

@@ -59,3 +59,16 @@ def test_gpt2_arm_starts_from_the_continued_pretraining_base(tmp_path):
         arm_base = base_model_path(recipe.model, recipe.data, None, tmp_path)
         assert arm_base == str(build_gpt2(pretrain.model.config, [], tmp_path, corpus_key="unused"))
         assert (tmp_path / arm_base / "model.safetensors").exists()
+
+
+def test_movie_plot_arm_names_the_model_continued_pretraining_registers():
+    from llm_finetune.recipes import ContinuedPretrainingRecipe
+
+    registered = load_recipe(REPO / "recipes" / "continued_pretraining_gpt2_tiny.yaml",
+                             ContinuedPretrainingRecipe).registry.model_name
+    arm = load_recipe(REPO / "recipes" / "imdb_sentiment_gpt2_movie_plots.yaml", ClassificationRecipe)
+    comparison = load_recipe(REPO / "recipes" / "sentiment_comparison_tiny.yaml", SentimentComparisonRecipe)
+    assert arm.model.registered == comparison.arms["gpt2_movie_plots"].model.registered == \
+        f"models:/{registered}@champion"
+    assert arm.tracking_uri() == load_recipe(REPO / "recipes" / "continued_pretraining_gpt2_tiny.yaml",
+                                             ContinuedPretrainingRecipe).tracking_uri()  # the same registry
