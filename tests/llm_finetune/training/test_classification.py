@@ -82,3 +82,25 @@ def test_text_classification_round_trips_through_the_endpoint(trained, tmp_path)
         assert client.invoke({"inputs": "still serving"})[0]["label"] in ("negative", "positive")
     finally:
         stop_local_endpoint(handle)
+
+
+def test_classifier_trains_as_a_sagemaker_job_through_the_stand_in(base, moto_endpoint, tmp_path):
+    """training.backend: sagemaker - base model and checked data go as channels; the container trains the classifier
+    with the same entry point and the model comes back as the run's model folder."""
+    from pathlib import Path
+
+    from llm_finetune.backends.sagemaker import clients_for, job_prefix, run_sagemaker_training
+    from tests.sagemaker_helpers import jobs_spec
+
+    model, validated = base
+    spec = jobs_spec(moto_endpoint)
+    job = small_job(model, validated, tmp_path / "sm", seed=1, backend="sagemaker", max_steps=2)
+    result = run_sagemaker_training(job, spec)
+    assert result.global_step == 2 and result.model_dir.startswith(job.output_dir)
+    sm = clients_for(spec).sagemaker
+    (summary,) = sm.list_training_jobs(NameContains=job_prefix(spec, "tr", Path(job.output_dir).name))[
+        "TrainingJobSummaries"]
+    described = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+    assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"base_model", "data"}
+    labels = [r[0]["label"] for r in TextClassifier(result.model_dir).classify(["Great film.", "Awful."])]
+    assert set(labels) <= {"negative", "positive"}
