@@ -3,19 +3,15 @@ Texts are cut exactly as in training (the truncation rule saved beside the model
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llm_finetune.data.classification import TextEncoder, TruncationRule
 
 
 def saved_truncation(model_dir: str | Path) -> TruncationRule | None:
-    from llm_finetune.serving.kinds import SERVING_FILE
+    from llm_finetune.serving.kinds import serving_setting
 
-    path = Path(model_dir) / SERVING_FILE
-    if not path.exists():
-        return None
-    settings = json.loads(path.read_text()).get("truncation")
+    settings = serving_setting(model_dir, "truncation")
     return TruncationRule(**settings) if settings else None
 
 

@@ -6,7 +6,6 @@ and the MLflow pyfunc.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +97,9 @@ def best_spans(enc, start_logits, end_logits, contexts: list[str], settings: Win
 
 
 def saved_window_settings(model_dir: str | Path) -> WindowSettings | None:
-    from llm_finetune.serving.kinds import SERVING_FILE
+    from llm_finetune.serving.kinds import serving_setting
 
-    path = Path(model_dir) / SERVING_FILE
-    settings = json.loads(path.read_text()).get("windows") if path.exists() else None
+    settings = serving_setting(model_dir, "windows")
     return WindowSettings(**settings) if settings else None
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
@@ -68,6 +70,23 @@ from llm_finetune.recipes import (
 from llm_finetune.training.job import TrainingResult
 
 
+C = TypeVar("C", bound=BaseModel)
+
+
+def evaluation_dir(work_dir: str | Path, key: str) -> Path:
+    return Path(work_dir) / "evaluations" / key
+
+
+def kept_comparison(work_dir: str | Path, key: str, kind: type[C], build: Callable[[Path], C]) -> C:
+    """The comparison kept in <work_dir>/evaluations/<key>/comparison.json: built once (`build` gets the folder, to
+    write more files beside it), then read back, so a re-run or a concurrent run reads what the first wrote."""
+    out = evaluation_dir(work_dir, key)
+    with build_once(out) as needed:
+        if needed:
+            (out / "comparison.json").write_text(build(out).model_dump_json())
+    return kind.model_validate_json((out / "comparison.json").read_text())
+
+
 @task(name="evaluate-base-and-finetuned")
 def evaluate_base_and_finetuned(
     base_model: str,
@@ -80,12 +99,8 @@ def evaluate_base_and_finetuned(
     """Scores are kept under a fingerprint of both models, the data and the settings: a re-run reads them back."""
     key = fingerprint("summarization-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       validated.fingerprint, data, params)
-    out = Path(work_dir) / "evaluations" / key
-    with build_once(out) as needed:
-        if needed:
-            comparison = _compare(base_model, training.model_dir, data, validated, params)
-            (out / "comparison.json").write_text(comparison.model_dump_json())
-    comparison = SummarizationComparison.model_validate_json((out / "comparison.json").read_text())
+    comparison = kept_comparison(work_dir, key, SummarizationComparison,
+                                 lambda _: _compare(base_model, training.model_dir, data, validated, params))
     create_table_artifact(key="rouge-base-vs-finetuned", table=comparison.metric_rows(),
                           description=f"ROUGE on {comparison.finetuned.num_records} validation records")
     create_markdown_artifact(key="sample-summaries", markdown=comparison.markdown(),
@@ -123,15 +138,14 @@ def evaluate_instruction_models(
     the same per category; kept under a fingerprint of both models, the data and the settings."""
     key = fingerprint("instruction-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       validated.fingerprint, data, params)
-    out = Path(work_dir) / "evaluations" / key
-    with build_once(out) as needed:
-        if needed:
-            records = instruction_eval_records(validated, data, params.max_records)
-            runs = [evaluate_instruction_model(model, records, params.batch_size, data.max_length, params.generation)
-                    for model in (base_model, training.model_dir)]
-            comparison = compare(*runs, num_samples=params.num_samples_shown)
-            (out / "comparison.json").write_text(comparison.model_dump_json())
-    comparison = InstructionComparison.model_validate_json((out / "comparison.json").read_text())
+
+    def build(_) -> InstructionComparison:
+        records = instruction_eval_records(validated, data, params.max_records)
+        runs = [evaluate_instruction_model(model, records, params.batch_size, data.max_length, params.generation)
+                for model in (base_model, training.model_dir)]
+        return compare(*runs, num_samples=params.num_samples_shown)
+
+    comparison = kept_comparison(work_dir, key, InstructionComparison, build)
     create_table_artifact(key="instruction-metrics-base-vs-finetuned", table=comparison.metric_rows(),
                           description=f"On {comparison.finetuned.num_records} validation records")
     if comparison.category_rows():
@@ -172,14 +186,15 @@ def evaluate_held_out_perplexity(
     key = fingerprint("perplexity-eval-v1", name_or_path_key(start.path), training.fingerprint or training.model_dir,
                       validated.fingerprint, {n: v.fingerprint for n, v in out_of_domain.items()}, data.text_field,
                       data.block_size, params)
-    out = Path(work_dir) / "evaluations" / key
-    with build_once(out) as needed:
-        if needed:
-            sets = held_out_texts(validated, data, params, out_of_domain)
-            comparison = compare_held_out(start.path, training.model_dir, sets, data.block_size, params, start.label)
-            (out / "comparison.json").write_text(comparison.model_dump_json())
-            comparison.plot_png(out / "perplexity.png")
-    comparison = PretrainComparison.model_validate_json((out / "comparison.json").read_text())
+
+    def build(out: Path) -> PretrainComparison:
+        sets = held_out_texts(validated, data, params, out_of_domain)
+        comparison = compare_held_out(start.path, training.model_dir, sets, data.block_size, params, start.label)
+        comparison.plot_png(out / "perplexity.png")
+        return comparison
+
+    comparison = kept_comparison(work_dir, key, PretrainComparison, build)
+    out = evaluation_dir(work_dir, key)
     create_table_artifact(key="held-out-perplexity", table=comparison.rows(),
                           description=f"Perplexity on held-out documents: {start.label} vs challenger")
     png = base64.b64encode((out / "perplexity.png").read_bytes()).decode()
@@ -197,7 +212,7 @@ def evaluate_code_completions(base_model: str, training: TrainingResult, params:
     parse with ast.parse. The samples go to an artifact."""
     key = fingerprint("code-completions-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       params)
-    out = Path(work_dir) / "evaluations" / key
+    out = evaluation_dir(work_dir, key)
     with build_once(out) as needed:
         if needed:
             runs = {name: complete_code(model, params.prompts, params.generation)
@@ -229,16 +244,14 @@ def evaluate_classifiers(
     same validation records; kept under a fingerprint of both models, the data and the settings."""
     key = fingerprint("classification-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       validated.fingerprint, data, params, seed)
-    out = Path(work_dir) / "evaluations" / key
-    with build_once(out) as needed:
-        if needed:
-            records = classification_eval_records(validated, data, params.max_records)
-            base = evaluate_classifier(base_model, records, data, batch_size=params.batch_size, seed=seed,
-                                       new_head=True)
-            tuned = evaluate_classifier(training.model_dir, records, data, batch_size=params.batch_size)
-            comparison = compare_classifiers(base, tuned, records, data.labels, params.num_samples_shown)
-            (out / "comparison.json").write_text(comparison.model_dump_json())
-    comparison = ClassificationComparison.model_validate_json((out / "comparison.json").read_text())
+
+    def build(_) -> ClassificationComparison:
+        records = classification_eval_records(validated, data, params.max_records)
+        base = evaluate_classifier(base_model, records, data, batch_size=params.batch_size, seed=seed, new_head=True)
+        tuned = evaluate_classifier(training.model_dir, records, data, batch_size=params.batch_size)
+        return compare_classifiers(base, tuned, records, data.labels, params.num_samples_shown)
+
+    comparison = kept_comparison(work_dir, key, ClassificationComparison, build)
     create_table_artifact(key="classification-base-vs-finetuned", table=comparison.metric_rows(),
                           description=f"On {comparison.finetuned.num_records} validation records")
     create_markdown_artifact(key="classification-report", markdown=comparison.markdown(),
@@ -253,11 +266,8 @@ def evaluate_qa_models(base_model: str, training: TrainingResult, recipe: QAReci
     worst-F1 questions; kept under a fingerprint of both models, the data and the settings."""
     key = fingerprint("qa-eval-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       validated.fingerprint, recipe.data, recipe.evaluation, recipe.approach)
-    out = Path(recipe.work_dir) / "evaluations" / key
-    with build_once(out) as needed:
-        if needed:
-            (out / "comparison.json").write_text(_compare_qa(base_model, training, recipe, validated).model_dump_json())
-    comparison = QAComparison.model_validate_json((out / "comparison.json").read_text())
+    comparison = kept_comparison(recipe.work_dir, key, QAComparison,
+                                 lambda _: _compare_qa(base_model, training, recipe, validated))
     create_table_artifact(key="squad-base-vs-finetuned", table=comparison.metric_rows(),
                           description=f"SQuAD v1.1 EM / F1 on {comparison.finetuned.num_records} validation questions")
     create_table_artifact(key="squad-worst-f1", table=comparison.worst,

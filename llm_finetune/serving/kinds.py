@@ -38,6 +38,12 @@ class PromptRejected(ValueError):
     """A prompt the model cannot take (too long, chat messages without a chat template): the request's 400."""
 
 
+def serving_setting(model_dir: str | Path, name: str) -> dict | None:
+    """A setting training saved in the serving file for serving to share (truncation, windows); None without one."""
+    path = Path(model_dir) / SERVING_FILE
+    return json.loads(path.read_text()).get(name) if path.exists() else None
+
+
 def served_kind(model_dir: str | Path) -> ServedKind:
     model_dir = Path(model_dir)
     if (model_dir / SERVING_FILE).exists():

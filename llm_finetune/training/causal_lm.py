@@ -9,7 +9,6 @@ Run as a module for subprocess/container use (one process, or one per device und
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -20,17 +19,21 @@ from llm_finetune.data.instructions import SFTDataReport, check_sft_records, pre
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError, RecipeError
-from llm_finetune.fingerprint import fingerprint, is_complete, mark_complete, name_or_path_key
+from llm_finetune.fingerprint import fingerprint, is_complete, name_or_path_key
 from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
 from llm_finetune.training.job import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    MODEL_DIR,
+    RESULT_FILE,
     TrainingResult,
     TrainJob,
     last_complete_checkpoint,
     run_entry_point,
+    save_trained_model,
     trainer_arguments,
 )
 
-ADAPTER_DIR, MODEL_DIR, CHECKPOINTS_DIR, RESULT_FILE = "adapter", "model", "checkpoints", "result.json"
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
 
@@ -396,20 +399,13 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     if not trainer.is_world_process_zero():
         return result
 
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    merged = None
     if job.lora.enabled:
         trainer.save_model(str(out / ADAPTER_DIR))  # adapter weights + config, and the tokenizer
         batch = verification_batch(tokenizer, train_dataset, job.data.max_length)
-        merged, check = merge_adapter(job.base_model, out / ADAPTER_DIR, batch)
+        merged, result.merge = merge_adapter(job.base_model, out / ADAPTER_DIR, batch)
         merged.generation_config.pad_token_id = tokenizer.pad_token_id
-        merged.save_pretrained(model_dir)
-        result.merge = check
-    else:
-        trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(model_dir)
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
+    save_trained_model(trainer, tokenizer, out, result, model=merged)
     return result
 
 

@@ -7,30 +7,30 @@ saves a plain, servable model (adapters merged into a full-precision reload of t
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
-
 from llm_finetune.data.classification import TruncationRule, classification_dataset, label_ids
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.errors import MergeError
-from llm_finetune.fingerprint import fingerprint, mark_complete, name_or_path_key
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import ClassificationData, LoraSpec, TrainerParams
 from llm_finetune.training.job import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
     MODEL_DIR,
-    RESULT_FILE,
+    TrainingResult,
+    TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
+    save_trained_model,
     trainer_arguments,
-    TrainingResult,
-    TrainJob,
+    trainer_result_fields,
+    write_serving_file,
 )
 
-ADAPTER_DIR, CHECKPOINTS_DIR = "adapter", "checkpoints"
 MERGE_TOLERANCE = 1e-3
 
 
@@ -113,12 +113,12 @@ def load_classifier(base_model: str, data: ClassificationData, lora: LoraSpec, t
     return model, quantized
 
 
-def collator(tokenizer, data: ClassificationData, pad_to_max_length: bool):
+def collator(tokenizer, max_length: int, pad_to_max_length: bool):
     """Pads each batch to its longest record, or (the seed scripts' way) every record to max_length."""
     from transformers import DataCollatorWithPadding
 
     if pad_to_max_length:
-        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=data.max_length)
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
     return DataCollatorWithPadding(tokenizer)
 
 
@@ -158,33 +158,6 @@ def merge_classifier(base_model: str, adapter_dir: Path, head: dict, batch: dict
     return merged, diff
 
 
-def write_serving_file(model_dir: Path, kind: str, **settings) -> None:
-    """The served kind and the settings serving must share with training (read by llm_finetune.serving.kinds)."""
-    from llm_finetune.serving.kinds import SERVING_FILE
-
-    (model_dir / SERVING_FILE).write_text(json.dumps({"kind": kind, **settings}, indent=2))
-
-
-def common_result(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
-    """The TrainingResult fields every Trainer-based entry point reports the same way."""
-    return dict(
-        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
-        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
-                    if "loss" in h and "step" in h],
-        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
-        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
-        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0)
-
-
-def complete_run(out: Path, tokenizer, result: TrainingResult, kind: str, **serving) -> None:
-    """After the weights are in out/model: the tokenizer, the serving file, the result; then mark it complete."""
-    model_dir = out / MODEL_DIR
-    tokenizer.save_pretrained(model_dir)
-    write_serving_file(model_dir, kind, **serving)
-    (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
-    mark_complete(model_dir)
-
-
 def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None) -> ClassificationTrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     from dataclasses import asdict
@@ -206,7 +179,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
     train = train.remove_columns(["truncated"])
     model, quantized = load_classifier(job.base_model, job.data, job.lora, tokenizer, precision)
     trainer = Trainer(model=model, args=training_arguments(job.output_dir, job.params, precision), train_dataset=train,
-                      data_collator=collator(tokenizer, job.data, job.params.pad_to_max_length),
+                      data_collator=collator(tokenizer, job.data.max_length, job.params.pad_to_max_length),
                       processing_class=tokenizer, callbacks=callbacks)
     counter = TrainingTokenCounter(trainer.model)
 
@@ -217,23 +190,22 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
 
     trainable, total = parameter_counts(trainer.model)
     result = ClassificationTrainingResult(
-        **common_result(trainer, output, counter, runtime, resume, model_dir), precision=precision, trainable_parameters=trainable, total_parameters=total, records=len(train),
-        truncated_records=truncated, quantized_layers=quantized, merge_max_abs_diff=None,
+        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir), precision=precision,
+        trainable_parameters=trainable, total_parameters=total, records=len(train), truncated_records=truncated,
+        quantized_layers=quantized, merge_max_abs_diff=None,
     )
     if not trainer.is_world_process_zero():
         return result
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    merged = None
     if job.lora.enabled:
         trainer.save_model(str(out / ADAPTER_DIR))
-        batch = collator(tokenizer, job.data, False)([{"input_ids": r["input_ids"], "attention_mask":
-                                                       r["attention_mask"]} for r in train.select(range(4))])
+        batch = collator(tokenizer, job.data.max_length, False)(
+            [{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"]} for r in train.select(range(4))])
         merged, result.merge_max_abs_diff = merge_classifier(job.base_model, out / ADAPTER_DIR,
                                                              head_kwargs(job.data, tokenizer), batch)
-        merged.save_pretrained(model_dir)
-    else:
-        trainer.save_model(str(model_dir))
-    complete_run(out, tokenizer, result, "text-classification", truncation=asdict(TruncationRule.of(job.data)))
+    truncation = asdict(TruncationRule.of(job.data))
+    save_trained_model(trainer, tokenizer, out, result, model=merged, write_extras=lambda d: write_serving_file(
+        d, "text-classification", truncation=truncation))
     return result
 
 

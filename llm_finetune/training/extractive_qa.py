@@ -6,7 +6,6 @@ transformers' Trainer on run_qa windows (llm_finetune.extractive); resumable; sa
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,12 +16,16 @@ from llm_finetune.extractive import WindowSettings, span_labels, windows
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import ExtractiveQA, QAData, QARecipe
 from llm_finetune.training.job import (
+    CHECKPOINTS_DIR,
     MODEL_DIR,
     TrainingResult,
     TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
+    save_trained_model,
+    trainer_result_fields,
+    write_serving_file,
 )
 
 
@@ -77,13 +80,23 @@ def training_windows(validated: ValidatedData, data: QAData, tokenizer, settings
                                        "end_positions": ends}), len(rows)
 
 
+def qa_job(recipe: QARecipe, base_model: str, validated: ValidatedData) -> TrainJob:
+    """The recipe's trainer: SFT of a causal LM on prompt/completion (generative), or the span head (extractive)."""
+    if recipe.generative is not None:
+        from llm_finetune.training.causal_lm import causal_job
+
+        g = recipe.generative
+        return causal_job(base_model, validated, recipe.data, g.lora, g.training, recipe.work_dir)
+    return extractive_job(base_model, validated, recipe.data, recipe.extractive, recipe.work_dir)
+
+
 def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> ExtractiveTrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     import transformers
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Trainer, set_seed
 
     from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
-    from llm_finetune.training.classification import CHECKPOINTS_DIR, common_result, complete_run, training_arguments
+    from llm_finetune.training.classification import collator, training_arguments
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
@@ -100,8 +113,7 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
     precision = resolve_precision(params.precision)
     args = training_arguments(job.output_dir, params, precision)
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks,
-                      data_collator=DataCollatorWithPadding(tokenizer, padding="max_length", max_length=settings.max_length)
-                      if params.pad_to_max_length else DataCollatorWithPadding(tokenizer))
+                      data_collator=collator(tokenizer, settings.max_length, params.pad_to_max_length))
     counter = TrainingTokenCounter(trainer.model)
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
@@ -110,14 +122,11 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
 
     cls = [ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0 for ids in train["input_ids"]]
     result = ExtractiveTrainingResult(
-        **common_result(trainer, output, counter, runtime, resume, model_dir), records=records, windows=len(train),
-        windows_without_answer=sum(s == c for s, c in zip(train["start_positions"], cls)))
-    if not trainer.is_world_process_zero():
-        return result
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    trainer.save_model(str(model_dir))
-    complete_run(out, tokenizer, result, "question-answering", windows=asdict(settings))
+        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir), records=records,
+        windows=len(train), windows_without_answer=sum(s == c for s, c in zip(train["start_positions"], cls)))
+    if trainer.is_world_process_zero():
+        save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: write_serving_file(
+            d, "question-answering", windows=asdict(settings)))
     return result
 
 
@@ -128,12 +137,3 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 
-
-def qa_job(recipe: QARecipe, base_model: str, validated: ValidatedData) -> TrainJob:
-    """The recipe's trainer: SFT of a causal LM on prompt/completion (generative), or the span head (extractive)."""
-    if recipe.generative is not None:
-        from llm_finetune.training.causal_lm import causal_job
-
-        g = recipe.generative
-        return causal_job(base_model, validated, recipe.data, g.lora, g.training, recipe.work_dir)
-    return extractive_job(base_model, validated, recipe.data, recipe.extractive, recipe.work_dir)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from llm_finetune.fingerprint import is_complete
 
 JOB_FILE, RESULT_FILE, PROGRESS_FILE, MODEL_DIR = "job.json", "result.json", "progress.json", "model"
-CHECKPOINTS_DIR = "checkpoints"  # under output_dir
+CHECKPOINTS_DIR, ADAPTER_DIR = "checkpoints", "adapter"  # under output_dir
 
 
 class TrainJob(BaseModel):
@@ -69,9 +69,10 @@ def finished_result(output_dir: str | Path, result_type: type[TrainingResult] | 
 
 
 def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: TrainingResult,
-                       write_extras: Callable[[Path], None] | None = None) -> None:
+                       write_extras: Callable[[Path], None] | None = None, model=None) -> None:
     """Rank 0's last act: model and tokenizer in <output_dir>/model (a partial one from a killed run replaced), any
-    extra files, the result; the model folder is marked complete last."""
+    extra files, the result; the model folder is marked complete last. `model` is saved instead of the trainer's
+    (a LoRA adapter merged into its base)."""
     import shutil
 
     from llm_finetune.fingerprint import mark_complete
@@ -80,12 +81,35 @@ def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: Train
     model_dir = out / MODEL_DIR
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    trainer.save_model(str(model_dir))
+    if model is None:
+        trainer.save_model(str(model_dir))
+    else:
+        model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     if write_extras is not None:
         write_extras(model_dir)
     (out / RESULT_FILE).write_text(result.model_dump_json(indent=2))
     mark_complete(model_dir)
+
+
+def trainer_result_fields(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
+    """The TrainingResult fields a Trainer-based entry point reports the same way (one process's token counts)."""
+    return dict(
+        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
+        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                    if "loss" in h and "step" in h],
+        resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
+        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
+        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0)
+
+
+def write_serving_file(model_dir: Path, kind: str, **settings) -> None:
+    """The served kind and the settings serving must share with training (read by llm_finetune.serving.kinds)."""
+    import json
+
+    from llm_finetune.serving.kinds import SERVING_FILE
+
+    (model_dir / SERVING_FILE).write_text(json.dumps({"kind": kind, **settings}, indent=2))
 
 
 def trainer_arguments(output_dir: str | Path, p, precision: str) -> dict:

@@ -23,6 +23,7 @@ from llm_finetune.training.causal_lm import (
     summed_over_processes,
 )
 from llm_finetune.training.job import (
+    CHECKPOINTS_DIR,
     MODEL_DIR,
     finished_result,
     last_complete_checkpoint,
@@ -32,8 +33,6 @@ from llm_finetune.training.job import (
     TrainingResult,
     TrainJob,
 )
-
-CHECKPOINTS_DIR = "checkpoints"
 
 
 class PretrainingResult(TrainingResult):
