@@ -4,7 +4,9 @@ recipes/dolly_llama2_27m.yaml on the same number of tokens, laid out three ways,
 a) 4 rows x 512 tokens, causal attention (the padded layout, as if every token were real);
 b) 1 row x 2048 tokens holding 4 x 512-token records, packed position_ids (TRL's padding-free collator): with SDPA
    the model builds a 2048 x 2048 block-diagonal mask and attends over all of it;
-c) 1 row x 2048 tokens with plain causal attention (the cost of a 2048-token row without the mask).
+c) 1 row x 2048 tokens with plain causal attention (the cost of a 2048-token row without the mask);
+d) 4 rows x 512 tokens, each holding 4 x 128-token records with restarting position_ids and no attention mask
+   (this project's row-wise packing on CPU): the model builds one 512 x 512 block-diagonal mask per row.
 
 Milliseconds per step and tokens/s; a/b shows what the flattened packed layout costs per token against rows.
 
@@ -39,6 +41,8 @@ def main() -> None:
         "a) 4 x 512 rows, causal": {"input_ids": rows},
         "b) 1 x 2048 packed (position_ids)": {"input_ids": flat, "position_ids": torch.arange(512).repeat(4)[None]},
         "c) 1 x 2048, causal": {"input_ids": flat},
+        "d) 4 x 512 rows packed (position_ids)": {"input_ids": rows,
+                                                 "position_ids": torch.arange(128).repeat(4)[None].expand(4, -1)},
     }
     print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; ~27M Llama, "
           f"2048 tokens a step, {args.steps} steps after 1 warm-up\n")

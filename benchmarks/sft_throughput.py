@@ -10,7 +10,11 @@ baselines, in one run.
       transformers `Trainer` with `default_data_collator`, the recipe's LoRA;
    b) TRL `SFTTrainer` with its defaults (prompt-completion data, same LoRA) apart from batch size, max_length and
       max_steps: on a CPU that is bf16 autocast and activation checkpointing;
-   c) this project's `train_causal_lm` with the recipe's settings (padding-free packing, precision auto), LoRA;
+   c) this project's `train_causal_lm` with the recipe's settings (packing, packing_layout auto: packed rows fed as
+      rows without padding between records on CPU, precision auto), LoRA;
+   c') the same with packing_layout flat: TRL's padding-free collator, the batch flattened into one row;
+   c'') (c) with TRL's fused LM head scoring every position, as TRL does on a CPU (the project scores only the
+      labelled ones: score_labelled_positions_only);
    d) the same, full fine-tune (lora.enabled=false).
    Real tokens are counted at the model's forward (attention_mask.sum()) over trainer.train()'s wall time. Peak RSS is
    taken at the end of training (before any merge); "train +MB" is peak minus the RSS when training began.
@@ -47,6 +51,8 @@ CASES = {
     "seed_padded": "a) seed-style: pad to max_length, loss on all",
     "trl_defaults": "b) TRL SFTTrainer defaults",
     "project_lora": "c) train_causal_lm (LoRA)",
+    "project_lora_flat": "c') the same, packed rows flattened (TRL's)",
+    "project_lora_all_positions": "c'') (c), LM head over every position",
     "project_full": "d) train_causal_lm (full fine-tune)",
 }
 BATCH_SIZE = 4
@@ -172,11 +178,12 @@ def trl_defaults(recipe, base: str, validated, out: Path, steps: int) -> dict:
     return timed_train(trainer, probe)
 
 
-def project(recipe, base: str, validated, out: Path, steps: int, *, lora: bool) -> dict:
+def project(recipe, base: str, validated, out: Path, steps: int, *, lora: bool, layout: str | None = None) -> dict:
     from llm_finetune.training.causal_lm import causal_job, train_causal_lm
 
     params = recipe.training.model_copy(update={"max_steps": steps, "save_steps": steps + 1, "logging_steps": steps,
-                                                "per_device_train_batch_size": BATCH_SIZE})
+                                                "per_device_train_batch_size": BATCH_SIZE,
+                                                "packing_layout": layout or recipe.training.packing_layout})
     probe = memory_probe()
     job = causal_job(base, validated, recipe.data, recipe.lora.model_copy(update={"enabled": lora}), params, out)
     result = train_causal_lm(job, callbacks=[probe])
@@ -208,7 +215,12 @@ def run_case(case: str, recipe_name: str, work: Path, steps: int) -> None:
     elif case == "trl_defaults":
         row = trl_defaults(recipe, base, validated, out, steps)
     else:
-        row = project(recipe, base, validated, out, steps, lora=case == "project_lora")
+        if case == "project_lora_all_positions":
+            import llm_finetune.training.causal_lm as causal_lm
+
+            causal_lm.score_labelled_positions_only = lambda: None  # this case's own process: TRL's CPU default
+        row = project(recipe, base, validated, out, steps, lora=case != "project_full",
+                      layout="flat" if case == "project_lora_flat" else None)
     print("CASE_RESULT " + json.dumps(row), flush=True)
 
 

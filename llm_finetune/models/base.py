@@ -50,11 +50,11 @@ def base_model_path(model: ModelSpec | CausalModelSpec | ClassifierModelSpec | P
             raise ValueError("model.gpt2.tokenizer: a classifier's GPT-2 base uses the GPT-2 tokenizer ('gpt2')")
         return str(build_gpt2(model.gpt2, [], cache_root, corpus_key=""))
     if isinstance(model, ClassifierModelSpec) and model.registered:
-        from llm_finetune.models.sources import registered_model_path
+        from llm_finetune.registry.mlflow_registry import download_registered_model
 
         if tracking_uri is None:
             raise ValueError("a registered base model needs the recipe's tracking URI")
-        return str(registered_model_path(model.registered, tracking_uri, cache_root))
+        return str(download_registered_model(tracking_uri, model.registered, Path(cache_root) / "registered"))
     if isinstance(model, (CausalModelSpec, ClassifierModelSpec)) and not isinstance(data, InstructionData):
         from llm_finetune.data.shapes import tokenizer_corpus
         from llm_finetune.models.tiny_causal import build_tiny_causal_lm

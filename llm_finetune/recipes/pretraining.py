@@ -12,11 +12,11 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import (
     DATA_URI_HELP,
     ApprovalPolicy,
-    Backend,
     DataSource,
     RecipeBase,
     RegistrySpec,
     Strict,
+    TrainingLoopParams,
 )
 
 
@@ -72,28 +72,15 @@ class PretrainModelSpec(Strict):
         return self
 
 
-class PretrainParams(Strict):
+class PretrainParams(TrainingLoopParams):
     """Hyperparameters passed to transformers' Trainer (causal LM on packed blocks)."""
 
-    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
-                             "(a training job; settings in the recipe's `sagemaker` section)")
-    nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides epochs")
     learning_rate: float = Field(5e-4, gt=0, description="5e-4 as CodeParrot-small from scratch; continued "
                                  "pretraining of a large pretrained model uses ~1e-5")
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup: float = Field(0.0, ge=0, description="Warm-up: a fraction of all steps if < 1, else a step count")
     weight_decay: float = Field(0.1, ge=0, description="0.1 as CodeParrot")
     per_device_train_batch_size: int = Field(8, gt=0, description="Blocks per device and step")
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    logging_steps: int = Field(10, gt=0)
-    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
-    save_total_limit: int = Field(2, gt=0)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 mixed precision where the hardware computes bf16 natively, else fp32")
     activation_checkpointing: bool = Field(False, description="Less memory, ~20-50% slower")
-    seed: int = 42
 
 
 class PerplexityEvaluationParams(Strict):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, field_validator, model_validator
 
 from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
-                                       RegistrySpec, Strict)
+                                       RegistrySpec, Strict, TrainingLoopParams)
 
 
 class SummarizationData(DataSource):
@@ -55,24 +57,28 @@ class ModelSpec(Strict):
         return self
 
 
-class Seq2SeqTrainingParams(Strict):
+class Seq2SeqTrainingParams(TrainingLoopParams):
     """Hyperparameters passed to transformers' Seq2SeqTrainer."""
 
-    backend: Backend = Field("local", description="Where training runs: local (a process, torchrun) or sagemaker "
-                             "(a training job; settings in the recipe's `sagemaker` section)")
-    nproc_per_node: int = Field(1, ge=1, description="Training processes on this machine (torchrun when > 1)")
-    num_train_epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides num_train_epochs")
+    LEGACY_KEYS: ClassVar[dict[str, str]] = {"num_train_epochs": "epochs", "warmup_steps": "warmup"}
+
+    epochs: float = Field(3.0, gt=0)
     learning_rate: float = Field(5e-4, gt=0)
-    per_device_train_batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    logging_steps: int = Field(10, gt=0)
-    save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
-    save_total_limit: int = Field(2, gt=0)
     group_by_length: bool = Field(True, description="Batch records of similar length to cut padding")
-    seed: int = 42
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, values):
+        """Recipes written before the training sections shared their names still load."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for old, new in cls.LEGACY_KEYS.items():
+            if old in values:
+                if new in values:
+                    raise ValueError(f"set '{new}' only ('{old}' is its former name)")
+                values[new] = values.pop(old)
+        return values
 
 
 class SummarizationRecipe(RecipeBase):

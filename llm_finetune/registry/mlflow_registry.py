@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
-from llm_finetune.errors import ApprovalRequiredError, RecipeError, RegistryLookupError
+from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.kinds import input_example, served_kind
@@ -340,8 +340,8 @@ def resolve_model_uri(tracking_uri: str, uri: str) -> tuple[str, str]:
         raise ValueError(f"{uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS")
     try:
         mv = resolve_version(tracking_uri, match["name"], match["version"], match["alias"])
-    except RecipeError:
-        raise ValueError(f"{uri!r} is not in the registry at {tracking_uri}") from None
+    except RegistryLookupError as e:
+        raise RegistryLookupError(f"{uri!r} is not in the registry at {tracking_uri}: {e}") from None
     return mv.name, mv.version
 
 

@@ -1,4 +1,4 @@
-"""Collator wrapper that counts real and padded tokens, so throughput is measured, not estimated."""
+"""Collators: one that counts real and padded tokens (throughput measured, not estimated), and packed rows."""
 
 from __future__ import annotations
 
@@ -21,3 +21,37 @@ class TokenCountingCollator:
             self.real_tokens += int((batch["labels"] != -100).sum())
             self.padded_tokens += int(batch["labels"].numel())
         return batch
+
+
+@dataclass
+class PackedRowsCollator:
+    """Packed rows (TRL 'bfd' packing) batched as rows, not flattened into one: position_ids restart at each record
+    and there is no attention mask, so transformers bounds attention per record with one max_length^2 block mask per
+    row. TRL's padding-free collator puts the whole batch in one row instead, whose (batch x max_length)^2 mask costs
+    SDPA on CPU ~1.7x the time per token (benchmarks/packed_attention.py).
+
+    Rows shorter than the longest are right-padded: pad positions get position 0 (each its own one-token record) and
+    label -100; `packed_real_tokens` tells them from real tokens. As in TRL's padding-free collator, each record's first token is not a target (it would be predicted
+    from the record before it).
+    """
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, examples: list[dict]) -> dict[str, Any]:
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        batch = DataCollatorForLanguageModeling(pad_token_id=self.pad_token_id, return_position_ids=True,
+                                                pad_to_multiple_of=self.pad_to_multiple_of)(examples)
+        del batch["attention_mask"]  # with a mask the model would attend across the records of a row
+        batch["labels"][batch["position_ids"] == 0] = -100
+        return batch
+
+
+def packed_real_tokens(input_ids, position_ids, pad_token_id: int):
+    """Mask of the real tokens of a packed batch without an attention mask: all but each row's trailing padding
+    (pad token at position 0). A pad token inside the text (Llama pads with <unk>) stays real: it is not at position
+    0, which only a record's first token holds."""
+    pad_like = (input_ids == pad_token_id) & (position_ids == 0)
+    trailing = pad_like.flip(-1).cumprod(-1).flip(-1).bool()
+    return ~trailing

@@ -92,15 +92,30 @@ def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: Train
     mark_complete(model_dir)
 
 
+def summed_over_processes(values: list[int]) -> list[int]:
+    """Per-process counts summed over every process of a torchrun job (each saw only its shard of the data)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor(values, dtype=torch.long, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]
+
+
 def trainer_result_fields(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
-    """The TrainingResult fields a Trainer-based entry point reports the same way (one process's token counts)."""
+    """The TrainingResult fields a Trainer-based entry point reports the same way; token counts are summed over the
+    processes of a torchrun job (each counted only its shard)."""
+    real_tokens, padded_tokens = summed_over_processes([counter.real_tokens, counter.padded_tokens])
     return dict(
         model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
         loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
                     if "loss" in h and "step" in h],
         resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
-        real_tokens=counter.real_tokens, padded_tokens=counter.padded_tokens,
-        tokens_per_second=counter.real_tokens / runtime if runtime > 0 else 0.0)
+        real_tokens=real_tokens, padded_tokens=padded_tokens,
+        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0)
 
 
 def write_serving_file(model_dir: Path, kind: str, **settings) -> None:

@@ -16,12 +16,7 @@ from typing import ClassVar, Literal
 from llm_finetune.data.raw_text import DOCUMENTS_FILE, PackedBlocks
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import PretrainParams
-from llm_finetune.training.causal_lm import (
-    TrainingTokenCounter,
-    parameter_counts,
-    resolve_precision,
-    summed_over_processes,
-)
+from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts, resolve_precision
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,
@@ -30,6 +25,7 @@ from llm_finetune.training.job import (
     run_entry_point,
     save_trained_model,
     trainer_arguments,
+    trainer_result_fields,
     TrainingResult,
     TrainJob,
 )
@@ -118,18 +114,8 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start
 
-    real_tokens, padded_tokens = summed_over_processes([counter.real_tokens, counter.padded_tokens])
     result = PretrainingResult(
-        model_dir=str(model_dir),
-        global_step=output.global_step,
-        train_loss=output.training_loss,
-        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
-                    if "loss" in h and "step" in h],
-        resumed_from_checkpoint=str(resume) if resume else None,
-        train_runtime_s=runtime,
-        real_tokens=real_tokens,
-        padded_tokens=padded_tokens,
-        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0,
+        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir),
         precision=precision,
         parameters=parameter_counts(trainer.model)[1],
         blocks=len(blocks),

@@ -14,6 +14,7 @@ from typing import ClassVar
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
 from llm_finetune.training.job import (
+    CHECKPOINTS_DIR,
     MODEL_DIR,
     TrainingResult,
     TrainJob,
@@ -21,6 +22,7 @@ from llm_finetune.training.job import (
     last_complete_checkpoint,
     run_entry_point,
     save_trained_model,
+    trainer_arguments,
 )
 
 PROMPT_FILE = "llmft_prompt.json"
@@ -53,7 +55,6 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
     one output folder hold `fingerprint.locked(output_dir)` (llm_finetune.backends.local does).
     """
     import datasets
-    import torch
     from transformers import (
         AutoModelForSeq2SeqLM,
         AutoTokenizer,
@@ -63,6 +64,7 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         set_seed,
     )
 
+    from llm_finetune.training.causal_lm import resolve_precision
     from llm_finetune.training.collators import TokenCountingCollator
 
     out = Path(job.output_dir)
@@ -76,27 +78,8 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
     model = AutoModelForSeq2SeqLM.from_pretrained(job.base_model)
     ds = datasets.load_from_disk(job.dataset_dir)
     collator = TokenCountingCollator(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100))
-    use_cpu = not torch.cuda.is_available()
-    args = Seq2SeqTrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        num_train_epochs=p.num_train_epochs,
-        max_steps=p.max_steps,
-        learning_rate=p.learning_rate,
-        per_device_train_batch_size=p.per_device_train_batch_size,
-        gradient_accumulation_steps=p.gradient_accumulation_steps,
-        weight_decay=p.weight_decay,
-        warmup_steps=p.warmup_steps,
-        logging_steps=p.logging_steps,
-        save_strategy="steps",
-        save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit,
-        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
-        seed=p.seed,
-        use_cpu=use_cpu,
-        bf16=not use_cpu and torch.cuda.is_bf16_supported(),
-        report_to="none",
-        disable_tqdm=True,
-    )
+    args = Seq2SeqTrainingArguments(**trainer_arguments(out, p, resolve_precision(p.precision)),
+                                    train_sampling_strategy="group_by_length" if p.group_by_length else "random")
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
@@ -105,7 +88,7 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    resume = last_complete_checkpoint(out / "checkpoints")
+    resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start

@@ -52,7 +52,8 @@ def test_imdb_sentiment_end_to_end(tmp_path):
     # Arm (b) resolves a champion by alias: here, the model just approved.
     spec = ClassifierModelSpec(registered=f"models:/{recipe.registry.model_name}@champion")
     base = Path(base_model_path(spec, recipe.data, None, tmp_path / "bases", recipe.tracking_uri()))
-    assert base.parts[-4:-2] == ("registered", f"{recipe.registry.model_name}-v{outcome.version.version}")
+    assert base.is_relative_to(tmp_path / "bases" / "registered" /
+                               f"{recipe.registry.model_name}-v{outcome.version.version}")
     assert (base / "model.safetensors").read_bytes() == (Path(outcome.training.model_dir) /
                                                           "model.safetensors").read_bytes()
 

@@ -19,14 +19,14 @@ def test_hub_recipe_keeps_uris():
 
 
 def test_unknown_and_mistyped_fields_are_named(tmp_path):
-    text = DEFAULT_RECIPE.read_text().replace("learning_rate: 0.002", "learning_rate: fast\n  epochs: 3")
+    text = DEFAULT_RECIPE.read_text().replace("learning_rate: 0.002", "learning_rate: fast\n  epoch: 3")
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(RecipeError) as err:
         load_recipe(path)
     message = str(err.value)
     assert message.startswith(f"{path}: invalid recipe")
-    assert "field 'training.learning_rate'" in message and "field 'training.epochs'" in message
+    assert "field 'training.learning_rate'" in message and "field 'training.epoch'" in message
 
 
 def test_prompt_template_needs_dialogue_slot(tmp_path):
@@ -86,7 +86,7 @@ def test_switching_model_source_needs_both_keys():
 
 
 def test_unknown_override_key_suggests_the_field():
-    for key, guess in [("training.lr", "training.learning_rate"), ("training.epochs", "training.num_train_epochs"),
+    for key, guess in [("training.lr", "training.learning_rate"), ("training.epoch", "training.epochs"),
                        ("evaluation.max_record", "evaluation.max_records"), ("endpont", "endpoint")]:
         with pytest.raises(RecipeError) as err:
             load_recipe(DEFAULT_RECIPE, overrides=[f"{key}=1"])
@@ -146,3 +146,15 @@ def test_overrides_reach_into_named_sections_of_a_dict():
     assert recipe.arms["gpt2"].model.gpt2.n_embd == 32 and recipe.seeds == [4]
     with pytest.raises(RecipeError, match="unknown recipe key 'arms.gpt2.modle'; did you mean 'arms.gpt2.model'"):
         load_recipe(path, SentimentComparisonRecipe, ["arms.gpt2.modle.tiny.hidden_size=32"])
+
+
+def test_training_sections_share_their_names_and_old_seq2seq_names_still_load():
+    from llm_finetune.recipes import PretrainParams, Seq2SeqTrainingParams, SFTParams, TrainerParams
+
+    shared = {"epochs", "warmup", "learning_rate", "precision", "save_steps", "nproc_per_node", "backend"}
+    for section in (Seq2SeqTrainingParams, SFTParams, TrainerParams, PretrainParams):
+        assert shared <= set(section.model_fields)
+    old = Seq2SeqTrainingParams.model_validate({"num_train_epochs": 2, "warmup_steps": 5})
+    assert (old.epochs, old.warmup) == (2, 5)
+    with pytest.raises(ValueError, match="set 'epochs' only"):
+        Seq2SeqTrainingParams.model_validate({"num_train_epochs": 2, "epochs": 3})

@@ -182,11 +182,37 @@ def test_mixtral_expert_adapters_train_and_router_aux_loss_is_logged(tmp_path):
     assert result.merge.max_abs_diff <= 1e-3 < result.merge.adapter_effect
 
 
-def test_packing_is_padding_free_and_counts_real_tokens(llama, tmp_path):
-    job = small_job(llama["base"], llama["validated"], tmp_path / "run", packing=True, max_steps=2, save_steps=100)
-    result = train_causal_lm(job)
-    assert result.real_tokens == result.padded_tokens > 0  # packed rows have no padding
-    assert result.merge.max_abs_diff <= 1e-3
+def test_packed_rows_and_flat_layouts_train_alike_and_count_real_tokens(llama, tmp_path):
+    """Packed rows fed as rows (the CPU default) or flattened (TRL's padding-free) see the same records and targets:
+    the same token counts and, up to float rounding, the same loss curve."""
+    runs = {layout: train_causal_lm(small_job(llama["base"], llama["validated"], tmp_path / layout, packing=True,
+                                              packing_layout=layout, max_steps=3, logging_steps=1, save_steps=100))
+            for layout in ("rows", "flat")}
+    rows, flat = runs["rows"], runs["flat"]
+    assert flat.real_tokens == flat.padded_tokens > 0  # one row a batch: nothing to pad
+    assert 0 < rows.real_tokens == flat.real_tokens < rows.padded_tokens  # rows pad to the longest row
+    assert rows.loss_tokens == flat.loss_tokens > 0
+    for run in (rows, flat):
+        assert run.real_tokens == run.loss_curve[-1]["num_tokens"]  # TRL's count agrees (rows: corrected)
+        assert run.merge.max_abs_diff <= 1e-3
+    assert [h["num_tokens"] for h in rows.loss_curve] == [h["num_tokens"] for h in flat.loss_curve]
+    for a, b in zip(rows.loss_curve, flat.loss_curve):
+        assert abs(a["loss"] - b["loss"]) <= 1e-4, (rows.loss_curve, flat.loss_curve)
+
+
+def test_packing_layout_auto_is_flat_only_under_varlen_flash_attention(llama):
+    from types import SimpleNamespace
+
+    from llm_finetune.recipes import SFTParams
+    from llm_finetune.training.causal_lm import packing_layout
+
+    def model(attention):
+        return SimpleNamespace(config=SimpleNamespace(_attn_implementation=attention))
+
+    assert packing_layout(SFTParams(packing=True), model("sdpa")) == "rows"
+    assert packing_layout(SFTParams(packing=True), model("flash_attention_2")) == "flat"
+    assert packing_layout(SFTParams(packing=True, packing_layout="rows"), model("flash_attention_2")) == "rows"
+    assert packing_layout(SFTParams(packing=False), model("sdpa")) is None
 
 
 def test_full_fine_tune_trains_every_weight(llama, tmp_path):
@@ -261,21 +287,69 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(llama
 
 @pytest.mark.parametrize("family", ["llama", "mixtral"])
 def test_packed_records_do_not_attend_to_each_other(tmp_path, family):
-    """Padding-free packing (the default) is only right if a packed row's logits equal each record's alone."""
+    """Packing is only right if a packed row's logits equal each record's alone, in both layouts: flattened (TRL's
+    padding-free collator) and rows (PackedRowsCollator, with a padded row)."""
     from transformers import AutoModelForCausalLM
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+    from llm_finetune.training.collators import PackedRowsCollator
     from tests.tiny_causal import build_tiny_causal
 
     model = AutoModelForCausalLM.from_pretrained(build_tiny_causal(tmp_path, family)).eval()
-    records = [torch.randint(4, model.config.vocab_size, (n,)) for n in (7, 12, 5)]
-    positions = torch.cat([torch.arange(len(r)) for r in records])[None]
+    pad = 0
+    records = [torch.randint(4, model.config.vocab_size, (n,)) for n in (7, 12, 5, 9, 3)]
+    packed_rows = [{"input_ids": torch.cat(records[:3]).tolist(), "seq_lengths": [7, 12, 5]},
+                   {"input_ids": torch.cat(records[3:]).tolist(), "seq_lengths": [9, 3]}]  # 12 real + 12 pads
     with torch.no_grad():
-        # As TRL's padding-free collator feeds it: one row, position_ids restarting per record, no attention mask.
-        packed = model(input_ids=torch.cat(records)[None], position_ids=positions, use_cache=False).logits[0]
-        alone = torch.cat([model(input_ids=r[None], use_cache=False).logits[0] for r in records])
-        contaminated = model(input_ids=torch.cat(records)[None], use_cache=False).logits[0]
-    assert (packed - alone).abs().max() < 1e-4
-    assert (contaminated - alone).abs().max() > 1e-2  # the check can fail: without position_ids records mix
+        alone = [model(input_ids=r[None], use_cache=False).logits[0] for r in records]
+        flat = DataCollatorForLanguageModeling(pad_token_id=pad, padding_free=True)(packed_rows)
+        flat_logits = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits
+        rows = PackedRowsCollator(pad_token_id=pad)(packed_rows)
+        assert "attention_mask" not in rows and rows["input_ids"].shape == (2, 24)
+        rows_logits = model(**{k: rows[k] for k in ("input_ids", "position_ids")}, use_cache=False).logits
+        contaminated = model(input_ids=flat["input_ids"], use_cache=False).logits[0]
+    assert (flat_logits[0] - torch.cat(alone)).abs().max() < 1e-4
+    assert (rows_logits[0] - torch.cat(alone[:3])).abs().max() < 1e-4
+    assert (rows_logits[1, :12] - torch.cat(alone[3:])).abs().max() < 1e-4
+    assert (contaminated - torch.cat(alone)).abs().max() > 1e-2  # the check can fail: without position_ids records mix
+    # Targets: no record's first token is learned from the record before it, and no pad is a target.
+    starts = torch.tensor([0, 7, 19])
+    assert (rows["labels"][0, starts] == -100).all() and (rows["labels"][1, [0, 9]] == -100).all()
+    assert (rows["labels"][1, 12:] == -100).all() and (rows["labels"][0, 1:7] == records[0][1:]).all()
+
+
+def test_packed_rows_tell_padding_from_a_pad_token_in_the_text():
+    """Llama pads with <unk>, which text can also hold: only each row's trailing padding is not a real token."""
+    from llm_finetune.training.collators import PackedRowsCollator, packed_real_tokens
+
+    pad = 0
+    rows = PackedRowsCollator(pad_token_id=pad)([{"input_ids": [1, 5, pad, 6, 1, pad], "seq_lengths": [4, 2]},
+                                                 {"input_ids": [1, 7], "seq_lengths": [2]}])
+    real = packed_real_tokens(rows["input_ids"], rows["position_ids"], pad)
+    assert real.tolist() == [[True] * 6, [True, True, False, False, False, False]]
+
+
+def test_fused_lm_head_scores_only_labelled_positions_on_cpu(llama, monkeypatch):
+    """The trainer's forward projects only the positions with a label through the LM head, and its loss is the
+    loss of the model's own full-logits forward."""
+    import trl.trainer.utils as trl_utils
+
+    job = small_job(llama["base"], llama["validated"], llama["work"] / "compact")
+    tokenizer = load_tokenizer(job.base_model)
+    trainer = build_trainer(job, load_base_model(job.base_model, job.lora), tokenizer,
+                            instruction_dataset(job.validated, "train", job.data))
+    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items()}
+    scored = []
+    chunked = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *args: scored.append(hidden.shape[0]) or chunked(hidden, *args))
+    trainer.model.eval()
+    with torch.no_grad():
+        fused = trainer.model(**batch, fused_lm_head=True, use_cache=False).loss
+        full = trainer.model(**batch, use_cache=False).loss
+    labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert scored == [labelled] and 0 < labelled < batch["labels"][:, 1:].numel()
+    assert abs(float(fused) - float(full)) < 1e-5
 
 
 def test_packing_is_refused_for_falcon(tmp_path):

@@ -104,3 +104,17 @@ def test_classifier_trains_as_a_sagemaker_job_through_the_stand_in(base, moto_en
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"base_model", "data"}
     labels = [r[0]["label"] for r in TextClassifier(result.model_dir).classify(["Great film.", "Awful."])]
     assert set(labels) <= {"negative", "positive"}
+
+
+def test_torchrun_counts_the_tokens_of_every_process(base, tmp_path):
+    """One epoch as 2 processes x batch 4 and as 1 process x batch 8 trains every record once either way: the
+    reported real tokens are the sum over both processes, not rank 0's share."""
+    from llm_finetune.backends.local import run_training_process
+
+    model, validated = base
+    settings = {"max_steps": -1, "epochs": 1}
+    one = run_training_process(small_job(model, validated, tmp_path / "one", **settings))
+    two = run_training_process(small_job(model, validated, tmp_path / "two", per_device_train_batch_size=4,
+                                         nproc_per_node=2, **settings))
+    assert two.global_step == one.global_step == 6  # 48 records, global batch 8
+    assert 0 < two.real_tokens == one.real_tokens
