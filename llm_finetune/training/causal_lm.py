@@ -247,8 +247,8 @@ def packed_rows_trainer_class():
 
 def score_labelled_positions_only() -> None:
     """Make TRL's fused LM head score only the positions with a label on a CPU too (the responses, under
-    completion-only loss), as it does on CUDA/XPU; the same loss and gradients, 1.1x (27M Llama) to 1.75x (tiny
-    Llama) the training speed here. TRL scores every position on other devices because a varying number of positions
+    completion-only loss), as it does on CUDA/XPU; the same loss and gradients, 1.0x (27M Llama) to 1.8x (tiny
+    Llama, where vocabulary-wide work dominates a step) the training speed here. TRL scores every position on other devices because a varying number of positions
     recompiles XLA graphs, which an eager CPU does not have. TRL 1.16 takes that choice from the private
     `trl.trainer.utils._use_triton` at every call (test_fused_lm_head_scores_only_labelled_positions_on_cpu fails if
     that moves); idempotent."""
