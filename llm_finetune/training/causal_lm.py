@@ -22,6 +22,7 @@ from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError, RecipeError
 from llm_finetune.fingerprint import fingerprint, is_complete, name_or_path_key
 from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
+from llm_finetune.training.collators import packed_real_tokens
 from llm_finetune.training.job import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
@@ -225,7 +226,7 @@ def packed_rows_trainer_class():
     would count one row's width per batch."""
     from trl import SFTTrainer
 
-    from llm_finetune.training.collators import PackedRowsCollator, packed_real_tokens
+    from llm_finetune.training.collators import PackedRowsCollator
 
     class PackedRowsSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
@@ -248,10 +249,10 @@ def packed_rows_trainer_class():
 def score_labelled_positions_only() -> None:
     """Make TRL's fused LM head score only the positions with a label on a CPU too (the responses, under
     completion-only loss), as it does on CUDA/XPU; the same loss and gradients, 1.0x (27M Llama) to 1.8x (tiny
-    Llama, where vocabulary-wide work dominates a step) the training speed here. TRL scores every position on other devices because a varying number of positions
-    recompiles XLA graphs, which an eager CPU does not have. TRL 1.16 takes that choice from the private
-    `trl.trainer.utils._use_triton` at every call (test_fused_lm_head_scores_only_labelled_positions_on_cpu fails if
-    that moves); idempotent."""
+    Llama, where vocabulary-wide work dominates a step) the training speed here. TRL scores every position on other
+    devices because a varying number of positions recompiles XLA graphs, which an eager CPU does not have. TRL 1.16
+    takes that choice from the private `trl.trainer.utils._use_triton` at every call
+    (test_fused_lm_head_scores_only_labelled_positions_on_cpu fails if that moves); idempotent."""
     import trl.trainer.utils as trl_utils
 
     scores_all_on_cpu = trl_utils._use_triton
@@ -303,8 +304,6 @@ class TrainingTokenCounter:
         if mask is not None:
             self.real_tokens += int(mask.sum())
         elif self.pad_token_id is not None and kwargs.get("position_ids") is not None:
-            from llm_finetune.training.collators import packed_real_tokens
-
             self.real_tokens += int(packed_real_tokens(ids, kwargs["position_ids"], self.pad_token_id).sum())
         else:
             self.real_tokens += int(ids.numel())

@@ -31,8 +31,8 @@ class PackedRowsCollator:
     SDPA on CPU ~1.7x the time per token (benchmarks/packed_attention.py).
 
     Rows shorter than the longest are right-padded: pad positions get position 0 (each its own one-token record) and
-    label -100; `packed_real_tokens` tells them from real tokens. As in TRL's padding-free collator, each record's first token is not a target (it would be predicted
-    from the record before it).
+    label -100; `packed_real_tokens` tells them from real tokens. As in TRL's padding-free collator, each record's
+    first token is not a target (it would be predicted from the record before it).
     """
 
     pad_token_id: int
