@@ -19,8 +19,8 @@ def _sentences_per_line(text: str) -> str:
     return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
 
 
-def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Mean F-measure per ROUGE variant."""
+def rouge_per_record(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
+    """F-measure of each record per ROUGE variant, in input order (the paired values the approval gate resamples)."""
     from rouge_score import rouge_scorer
 
     if len(predictions) != len(references):
@@ -28,12 +28,17 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     if not predictions:
         raise ValueError("no predictions to score")
     scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
-    totals = dict.fromkeys(ROUGE_KEYS, 0.0)
+    per_record: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for pred, ref in zip(predictions, references):
         scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))
         for key in ROUGE_KEYS:
-            totals[key] += scores[key].fmeasure
-    return {key: totals[key] / len(predictions) for key in ROUGE_KEYS}
+            per_record[key].append(scores[key].fmeasure)
+    return per_record
+
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F-measure per ROUGE variant."""
+    return {key: sum(values) / len(values) for key, values in rouge_per_record(predictions, references).items()}
 
 
 class SummarizationEval(BaseModel):
