@@ -51,8 +51,9 @@ def gpt2_pretrain_from_scratch(
     comparison = evaluate_held_out_perplexity(start, training, recipe.data, validated, out_of_domain,
                                               recipe.evaluation, work)
     completions = evaluate_code_completions(base_model, training, recipe.completions, work)
-    comparison = comparison.with_extra({"parse_rate": completions["base"].parse_rate},
-                                       {"parse_rate": completions["trained"].parse_rate})
+    comparison = comparison.with_extra(
+        {"parse_rate": completions["base"].parse_rate}, {"parse_rate": completions["trained"].parse_rate},
+        per_record=tuple({"parse_rate": [float(p) for p in completions[m].parsed]} for m in ("base", "trained")))
     test_cases = [EndpointTestCase(id=str(i), inputs=p, reference="") for i, p in enumerate(recipe.completions.prompts)]
     release = release_model(recipe, base_model, docs.packed.fingerprint, training, comparison.evidence(), test_cases,
                             kind="text-generation")

@@ -1,12 +1,20 @@
-"""Approval policy checks and the decision record stored on a registered model version."""
+"""Approval policy checks and the decision record stored on a registered model version.
+
+A gain is measured with its uncertainty: a paired bootstrap over the evaluation records (both models' values of
+the same records resampled together) gives a confidence interval of fine-tuned minus base (or of the relative
+change, for lower-is-better metrics), and a gain threshold holds only when the whole interval clears it."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence, aggregate
 from llm_finetune.recipes import ApprovalPolicy
+
+BOOTSTRAP_SEED = 0  # the same evidence always gives the same interval (a re-run decides alike)
 
 
 class ApprovalDecision(BaseModel):
@@ -17,50 +25,112 @@ class ApprovalDecision(BaseModel):
     decided_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def threshold_failures(policy: ApprovalPolicy, finetuned: dict[str, float], base: dict[str, float]) -> list[str]:
-    """Human-readable list of the thresholds that do not hold (empty: approve automatically)."""
-    failures = []
+class GainInterval(BaseModel):
+    """Fine-tuned vs base on one metric: the point estimate and a paired-bootstrap confidence interval."""
+
+    metric: str
+    measure: Literal["gain", "relative change"]  # fine-tuned - base, or (fine-tuned - base) / base
+    estimate: float
+    low: float
+    high: float
+    level: float
+    records: int
+
+    def text(self) -> str:
+        fmt = "{:+.2%}" if self.measure == "relative change" else "{:+.4f}"
+        return (f"{self.metric} {self.measure} {fmt.format(self.estimate)} ({self.level:.0%} CI "
+                f"{fmt.format(self.low)} to {fmt.format(self.high)}, {self.records} records)")
+
+
+class PolicyCheck(BaseModel):
+    """What the policy found: the thresholds that do not hold (empty: approve) and every measured interval."""
+
+    failures: list[str]
+    intervals: list[GainInterval]
+
+
+def paired_bootstrap(metric: str, scores: PairedScores, *, relative: bool, level: float, samples: int,
+                     seed: int = BOOTSTRAP_SEED) -> GainInterval:
+    """Percentile interval of fine-tuned minus base (or the relative change) over `samples` resamples of the
+    records, each resample drawing the same records for both models."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    draws = rng.integers(0, n, size=(samples, n))
+
+    def metric_of(values, weights, rows):
+        values = np.asarray(values, dtype=float)
+        weights = None if weights is None else np.asarray(weights, dtype=float)
+        picked = values if rows is None else values[rows]
+        return aggregate(picked, None if weights is None else (weights if rows is None else weights[rows]),
+                         scores.transform, scores.scale)
+
+    def change(rows):
+        base = metric_of(scores.base, scores.base_weights, rows)
+        tuned = metric_of(scores.finetuned, scores.finetuned_weights, rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (tuned - base) / base if relative else tuned - base
+
+    resampled = np.nan_to_num(change(draws), nan=0.0)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(resampled, [alpha, 1 - alpha])
+    return GainInterval(metric=metric, measure="relative change" if relative else "gain",
+                        estimate=float(change(None)), low=float(low), high=float(high), level=level, records=n)
+
+
+def check_policy(policy: ApprovalPolicy, evidence: ReleaseEvidence) -> PolicyCheck:
+    """Every threshold of the policy against the evidence; gains are judged by the ends of their intervals."""
+    finetuned, base = evidence.finetuned_metrics, evidence.base_metrics
+    failures, intervals = [], []
     for metric, minimum in policy.min_metrics.items():
         value = finetuned.get(metric)
         if value is None:
             failures.append(f"{metric}: not measured")
         elif value < minimum:
             failures.append(f"{metric} = {value:.4f} < required {minimum:.4f}")
+
+    def interval(metric: str, relative: bool) -> GainInterval | None:
+        scores = evidence.per_record.get(metric)
+        if scores is None:
+            failures.append(f"{metric}: no per-record values, so its change over base cannot be measured with its "
+                            "uncertainty")
+            return None
+        found = paired_bootstrap(metric, scores, relative=relative, level=policy.confidence_level,
+                                 samples=policy.bootstrap_samples)
+        intervals.append(found)
+        return found
+
     for metric, min_gain in policy.min_gain_over_base.items():
-        if metric not in finetuned or metric not in base:
-            failures.append(f"{metric} gain over base: not measured")
-            continue
-        gain = finetuned[metric] - base[metric]
-        if gain < min_gain:
-            failures.append(f"{metric} gain over base = {gain:+.4f} < required {min_gain:+.4f}")
+        if (gain := interval(metric, relative=False)) is not None and not (gain.low > 0 and gain.low >= min_gain):
+            failures.append(f"{gain.text()}: the interval's lower end must be above 0 and >= {min_gain:+.4f}")
     for metric, share in policy.min_relative_decrease.items():
-        change = _relative_change(metric, finetuned, base)
-        if change is None:
-            failures.append(f"{metric} change over base: not measured")
-        elif -change < share:
-            failures.append(f"{metric} {base[metric]:.4f} -> {finetuned[metric]:.4f} ({change:+.2%}): needs to fall "
-                            f"by at least {share:.2%}")
+        if (change := interval(metric, relative=True)) is not None and not (change.high < 0
+                                                                             and -change.high >= share):
+            failures.append(f"{change.text()}: must fall by at least {share:.2%} over the whole interval")
     for metric, share in policy.max_relative_increase.items():
-        change = _relative_change(metric, finetuned, base)
-        if change is None:
-            failures.append(f"{metric} change over base: not measured")
-        elif change > share:
-            failures.append(f"{metric} {base[metric]:.4f} -> {finetuned[metric]:.4f} ({change:+.2%}): may rise by "
-                            f"at most {share:.2%}")
-    return failures
+        if (change := interval(metric, relative=True)) is not None and change.high > share:
+            failures.append(f"{change.text()}: may rise by at most {share:.2%} over the whole interval")
+    return PolicyCheck(failures=failures, intervals=intervals)
 
 
 def policy_summary(policy: ApprovalPolicy) -> str:
     """The policy's thresholds in words, e.g. for the reason of an automatic approval."""
+    level = f"{policy.confidence_level:.0%} CI"
     return ", ".join(
         [f"{k} >= {v}" for k, v in policy.min_metrics.items()]
-        + [f"{k} gain over base >= {v}" for k, v in policy.min_gain_over_base.items()]
-        + [f"{k} falls by >= {v:.2%}" for k, v in policy.min_relative_decrease.items()]
-        + [f"{k} rises by <= {v:.2%}" for k, v in policy.max_relative_increase.items()])
+        + [f"{k} gain over base >= {v} and > 0 ({level} lower end)" for k, v in policy.min_gain_over_base.items()]
+        + [f"{k} falls by >= {v:.2%} ({level})" for k, v in policy.min_relative_decrease.items()]
+        + [f"{k} rises by <= {v:.2%} ({level})" for k, v in policy.max_relative_increase.items()])
 
 
-def _relative_change(metric: str, finetuned: dict[str, float], base: dict[str, float]) -> float | None:
-    """(fine-tuned - base) / base; None when either is missing or the base is not positive."""
-    if metric not in finetuned or metric not in base or not base[metric] > 0:
-        return None
-    return (finetuned[metric] - base[metric]) / base[metric]
+def intervals_markdown(intervals: list[GainInterval]) -> str:
+    """The measured intervals as a table (for the review form, the gate's artifact and the run's report)."""
+    if not intervals:
+        return "No gain measured."
+    lines = ["| metric | measure | estimate | CI low | CI high | level | records |", "|---|---|---|---|---|---|---|"]
+    for g in intervals:
+        fmt = "{:+.2%}" if g.measure == "relative change" else "{:+.4f}"
+        lines.append(f"| {g.metric} | {g.measure} | {fmt.format(g.estimate)} | {fmt.format(g.low)} | "
+                     f"{fmt.format(g.high)} | {g.level:.0%} | {g.records} |")
+    return "\n".join(lines)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.settings import get_current_settings
 
-from llm_finetune.approval import ApprovalDecision, policy_summary, threshold_failures
+from llm_finetune.approval import ApprovalDecision, PolicyCheck, check_policy, intervals_markdown, policy_summary
 from llm_finetune.aws import sagemaker_client
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, record_approval, recorded_decision
+from llm_finetune.registry.mlflow_registry import (
+    RegisteredModelVersion,
+    record_approval,
+    record_gain_intervals,
+    recorded_decision,
+)
 from llm_finetune.registry.model_packages import record_package_decision
 
 POLL_INTERVAL_S = 2
@@ -26,11 +32,13 @@ class ModelApprovalInput(RunInput):
     reason: str = ""
 
 
-def approval_evidence(version: RegisteredModelVersion, evidence: ReleaseEvidence, failures: list[str]) -> str:
-    unmet = "\n".join(f"- {f}" for f in failures)
+def approval_evidence(version: RegisteredModelVersion, evidence: ReleaseEvidence, check: PolicyCheck) -> str:
+    unmet = "\n".join(f"- {f}" for f in check.failures)
     return (
         f"# Review `{version.name}` version {version.version}\n\n"
-        f"Automatic approval did not apply:\n{unmet}\n\n{evidence.report_markdown}"
+        f"Automatic approval did not apply:\n{unmet}\n\n"
+        f"## Gain over base (paired bootstrap over the evaluation records)\n\n{intervals_markdown(check.intervals)}"
+        f"\n\n{evidence.report_markdown}"
     )
 
 
@@ -53,7 +61,12 @@ def approval_gate(
                     "approved" if recorded.approved else "rejected", recorded.reviewer, recorded.decided_at)
         decision = recorded
     else:
-        decision = _decide(policy, evidence, version, rejections)
+        check = check_policy(policy, evidence)
+        create_markdown_artifact(key="approval-gain-intervals", markdown=intervals_markdown(check.intervals)
+                                 + "".join(f"\n- {f}" for f in check.failures),
+                                 description="Fine-tuned vs base with confidence intervals, as the gate judged them")
+        record_gain_intervals(tracking_uri, version, check.intervals)
+        decision = _decide(policy, check, evidence, version, rejections)
         decision = record_approval(tracking_uri, version.name, version.version, decision, policy.alias,
                                    previous_alias=policy.previous_alias)
         logger.info("version %s %s by %s", version.version, "approved" if decision.approved else "rejected",
@@ -64,17 +77,18 @@ def approval_gate(
     return decision
 
 
-def _decide(policy: ApprovalPolicy, evidence: ReleaseEvidence, version: RegisteredModelVersion,
+def _decide(policy: ApprovalPolicy, check: PolicyCheck, evidence: ReleaseEvidence, version: RegisteredModelVersion,
             rejections: list[str] | None = None) -> ApprovalDecision:
     """By the policy's thresholds, else by a reviewer on the paused run (rejected when nobody can review it)."""
     logger = get_run_logger()
-    failures = threshold_failures(policy, evidence.finetuned_metrics, evidence.base_metrics)
+    failures = check.failures
     if rejections:
         decision = ApprovalDecision(approved=False, reviewer="policy", automatic=True, reason="; ".join(rejections))
     elif not failures:
         decision = ApprovalDecision(
             approved=True, reviewer="policy", automatic=True,
-            reason="all thresholds hold: " + policy_summary(policy),
+            reason="all thresholds hold: " + policy_summary(policy) + "".join(
+                f"; {g.text()}" for g in check.intervals),
         )
     elif not policy.manual_review:
         decision = ApprovalDecision(approved=False, reviewer="policy", automatic=True,
@@ -89,7 +103,7 @@ def _decide(policy: ApprovalPolicy, evidence: ReleaseEvidence, version: Register
     else:
         logger.info("waiting for a reviewer: %s", "; ".join(failures))
         form = ModelApprovalInput.with_initial_data(
-            description=approval_evidence(version, evidence, failures), approve=False
+            description=approval_evidence(version, evidence, check), approve=False
         )
         try:
             answer = pause_flow_run(wait_for_input=form, timeout=policy.manual_timeout_s, poll_interval=POLL_INTERVAL_S)

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llm_finetune.errors import DataValidationError, RecordProblem
-from llm_finetune.evaluation.comparison import ReleaseEvidence
-from llm_finetune.evaluation.rouge import ROUGE_KEYS, rouge_scores
+from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence, paired_means
+from llm_finetune.evaluation.rouge import ROUGE_KEYS, rouge_per_record, rouge_scores
 from llm_finetune.generation import CausalGenerator, GenerationParams
 
 LOSS_KEYS = ("loss", "perplexity")
@@ -143,6 +143,8 @@ class InstructionEval(BaseModel):
     num_records: int
     response_tokens: int
     truncated_responses: int  # responses max_length cut away entirely: they add nothing to the loss
+    losses: list[tuple[float, int]] = []  # per record: summed response-token loss, response tokens
+    rouge_per_record: dict[str, list[float]] = {}
     seconds: float  # scoring and generation, model loading excluded
     records_per_second: float
 
@@ -183,9 +185,12 @@ def evaluate_instruction_model(
                 response_tokens=sum(n for _, n in group_losses),
                 metrics=_metrics(group_losses, [predictions[i] for i in idx], [references[i] for i in idx]),
             )
+    rouge = rouge_per_record(predictions, references)
     return InstructionEval(
         model=str(model_dir),
-        metrics=_metrics(losses, predictions, references),
+        metrics={**_loss_metrics(losses), **{k: sum(v) / len(v) for k, v in rouge.items()}},
+        losses=losses,
+        rouge_per_record=rouge,
         per_category=per_category,
         predictions=predictions,
         prompts=[r["prompt"] for r in records],
@@ -256,9 +261,13 @@ class InstructionComparison(BaseModel):
         samples = [{"prompt": self.finetuned.prompts[i], "reference": self.finetuned.references[i],
                     "base": self.base.predictions[i], "finetuned": self.finetuned.predictions[i]}
                    for i in range(min(self.num_samples, self.finetuned.num_records))]
+        per_record = paired_means(self.base.rouge_per_record, self.finetuned.rouge_per_record)
+        if self.base.losses and self.finetuned.losses:
+            per_record["perplexity"] = PairedScores.perplexity(self.base.losses, self.finetuned.losses)
+            per_record["loss"] = PairedScores.perplexity(self.base.losses, self.finetuned.losses, transform="identity")
         return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
                                samples=samples, report_markdown=self.markdown(),
-                               num_records=self.finetuned.num_records)
+                               num_records=self.finetuned.num_records, per_record=per_record)
 
 
 def _cell(text: str, limit: int = 400) -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from llm_finetune.data.classification import TruncationRule, label_ids
 from llm_finetune.data.intake import ValidatedData
-from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.evaluation.metrics import classification_scores, confusion
 from llm_finetune.recipes import ClassificationData
 
@@ -22,6 +22,7 @@ class ClassificationEval(BaseModel):
     confusion: list[list[int]]  # rows: true label, columns: predicted (labels in recipe order)
     predictions: list[int]
     scores: list[float]  # probability of the predicted label
+    correct: list[float] = []  # per record, 1.0 when the prediction is the label
     num_records: int
     records_per_second: float
 
@@ -55,6 +56,7 @@ def evaluate_classifier(model_dir: str, records: list[dict], data: Classificatio
         model=str(model_dir), metrics=classification_scores(truth, predictions, len(data.labels)),
         confusion=confusion(truth, predictions, len(data.labels)), predictions=predictions,
         scores=[p[k] for p, k in zip(probs, predictions)], num_records=len(records),
+        correct=[float(t == p) for t, p in zip(truth, predictions)],
         records_per_second=len(records) / seconds if seconds > 0 else 0.0)
 
 
@@ -87,7 +89,9 @@ class ClassificationComparison(BaseModel):
     def evidence(self) -> ReleaseEvidence:
         return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
                                samples=self.samples, report_markdown=self.markdown(),
-                               num_records=self.finetuned.num_records)
+                               num_records=self.finetuned.num_records,
+                               per_record=paired_means({"accuracy": self.base.correct},
+                                                       {"accuracy": self.finetuned.correct}))
 
 
 def compare_classifiers(base: ClassificationEval, finetuned: ClassificationEval, records: list[dict],

@@ -57,6 +57,12 @@ def aggregate(values, weights, transform: str = "identity", scale: float = 1.0):
         return np.exp(np.minimum(mean, 700.0)) if transform == "exp" else mean
 
 
+def paired_means(base: dict[str, list[float]], finetuned: dict[str, list[float]],
+                 scale: float = 1.0) -> dict[str, PairedScores]:
+    """Paired scores of every metric both models have per-record values of (metric = mean over records)."""
+    return {k: PairedScores.means(base[k], finetuned[k], scale) for k in base if k in finetuned and base[k]}
+
+
 class ReleaseEvidence(BaseModel):
     """Metrics of the base and the fine-tuned model on the same records, samples, and a markdown report."""
 

@@ -17,31 +17,32 @@ from llm_finetune.data.raw_text import (
     pack_blocks,
     tokenize_documents,
 )
-from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence, paired_means
 from llm_finetune.generation import CausalGenerator, GenerationParams
 from llm_finetune.recipes import PerplexityEvaluationParams
 
 
-def block_losses(model, blocks: list[list[int]], batch_size: int) -> tuple[float, int]:
-    """(summed cross-entropy, predicted tokens) over blocks; each block is scored alone from its first token,
-    batched with blocks of the same length (no padding)."""
+def block_losses(model, blocks: list[list[int]], batch_size: int) -> list[tuple[float, int]]:
+    """Per block, in order: (summed cross-entropy, predicted tokens); each block is scored alone from its first
+    token, batched with blocks of the same length (no padding). A one-token block predicts nothing: (0.0, 0)."""
     import torch
 
-    total, tokens = 0.0, 0
-    by_length: dict[int, list[list[int]]] = {}
-    for block in blocks:
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(blocks)
+    by_length: dict[int, list[int]] = {}
+    for i, block in enumerate(blocks):
         if len(block) > 1:
-            by_length.setdefault(len(block), []).append(block)
+            by_length.setdefault(len(block), []).append(i)
     for group in by_length.values():
         for start in range(0, len(group), batch_size):
-            ids = torch.tensor(group[start : start + batch_size], device=model.device)
+            idx = group[start : start + batch_size]
+            ids = torch.tensor([blocks[i] for i in idx], device=model.device)
             with torch.inference_mode():
                 # use_cache=False: a cache changes how transformers 5 builds the mask (STACK-NOTES, packing).
                 logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits.float()
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="sum")
-            total += loss.item()
-            tokens += ids[:, 1:].numel()
-    return total, tokens
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+            for row, i in enumerate(idx):
+                results[i] = (loss[row].sum().item(), ids.shape[1] - 1)
+    return results
 
 
 class SetPerplexity(BaseModel):
@@ -49,6 +50,13 @@ class SetPerplexity(BaseModel):
     perplexity: float
     tokens: int
     documents: int
+    blocks: list[tuple[float, int]] = []  # per packed block: summed loss, predicted tokens (the gate resamples them)
+
+    @classmethod
+    def of(cls, blocks: list[tuple[float, int]], documents: int) -> SetPerplexity:
+        total, tokens = sum(s for s, _ in blocks), sum(n for _, n in blocks)
+        return cls(loss=total / tokens if tokens else math.nan, perplexity=_perplexity(total, tokens), tokens=tokens,
+                   documents=documents, blocks=blocks)
 
 
 def _perplexity(total: float, tokens: int) -> float:
@@ -62,23 +70,28 @@ def held_out_perplexity(model_dir: str | Path, sets: dict[str, list[str]], block
     """Per named set of documents: mean next-token loss and perplexity over its packed blocks (EOS between
     documents, the last shorter block kept), plus 'out_of_domain' over every set but 'in_domain' together."""
     generator = CausalGenerator(model_dir)
-    results, ood_total, ood_tokens, ood_docs = {}, 0.0, 0, 0
+    results, ood_blocks, ood_docs = {}, [], 0
     for name, texts in sets.items():
         blocks = pack_blocks(tokenize_documents(generator.tokenizer, texts), block_size,
                              generator.tokenizer.eos_token_id, keep_remainder=True)
-        total, tokens = block_losses(generator.model, blocks, batch_size)
-        results[name] = SetPerplexity(loss=total / tokens, perplexity=_perplexity(total, tokens), tokens=tokens,
-                                      documents=len(texts))
+        results[name] = SetPerplexity.of(block_losses(generator.model, blocks, batch_size), len(texts))
         if name != IN_DOMAIN:
-            ood_total, ood_tokens, ood_docs = ood_total + total, ood_tokens + tokens, ood_docs + len(texts)
-    if ood_tokens:
-        results[OUT_OF_DOMAIN] = SetPerplexity(loss=ood_total / ood_tokens, tokens=ood_tokens, documents=ood_docs,
-                                               perplexity=_perplexity(ood_total, ood_tokens))
+            ood_blocks, ood_docs = ood_blocks + results[name].blocks, ood_docs + len(texts)
+    if any(n for _, n in ood_blocks):
+        results[OUT_OF_DOMAIN] = SetPerplexity.of(ood_blocks, ood_docs)
     return results
 
 
 def perplexity_metrics(sets: dict[str, SetPerplexity]) -> dict[str, float]:
     return {f"perplexity_{name}": s.perplexity for name, s in sets.items()}
+
+
+def paired_perplexities(base: dict[str, SetPerplexity], trained: dict[str, SetPerplexity]) -> dict[str, PairedScores]:
+    """Per set both models scored on the same blocks (same tokenizer): the blocks' paired losses."""
+    return {f"perplexity_{name}": PairedScores.perplexity(b.blocks, trained[name].blocks)
+            for name, b in base.items()
+            if name in trained and b.blocks and len(b.blocks) == len(trained[name].blocks)
+            and [n for _, n in b.blocks] == [n for _, n in trained[name].blocks]}
 
 
 # ---- Python completions ----
@@ -138,12 +151,18 @@ class PretrainComparison(BaseModel):
     trained: dict[str, SetPerplexity]
     base_extra: dict[str, float] = {}
     trained_extra: dict[str, float] = {}  # e.g. parse_rate (higher is better)
+    extra_per_record: dict[str, PairedScores] = {}
     samples: list[dict] = []
 
-    def with_extra(self, base: dict[str, float], trained: dict[str, float]) -> PretrainComparison:
-        """The comparison with more metrics of both models (e.g. parse_rate of code completions)."""
+    def with_extra(self, base: dict[str, float], trained: dict[str, float],
+                   per_record: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
+                   ) -> PretrainComparison:
+        """The comparison with more metrics of both models (e.g. parse_rate of code completions), and their
+        per-record values (base, trained) where they are means over records."""
+        paired = paired_means(*per_record) if per_record else {}
         return self.model_copy(update={"base_extra": {**self.base_extra, **base},
-                                       "trained_extra": {**self.trained_extra, **trained}})
+                                       "trained_extra": {**self.trained_extra, **trained},
+                                       "extra_per_record": {**self.extra_per_record, **paired}})
 
     def metrics(self, which: str) -> dict[str, float]:
         sets, extra = (self.base, self.base_extra) if which == "base" else (self.trained, self.trained_extra)
@@ -177,7 +196,8 @@ class PretrainComparison(BaseModel):
         return ReleaseEvidence(base_metrics=self.metrics("base"), finetuned_metrics=self.metrics("trained"),
                                samples=[{"prompt": s["prompt"], "base": s["base"], "finetuned": s["challenger"]}
                                         for s in self.samples],
-                               report_markdown=self.markdown(), num_records=self.trained[IN_DOMAIN].documents)
+                               report_markdown=self.markdown(), num_records=self.trained[IN_DOMAIN].documents,
+                               per_record={**paired_perplexities(self.base, self.trained), **self.extra_per_record})
 
     def plot_png(self, path: str | Path) -> Path:
         """Grouped bars: perplexity per held-out set, base vs trained (log scale when they differ a lot)."""

@@ -8,7 +8,7 @@ import time
 from pydantic import BaseModel
 
 from llm_finetune.data.intake import ValidatedData
-from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.evaluation.metrics import squad_per_question, squad_scores
 from llm_finetune.recipes import QAData, QAEvaluationParams
 
@@ -20,6 +20,7 @@ class QAEval(BaseModel):
     metrics: dict[str, float]  # exact_match, f1 in percent
     predictions: list[str]
     f1: list[float]  # per question, 0..1
+    exact_match: list[float] = []  # per question, 0 or 1
     num_records: int
     records_per_second: float
     contexts_cut: int | None = None  # generative: prompts whose context was cut to fit max_length
@@ -27,8 +28,10 @@ class QAEval(BaseModel):
 
 
 def _scored(model: str, predictions: list[str], golds: list[list[str]], seconds: float, **extra) -> QAEval:
+    per_question = squad_per_question(predictions, golds)
     return QAEval(model=model, metrics=squad_scores(predictions, golds), predictions=predictions,
-                  f1=[q["f1"] for q in squad_per_question(predictions, golds)], num_records=len(predictions),
+                  f1=[q["f1"] for q in per_question], exact_match=[q["exact_match"] for q in per_question],
+                  num_records=len(predictions),
                   records_per_second=len(predictions) / seconds if seconds > 0 else 0.0, **extra)
 
 
@@ -90,7 +93,13 @@ class QAComparison(BaseModel):
     def evidence(self) -> ReleaseEvidence:
         return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
                                samples=self.samples, report_markdown=self.markdown(),
-                               num_records=self.finetuned.num_records)
+                               num_records=self.finetuned.num_records,
+                               per_record=paired_means(self._per_question(self.base),
+                                                       self._per_question(self.finetuned), scale=100.0))
+
+    @staticmethod
+    def _per_question(run: QAEval) -> dict[str, list[float]]:
+        return {"f1": run.f1, "exact_match": run.exact_match}
 
 
 def compare_qa(base: QAEval, finetuned: QAEval, records: list[dict], num_worst: int) -> QAComparison:

@@ -7,7 +7,7 @@ import time
 
 from pydantic import BaseModel
 
-from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.generation import GenerationParams
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -46,6 +46,7 @@ class SummarizationEval(BaseModel):
 
     model: str
     metrics: dict[str, float]
+    per_record: dict[str, list[float]] = {}  # ROUGE variant -> each record's F-measure
     predictions: list[str]
     num_records: int
     seconds: float
@@ -70,9 +71,11 @@ def evaluate_summarizer(
         [r["dialogue"] for r in records], generation, batch_size=batch_size, max_source_tokens=max_source_tokens
     )
     seconds = time.perf_counter() - start
+    per_record = rouge_per_record(predictions, [r["summary"] for r in records])
     return SummarizationEval(
         model=str(model_dir),
-        metrics=rouge_scores(predictions, [r["summary"] for r in records]),
+        metrics={key: sum(values) / len(values) for key, values in per_record.items()},
+        per_record=per_record,
         predictions=predictions,
         num_records=len(records),
         seconds=seconds,
@@ -109,4 +112,5 @@ class SummarizationComparison(BaseModel):
     def evidence(self) -> ReleaseEvidence:
         return ReleaseEvidence(base_metrics=self.base.metrics, finetuned_metrics=self.finetuned.metrics,
                                samples=self.samples, report_markdown=self.markdown(),
-                               num_records=self.finetuned.num_records)
+                               num_records=self.finetuned.num_records,
+                               per_record=paired_means(self.base.per_record, self.finetuned.per_record))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -77,19 +78,25 @@ class RegistrySpec(Strict):
     )
 
 
+MetricDirection = Literal["higher", "lower"]
+
+
 class ApprovalPolicy(Strict):
     """Automatic approval when every threshold holds; otherwise the flow pauses for a person."""
 
-    min_metrics: dict[str, float] = Field(description="Fine-tuned metric must be >= value")
+    min_metrics: dict[str, float] = Field(default_factory=dict, description="Fine-tuned metric must be >= value")
     min_gain_over_base: dict[str, float] = Field(
-        default_factory=dict, description="Fine-tuned minus base must be >= value"
+        default_factory=dict, description="Fine-tuned minus base must be >= value and > 0 at the lower end of its "
+        "confidence interval (paired bootstrap over the evaluation records)"
     )
     min_relative_decrease: dict[str, float] = Field(
         default_factory=dict, description="Lower-is-better metrics (perplexity) that must fall below the base's by at "
-        "least this share: {perplexity_in_domain: 0.01} = at least 1% lower")
+        "least this share over the whole confidence interval: {perplexity_in_domain: 0.01} = at least 1% lower")
     max_relative_increase: dict[str, float] = Field(
         default_factory=dict, description="Lower-is-better metrics that may rise above the base's by at most this "
-        "share: {perplexity_out_of_domain: 0.05} = at most 5% higher")
+        "share over the whole confidence interval: {perplexity_out_of_domain: 0.05} = at most 5% higher")
+    confidence_level: float = Field(0.95, gt=0.5, lt=1.0, description="Level of the gain's confidence interval")
+    bootstrap_samples: int = Field(2000, ge=200, le=100_000, description="Resamples of the evaluation records")
     alias: str = Field("champion", description="Registry alias set on the approved version")
     previous_alias: str | None = Field(
         None, description="Alias moved to the version `alias` pointed to before an approval (e.g. previous-champion), "
@@ -98,6 +105,31 @@ class ApprovalPolicy(Strict):
         True, description="When a threshold fails: pause the run for a reviewer (true) or record the version as "
         "rejected with the reasons at once (false; for scheduled runs)")
     manual_timeout_s: int = Field(3600, gt=0, description="How long a paused run waits for a reviewer")
+
+    def metric_problems(self, metrics: dict[str, MetricDirection], unpaired: frozenset[str] = frozenset(),
+                        *, needs_gain: bool = True) -> list[str]:
+        """What is wrong with the metric names the policy uses, given the evaluation's metrics (name -> which way
+        is better) and those without per-record values (`unpaired`: no interval, so no gain threshold)."""
+        known = ", ".join(sorted(metrics))
+        problems = []
+        for field, wanted in (("min_metrics", "higher"), ("min_gain_over_base", "higher"),
+                              ("min_relative_decrease", "lower"), ("max_relative_increase", "lower")):
+            for name in getattr(self, field):
+                if name not in metrics:
+                    hint = difflib.get_close_matches(name, list(metrics), n=1)
+                    problems.append(f"approval.{field}: unknown metric '{name}'"
+                                    + (f"; did you mean '{hint[0]}'?" if hint else f"; this flow measures {known}"))
+                elif metrics[name] != wanted:
+                    problems.append(f"approval.{field}: '{name}' is {metrics[name]}-is-better; "
+                                    + ("use min_relative_decrease / max_relative_increase" if wanted == "higher"
+                                       else "use min_metrics / min_gain_over_base"))
+                elif field != "min_metrics" and name in unpaired:
+                    problems.append(f"approval.{field}: '{name}' has no per-record values, so its change cannot be "
+                                    "measured with its uncertainty")
+        if needs_gain and not (self.min_gain_over_base or self.min_relative_decrease):
+            problems.append("approval: set min_gain_over_base or min_relative_decrease; without a gain threshold a "
+                            "model that learned nothing passes")
+        return problems
 
 
 class SageMakerEndpointSpec(Strict):
@@ -325,6 +357,23 @@ class RecipeBase(Strict):
         "falls below its base model's by more than a tolerance")
     sagemaker: SageMakerSpec | None = Field(
         None, description="Needed when a step's backend is 'sagemaker' (training.backend, data.preparation_backend)")
+
+    # The evaluation's metrics the approval policy may name (-> which way is better); those without per-record
+    # values; whether the release gate must measure a gain (False where no base model is compared).
+    METRICS: ClassVar[dict[str, MetricDirection]] = {}
+    UNPAIRED_METRICS: ClassVar[frozenset[str]] = frozenset()
+    GATES_ON_GAIN: ClassVar[bool] = True
+
+    def metric_directions(self) -> dict[str, MetricDirection]:
+        return dict(self.METRICS)
+
+    @model_validator(mode="after")
+    def _approval_names_measured_metrics(self) -> "RecipeBase":
+        metrics = self.metric_directions()
+        if metrics and (problems := self.approval.metric_problems(metrics, self.UNPAIRED_METRICS,
+                                                                  needs_gain=self.GATES_ON_GAIN)):
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _sagemaker_endpoint_has_package(self) -> "RecipeBase":

@@ -100,6 +100,9 @@ class ClassificationRecipe(RecipeBase):
     """One text-classification run: train, evaluate (accuracy, macro-F1, confusion matrix), release.
     Metrics: 'accuracy', 'macro_f1'."""
 
+    METRICS = {"accuracy": "higher", "macro_f1": "higher"}
+    UNPAIRED_METRICS = frozenset({"macro_f1"})  # not a mean over records: gate its gain on accuracy
+
     name: str = "imdb-sentiment"
     data: ClassificationData
     model: ClassifierModelSpec
@@ -168,4 +171,4 @@ class SentimentComparisonRecipe(RecipeBase):
             name=f"{self.name}-{arm}", work_dir=self.work_dir, data=data, model=spec.model, lora=spec.lora,
             training=training, evaluation=self.evaluation,
             registry=self.registry.model_copy(update={"model_name": f"{self.registry.model_name}-{arm}"}),
-            approval=self.approval, endpoint=self.endpoint)
+            endpoint=self.endpoint)  # arms are compared, not released: no approval

@@ -148,7 +148,11 @@ class CausalEvaluationParams(EvaluationParams):
 
 
 class InstructionRecipe(RecipeBase):
-    """Everything one instruction-tuning run needs. Metrics: 'rougeL' (higher is better) and 'perplexity'."""
+    """Everything one instruction-tuning run needs. Metrics: 'loss' and 'perplexity' on held-out response tokens
+    (lower is better), ROUGE of greedy responses (higher is better)."""
+
+    METRICS = {"loss": "lower", "perplexity": "lower",
+               **dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum"), "higher")}
 
     name: str = "dolly-llama2"
     data: InstructionData
@@ -160,5 +164,5 @@ class InstructionRecipe(RecipeBase):
         default_factory=lambda: RegistrySpec(experiment="dolly-llama2", model_name="dolly-llama2")
     )
     approval: ApprovalPolicy = Field(
-        default_factory=lambda: ApprovalPolicy(min_metrics={"rougeL": 0.1}, min_gain_over_base={"rougeL": 0.0})
+        default_factory=lambda: ApprovalPolicy(min_relative_decrease={"perplexity": 0.05})
     )

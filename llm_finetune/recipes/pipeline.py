@@ -34,6 +34,8 @@ class SageMakerPipelineSpec(Strict):
 class DialogsumPipelineRecipe(SummarizationRecipe):
     """A SummarizationRecipe whose training, evaluation and registration run as one SageMaker Pipeline."""
 
+    GATES_ON_GAIN = False  # the pipeline's condition step scores the trained model alone (min_metrics)
+
     name: str = "dialogsum-sagemaker-pipeline"
     pipeline: SageMakerPipelineSpec
 

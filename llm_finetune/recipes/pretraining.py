@@ -13,6 +13,7 @@ from llm_finetune.recipes.base import (
     DATA_URI_HELP,
     ApprovalPolicy,
     DataSource,
+    MetricDirection,
     RecipeBase,
     RegistrySpec,
     Strict,
@@ -139,6 +140,11 @@ class PretrainingRecipe(RecipeBase):
     registry: RegistrySpec
     approval: ApprovalPolicy
 
+    def metric_directions(self) -> dict[str, MetricDirection]:
+        sets = ["in_domain", *self.evaluation.out_of_domain, *(["out_of_domain"] if self.evaluation.out_of_domain
+                                                               else [])]
+        return {f"perplexity_{name}": "lower" for name in sets}
+
     def with_paths_relative_to(self, base: Path) -> PretrainingRecipe:
         """The validation split's and every out-of-domain set's local paths, relative to the recipe file."""
         recipe = super().with_paths_relative_to(base)
@@ -177,6 +183,10 @@ class CodePretrainingRecipe(PretrainingRecipe):
     """GPT-2 from scratch on Python code with its own byte-level BPE (CodeParrot)."""
 
     name: str = "gpt2-code-from-scratch"
+
+    def metric_directions(self) -> dict[str, MetricDirection]:
+        return {**super().metric_directions(), "parse_rate": "higher"}
+
     completions: CodeCompletionParams = Field(default_factory=CodeCompletionParams)
     registry: RegistrySpec = Field(default_factory=lambda: RegistrySpec(experiment="gpt2-code-from-scratch",
                                                                         model_name="gpt2-code-from-scratch"))

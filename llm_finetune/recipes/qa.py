@@ -87,6 +87,8 @@ class QAEvaluationParams(Strict):
 class QARecipe(RecipeBase):
     """One question-answering run; exactly one of `generative` or `extractive`. Metrics: 'exact_match', 'f1'."""
 
+    METRICS = {"exact_match": "higher", "f1": "higher"}
+
     name: str = "falcon-squad-qa"
     data: QAData
     generative: GenerativeQA | None = None
@@ -95,7 +97,7 @@ class QARecipe(RecipeBase):
     registry: RegistrySpec = Field(
         default_factory=lambda: RegistrySpec(experiment="squad-qa", model_name="squad-qa"))
     approval: ApprovalPolicy = Field(
-        default_factory=lambda: ApprovalPolicy(min_metrics={"f1": 0.0}, min_gain_over_base={"f1": 0.0}))
+        default_factory=lambda: ApprovalPolicy(min_gain_over_base={"f1": 0.0}))
 
     @model_validator(mode="after")
     def _exactly_one(self) -> QARecipe:

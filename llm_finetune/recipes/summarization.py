@@ -84,6 +84,8 @@ class Seq2SeqTrainingParams(TrainingLoopParams):
 class SummarizationRecipe(RecipeBase):
     """Everything one dialogue-summarization run needs."""
 
+    METRICS = dict.fromkeys(("rouge1", "rouge2", "rougeL", "rougeLsum"), "higher")
+
     name: str = "dialogsum-flan-t5"
     data: SummarizationData
     model: ModelSpec

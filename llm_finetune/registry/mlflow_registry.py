@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
-from llm_finetune.approval import ApprovalDecision
+from llm_finetune.approval import ApprovalDecision, GainInterval
 from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
@@ -187,6 +187,19 @@ def record_approval(tracking_uri: str, name: str, version: str, decision: Approv
                 _client(tracking_uri).set_registered_model_alias(name, previous_alias, former)
         _write_decision(tracking_uri, name, version, decision, alias)
     return decision
+
+
+def record_gain_intervals(tracking_uri: str, version: RegisteredModelVersion, intervals: list[GainInterval]) -> None:
+    """The gate's measured intervals on the version's run (metrics `<metric>_<gain|relative_change>[_ci_low|_ci_high]`)
+    and on the version (tag `gain_intervals`, one line each)."""
+    client = _client(tracking_uri)
+    for g in intervals:
+        key = f"{g.metric}_{g.measure.replace(' ', '_')}"
+        for suffix, value in (("", g.estimate), ("_ci_low", g.low), ("_ci_high", g.high)):
+            client.log_metric(version.run_id, key + suffix, value)
+    if intervals:
+        client.set_model_version_tag(version.name, version.version, "gain_intervals",
+                                     "; ".join(g.text() for g in intervals))
 
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
