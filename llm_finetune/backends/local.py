@@ -107,7 +107,7 @@ def run_training_process(
                                        f"log: {out / LOG_FILE}")
         if proc.returncode != 0:
             raise TrainingProcessError(
-                f"training exited with code {proc.returncode}; log: {out / LOG_FILE}; last lines:\n" + "\n".join(tail)
+                f"training exited with code {proc.returncode}; log: {out / LOG_FILE}\nlast lines:\n" + "\n".join(tail)
             )
         return job.result_type.model_validate_json((out / RESULT_FILE).read_text())
 

@@ -173,3 +173,12 @@ def test_killed_training_process_is_one_message_naming_its_log(tmp_path):
     message, _ = one_failure_message(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), tmp_path)
     (train_log,) = work.glob("runs/*/train.log")
     assert message.startswith(f"llmft: training process killed by SIGKILL; its log: {train_log} (traceback: ")
+
+
+def test_a_failure_message_is_one_line_with_the_type_where_the_error_is_not_ours():
+    from deployments.cli import failure_message
+    from llm_finetune.backends.local import TrainingProcessError
+
+    assert failure_message(KeyError("tokenizer")) == "KeyError: 'tokenizer'"
+    assert failure_message(TrainingProcessError("training exited with code 1; log: t.log\nlast lines:\nx")) == \
+        "training exited with code 1; log: t.log"
