@@ -6,7 +6,8 @@
 prefect.yaml is the list of flows. A flow module (`flows/<use_case>.py`, importable as `flows.<use_case>`) defines
 DEFAULT_RECIPE_PATH, and its flow takes `recipe: <pydantic recipe type>`; the CLI reads both from there, so a new
 flow needs only its prefect.yaml entry. A flow's outcome model may set a `cli_exclude` ClassVar (a pydantic
-`exclude` spec) to keep bulky fields out of the printed JSON.
+`exclude` spec) to keep bulky fields out of the printed JSON. Every failure is one message and exit status 1; a
+run's log, tracebacks included, is <work_dir>/logs/llmft-<flow>-<time>-<pid>.log.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ import difflib
 import importlib
 import json
 import logging
+import os
 import sys
+import time
+import traceback
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,11 @@ from llm_finetune.fingerprint import locked
 from llm_finetune.recipes import load_recipe
 
 USER_ERRORS = (RecipeError, DataValidationError)
+LOG_DIR = "logs"  # under the recipe's work_dir: one file per `llmft run`, tracebacks included
+
+
+class RunFailed(Exception):
+    """A run failed for another reason than its recipe or data: one line, naming the log file with the traceback."""
 
 
 class _NoTracebackForUserErrors(logging.Filter):
@@ -42,6 +53,66 @@ class _NoTracebackForUserErrors(logging.Filter):
 
 
 _QUIET = _NoTracebackForUserErrors()
+
+
+class _WithoutTraceback(logging.Formatter):
+    """A console formatter that leaves the traceback out; the run's log file (and Prefect's API) keep it."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        kept = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = kept
+
+
+def failure_message(error: Exception) -> str:
+    """One line: what failed and, where known, what to change. Our own errors are written for the user; others get
+    their type."""
+    from botocore.exceptions import NoCredentialsError
+
+    from llm_finetune.aws import NO_CREDENTIALS
+
+    if isinstance(error, NoCredentialsError):
+        return NO_CREDENTIALS
+    first = (str(error).strip().splitlines() or [""])[0]
+    return first if type(error).__module__.startswith("llm_finetune.") else f"{type(error).__name__}: {first}"
+
+
+@contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Log records of the run also go to `path`, tracebacks included; the console gets none. A failure other than a
+    bad recipe or bad data adds its traceback to the file and comes out as RunFailed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    consoles = {h: h.formatter for h in root.handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)}
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler, formatter in consoles.items():
+        handler.setFormatter(_WithoutTraceback(formatter or logging.Formatter()))
+    root.addHandler(to_file)
+    try:
+        yield
+    except USER_ERRORS:
+        raise
+    except Exception as e:
+        to_file.stream.write("".join(traceback.format_exception(e)))
+        raise RunFailed(f"{failure_message(e)} (traceback: {_shown(path)})") from None
+    finally:
+        root.removeHandler(to_file)
+        to_file.close()
+        for handler, formatter in consoles.items():
+            handler.setFormatter(formatter)
+
+
+def run_log_path(work_dir: str, flow: str) -> Path:
+    return Path(work_dir) / LOG_DIR / f"llmft-{flow}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
 @dataclass(frozen=True)
@@ -110,10 +181,11 @@ def start_temporary_api() -> None:
 def run_flow(spec: dict, recipe_file: str | None, overrides: list[str]) -> None:
     entry = load_entry(spec)
     recipe = load_recipe(recipe_file or entry.default_recipe, entry.recipe_type, overrides)
-    start_temporary_api()
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(_QUIET)
-    print(outcome_json(entry.flow(recipe=recipe)))
+    with run_log(run_log_path(recipe.work_dir, entry.name)):
+        start_temporary_api()
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(_QUIET)
+        print(outcome_json(entry.flow(recipe=recipe)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,7 +202,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status 0; 1 on a bad recipe, override or data (one message, no traceback); 2 on a bad command line."""
+    """Exit status 0; 1 on any failure of the run: one message, the traceback (if any) in the run's log file; 2 on a
+    bad command line."""
     cli = parser()
     # argparse gives a `*` positional only the words before an option; the words after --recipe come back as extra.
     args, extra = cli.parse_known_args(argv)
@@ -144,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.error(problem)
     try:
         run_flow(next(s for s in specs if s["name"] == args.flow), args.recipe, [*args.overrides, *extra])
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, RunFailed) as e:
         print(f"llmft: {e}", file=sys.stderr)
         return 1
     return 0

@@ -10,13 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The pydantic serialization context of a fingerprint: a model may leave out what does not change the result.
+FINGERPRINT_CONTEXT = {"fingerprint": True}
+
 
 def fingerprint(*parts: Any) -> str:
-    """Stable short hash of JSON-able parts (pydantic models are dumped first)."""
+    """Stable short hash of JSON-able parts (pydantic models are dumped first, under FINGERPRINT_CONTEXT)."""
     h = hashlib.sha256()
     for part in parts:
         if hasattr(part, "model_dump"):
-            part = part.model_dump(mode="json")
+            part = part.model_dump(mode="json", context=FINGERPRINT_CONTEXT)
         h.update(json.dumps(part, sort_keys=True, default=str).encode())
         h.update(b"\x00")
     return h.hexdigest()[:16]

@@ -88,7 +88,7 @@ def report_counting(images: ImageSet, result: CountingResult, recipe: TextToImag
                           description="Images with exactly the asked number of objects found, per N")
     create_table_artifact(key="count-accuracy-per-object", table=per_object, description="Per object and N")
     create_table_artifact(key="count-confusion", table=confusion, description="Asked N (rows) x found (columns)")
-    create_image_artifact(key="count-image-grid", image_url=_data_url(grid, width=1600),
+    create_image_artifact(key="count-image-grid", image_url=grid_artifact_url(grid),
                           description="Rows: objects; columns: N and seed; captions: asked / found")
     create_markdown_artifact(key="count-run", markdown=(
         f"{len(result.counts)} images from `{recipe.pipeline.name_or_path or 'a tiny random pipeline'}` "
@@ -100,10 +100,17 @@ def report_counting(images: ImageSet, result: CountingResult, recipe: TextToImag
                           mlflow_run_id=run_id)
 
 
-def _data_url(image, width: int) -> str:
-    """The image as a PNG data URL, scaled down to `width` at most (an artifact holds the bytes)."""
-    if image.width > width:
-        image = image.resize((width, round(image.height * width / image.width)))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+def grid_artifact_url(grid, width: int = 1600) -> str:
+    """The grid as a JPEG data URL at most `width` wide, halved until it fits half of the server's event size limit:
+    an artifact's data rides its events, which the server drops above the limit (the full grid is grid.png)."""
+    from prefect.settings import get_current_settings
+
+    budget = get_current_settings().server.events.maximum_size_bytes // 2
+    while True:
+        image = grid.resize((width, round(grid.height * width / grid.width))) if grid.width > width else grid
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=85)
+        url = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+        if len(url) <= budget or width <= 100:
+            return url
+        width //= 2

@@ -102,9 +102,12 @@ def run_training_process(
                 proc.wait()
                 raise
             reader.join()
+        if proc.returncode < 0:  # killed: its last lines are training progress, not a reason
+            raise TrainingProcessError(f"training process killed by {signal.Signals(-proc.returncode).name}; its "
+                                       f"log: {out / LOG_FILE}")
         if proc.returncode != 0:
             raise TrainingProcessError(
-                f"training exited with code {proc.returncode}; log: {out / LOG_FILE}; last lines:\n" + "\n".join(tail)
+                f"training exited with code {proc.returncode}; log: {out / LOG_FILE}\nlast lines:\n" + "\n".join(tail)
             )
         return job.result_type.model_validate_json((out / RESULT_FILE).read_text())
 

@@ -53,7 +53,7 @@ from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import RecipeError, SageMakerJobError
 from llm_finetune.fingerprint import (COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked,
                                       mark_complete)
-from llm_finetune.recipes import SageMakerCompute, SageMakerSpec
+from llm_finetune.recipes import JumpStartSpec, SageMakerCompute, SageMakerSpec
 from llm_finetune.recipes.base import HF_TRAINING_IMAGE_TAG
 from llm_finetune.training.job import JOB_FILE, MODEL_DIR, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress
@@ -478,11 +478,19 @@ def run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, *, clients: AwsCl
     after a local run. Raises CostLimitError before launching above max_cost_usd, SageMakerJobError if the job ends
     Failed or Stopped. With spec.jumpstart the job is a JumpStart fine-tune of the job's data, in
     <output_dir>-jumpstart-<spec hash> (its fingerprint)."""
-    if spec.jumpstart is not None:  # another trainer: its own folder, so neither run's result is taken for the other's
-        job = job.model_copy(update={"output_dir": f"{job.output_dir}-jumpstart-{fingerprint(spec.jumpstart)[:8]}"})
+    if spec.jumpstart is not None:
+        job = jumpstart_job(job, spec.jumpstart)
         result = _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
         return result.model_copy(update={"fingerprint": Path(job.output_dir).name})
     return _run_sagemaker_training(job, spec, clients, Callbacks(on_output, on_progress, on_estimate))
+
+
+def jumpstart_job(job: TrainJob, jumpstart: JumpStartSpec) -> TrainJob:
+    """The job as a JumpStart fine-tune: another trainer, so its own folder (neither run's result is taken for the
+    other's), keyed by epochs too: JumpStart trains for epochs even where max_steps is set (the job's key then
+    leaves them out)."""
+    key = fingerprint(jumpstart, getattr(getattr(job, "params", None), "epochs", None))
+    return job.model_copy(update={"output_dir": f"{job.output_dir}-jumpstart-{key[:8]}"})
 
 
 def _run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, clients: AwsClients | None,

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from llm_finetune.data.intake import FieldRule, ValidatedData
 from llm_finetune.errors import DataValidationError, RecordProblem
+from llm_finetune.fingerprint import fingerprint
 from llm_finetune.recipes import QAData
 
 if TYPE_CHECKING:
@@ -136,11 +137,14 @@ def qa_sft_examples(validated: ValidatedData, split: str, data: QAData, tokenize
                     limit: int | None = None) -> datasets.Dataset:
     """The split as TRL prompt/completion strings, each context cut to a window that holds its answer."""
     import datasets
+    import pyarrow as pa
 
     rows = validated.load(split, limit).to_list()
     examples = [generative_example(r, data, tokenizer, for_training=True)[0] for r in rows]
-    return datasets.Dataset.from_dict({"prompt": [e["prompt"] for e in examples],
-                                       "completion": [e["completion"] for e in examples]})
+    columns = {"prompt": [e["prompt"] for e in examples], "completion": [e["completion"] for e in examples]}
+    # A given fingerprint: else datasets hashes the table with dill, whose disassembly a task under log_prints logs.
+    key = fingerprint("qa-sft-examples-v1", validated.fingerprint, split, limit, data, tokenizer.name_or_path)
+    return datasets.Dataset(pa.Table.from_pydict(columns), fingerprint=key)
 
 
 class GenerativeEvalSet(BaseModel):

@@ -6,8 +6,17 @@ import difflib
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from llm_finetune.fingerprint import FINGERPRINT_CONTEXT
 from llm_finetune.generation import GenerationParams
 from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.recipes.jumpstart import JumpStartSpec
@@ -254,7 +263,7 @@ class TrainingLoopParams(Strict):
                              "(a training job; settings in the recipe's `sagemaker` section)")
     nproc_per_node: int = Field(1, gt=0, description="Processes (torchrun) on this machine; >1 = data parallel")
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="If > 0, overrides epochs")
+    max_steps: int = Field(-1, description="-1: train for `epochs`; N >= 1: exactly N optimiser steps (epochs ignored)")
     learning_rate: float = Field(5e-5, gt=0)
     per_device_train_batch_size: int = Field(8, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
@@ -265,6 +274,19 @@ class TrainingLoopParams(Strict):
     save_total_limit: int = Field(2, gt=0)
     precision: Precision = Field("auto", description=PRECISION_HELP)
     seed: int = 42
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, steps: int) -> int:
+        if steps != -1 and steps < 1:  # the Trainer reads 0 as one step and any negative as epochs
+            raise ValueError(f"max_steps is -1 (train for `epochs`) or a step count >= 1, not {steps}")
+        return steps
+
+    @field_serializer("epochs")
+    def _epochs_if_they_count(self, epochs: float, info: FieldSerializationInfo) -> float | None:
+        """In a fingerprint, epochs only where they set the run's length: with max_steps, runs differing in epochs
+        alone are one run."""
+        return None if self.max_steps >= 1 and info.context == FINGERPRINT_CONTEXT else epochs
 
 
 class SageMakerCompute(Strict):

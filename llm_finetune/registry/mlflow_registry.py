@@ -218,7 +218,8 @@ def rollback_alias(tracking_uri: str, name: str, alias: str, previous_alias: str
     with registry_lock(tracking_uri):
         restored = alias_version(tracking_uri, name, previous_alias)
         if restored is None:
-            raise ValueError(f"model '{name}' has no '{previous_alias}' alias: nothing to roll back to")
+            raise RegistryLookupError(f"model '{name}' has no '{previous_alias}' alias: nothing to roll back to (an "
+                                      f"approval that replaces a champion sets it; one rollback per approval)")
         demoted = alias_version(tracking_uri, name, alias)
         client = _client(tracking_uri)
         client.set_registered_model_alias(name, alias, restored)

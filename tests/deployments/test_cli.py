@@ -2,8 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -16,10 +19,12 @@ from tests.conftest import DEFAULT_RECIPE, REPO
 FLOW = "dialogsum-flan-t5"
 
 
-def llmft_process(args: list[str], cwd) -> subprocess.Popen:
-    """`python -m deployments.cli` in a fresh process, with its own Prefect home, on this checkout's code."""
+def llmft_process(args: list[str], cwd, without: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`python -m deployments.cli` in a fresh process, with its own Prefect home, on this checkout's code; environment
+    variables starting with a prefix in `without` left out."""
     path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PREFECT_HOME": str(cwd / "prefect"),
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(without)},
+           "PYTHONPATH": os.pathsep.join(path), "PREFECT_HOME": str(cwd / "prefect"),
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
     env.pop("PREFECT_API_URL", None)  # the flow runs on its own temporary server
     (cwd / "prefect").mkdir(exist_ok=True)
@@ -27,10 +32,21 @@ def llmft_process(args: list[str], cwd) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def llmft(args: list[str], cwd) -> subprocess.CompletedProcess:
-    proc = llmft_process(args, cwd)
+def llmft(args: list[str], cwd, without: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    proc = llmft_process(args, cwd, without)
     out, err = proc.communicate(timeout=1200)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def one_failure_message(result: subprocess.CompletedProcess, cwd) -> tuple[str, Path]:
+    """The run's one `llmft:` line (exit 1, no traceback on the console) and the log file it names, which holds the
+    traceback."""
+    assert result.returncode == 1 and result.stdout.strip() == "", result.stderr[-4000:]
+    assert "Traceback" not in result.stderr, result.stderr[-4000:]
+    (message,) = [line for line in result.stderr.splitlines() if line.startswith("llmft: ")]
+    log = cwd / re.fullmatch(r".* \(traceback: (.+)\)", message).group(1)
+    assert "Traceback (most recent call last)" in log.read_text()
+    return message, log
 
 
 def test_list_names_every_flow_with_description_and_default_recipe(capsys, monkeypatch):
@@ -117,3 +133,52 @@ def test_bad_data_exits_1_with_every_problem_and_no_traceback(tmp_path):
     assert f"llmft: 1 data problem(s):\n  - {tmp_path / 'train.jsonl'}, line 1, field 'summary': missing\n" \
         in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_aws_credentials_say_which_settings_or_the_stand_in(tmp_path):
+    result = llmft(["run", "dialogsum-sagemaker-pipeline", f"work_dir={tmp_path / 'work'}"], tmp_path,
+                   without=("AWS_",))
+    message, log = one_failure_message(result, tmp_path)
+    assert message.startswith("llmft: no AWS credentials found: ")
+    for hint in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "sagemaker.role_arn", "scripts/moto_server.sh",
+                 "sagemaker.endpoint_url="):
+        assert hint in message
+    assert "NoCredentialsError" in log.read_text()
+
+
+def test_rollback_with_nothing_to_roll_back_is_one_message(tmp_path):
+    from flows.continued_pretraining import DEFAULT_RECIPE_PATH, ContinuedPretrainingRecipe
+
+    recipe = load_recipe(DEFAULT_RECIPE_PATH, ContinuedPretrainingRecipe)
+    result = llmft(["run", "rollback-champion", f"work_dir={tmp_path / 'work'}"], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-4000:]
+    assert (f"llmft: model '{recipe.registry.model_name}' has no '{recipe.approval.previous_alias}' alias: nothing "
+            "to roll back to") in result.stderr
+
+
+def test_killed_training_process_is_one_message_naming_its_log(tmp_path):
+    import psutil
+
+    work = tmp_path / "work"
+    proc = llmft_process(["run", FLOW, "--recipe", str(DEFAULT_RECIPE), "data.max_train_records=64",
+                          "training.max_steps=100000", "training.logging_steps=1", f"work_dir={work}"], tmp_path)
+    deadline = time.monotonic() + 600
+    while not list(work.glob("runs/*/progress.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-4000:]
+        time.sleep(1)
+    (trainer,) = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if "llm_finetune.training.seq2seq" in p.cmdline()]
+    trainer.kill()
+    out, err = proc.communicate(timeout=600)
+    message, _ = one_failure_message(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), tmp_path)
+    (train_log,) = work.glob("runs/*/train.log")
+    assert message.startswith(f"llmft: training process killed by SIGKILL; its log: {train_log} (traceback: ")
+
+
+def test_a_failure_message_is_one_line_with_the_type_where_the_error_is_not_ours():
+    from deployments.cli import failure_message
+    from llm_finetune.backends.local import TrainingProcessError
+
+    assert failure_message(KeyError("tokenizer")) == "KeyError: 'tokenizer'"
+    assert failure_message(TrainingProcessError("training exited with code 1; log: t.log\nlast lines:\nx")) == \
+        "training exited with code 1; log: t.log"

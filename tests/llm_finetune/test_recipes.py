@@ -158,3 +158,42 @@ def test_training_sections_share_their_names_and_old_seq2seq_names_still_load():
     assert (old.epochs, old.warmup) == (2, 5)
     with pytest.raises(ValueError, match="set 'epochs' only"):
         Seq2SeqTrainingParams.model_validate({"num_train_epochs": 2, "epochs": 3})
+
+
+TRAINING_SECTIONS = ("Seq2SeqTrainingParams", "SFTParams", "TrainerParams", "PretrainParams")
+
+
+@pytest.mark.parametrize("steps", [0, -5])
+def test_max_steps_other_than_minus_one_or_a_step_count_is_refused_naming_the_field(steps):
+    import llm_finetune.recipes as recipes
+
+    with pytest.raises(RecipeError) as err:
+        load_recipe(DEFAULT_RECIPE, overrides=[f"training.max_steps={steps}"])
+    assert str(err.value) == (
+        f"{DEFAULT_RECIPE}: invalid recipe:\n  - field 'training.max_steps': Value error, max_steps is -1 (train for "
+        f"`epochs`) or a step count >= 1, not {steps} (set by override training.max_steps={steps})")
+    for name in TRAINING_SECTIONS:
+        with pytest.raises(ValueError, match="max_steps is -1"):
+            getattr(recipes, name)(max_steps=steps)
+
+
+def test_equivalent_training_settings_share_a_fingerprint(tmp_path):
+    """With max_steps set, epochs do not change the run; without it they do; old Seq2Seq names are the new ones."""
+    import llm_finetune.recipes as recipes
+    from llm_finetune.fingerprint import fingerprint
+    from llm_finetune.training.seq2seq import seq2seq_job
+
+    for name in TRAINING_SECTIONS:
+        section = getattr(recipes, name)
+        assert len({fingerprint(section(max_steps=20, epochs=epochs)) for epochs in (1, 3)}) == 1
+        assert len({fingerprint(section(epochs=epochs)) for epochs in (1, 3)}) == 2
+        assert section(max_steps=20, epochs=3).model_dump()["epochs"] == 3  # only the fingerprint leaves it out
+    old = recipes.Seq2SeqTrainingParams.model_validate({"num_train_epochs": 2, "warmup_steps": 5})
+    assert fingerprint(old) == fingerprint(recipes.Seq2SeqTrainingParams(epochs=2, warmup=5))
+
+    def run_folder(*overrides: str) -> str:
+        recipe = load_recipe(DEFAULT_RECIPE, overrides=list(overrides))
+        return seq2seq_job("base", "data", "data-key", "{dialogue}", recipe.training, tmp_path).output_dir
+
+    assert run_folder("training.max_steps=20", "training.epochs=1") == run_folder("training.max_steps=20")
+    assert run_folder("training.epochs=1") != run_folder()

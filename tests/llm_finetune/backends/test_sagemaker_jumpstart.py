@@ -156,3 +156,15 @@ def test_stand_in_trains_with_our_trainer_in_jumpstarts_place(moto_endpoint, tmp
     assert described["HyperParameters"]["sagemaker_program"] == "transfer_learning.py"  # what the service got
     again = run_sagemaker_training(job, spec, on_output=lines.append)
     assert again.reused and again.fingerprint == result.fingerprint
+
+
+def test_jumpstart_runs_differing_in_epochs_alone_keep_their_own_folders(tmp_path):
+    """Beside max_steps our trainer ignores epochs (one run, one key); JumpStart trains for epochs, so not for it."""
+    from llm_finetune.backends.sagemaker import jumpstart_job
+
+    one, two = (tiny_dolly_job(tmp_path, "tiny-llama", "training.max_steps=2", f"training.epochs={epochs}")
+                for epochs in (1, 2))
+    assert one.output_dir == two.output_dir
+    jumpstart = jumpstart_llama()
+    assert jumpstart_job(one, jumpstart).output_dir != jumpstart_job(two, jumpstart).output_dir
+    assert jumpstart_job(one, jumpstart).output_dir.startswith(f"{one.output_dir}-jumpstart-")

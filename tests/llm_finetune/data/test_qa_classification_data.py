@@ -106,3 +106,16 @@ def test_line_numbers_survive_unicode_line_separators_in_text(tmp_path):
     bad.write_text(bad.read_text().replace("\\u0085", "\u0085").replace("\\u2028", "\u2028"))
     with pytest.raises(DataValidationError, match=rf"{bad}, line 2, field 'label': unknown label 'meh'"):
         load_data(imdb_data(train_uri=str(bad)), tmp_path / "work")
+
+
+def test_sft_examples_print_nothing_under_prefect_log_prints(minilm_tokenizer, tmp_path, monkeypatch):
+    """Prefect's log_prints replaces print; datasets then must not fingerprint (dill-pickle, disassemble) anything,
+    or the bytecode lands in the run log."""
+    import builtins
+
+    printed = []
+    monkeypatch.setattr(builtins, "print", lambda *args, **kwargs: printed.append(args))
+    data = squad_data(max_length=96)
+    validated = load_data(data, tmp_path)
+    examples = qa_sft_examples(validated, "train", data, minilm_tokenizer, limit=5)
+    assert len(examples) == 5 and printed == []
