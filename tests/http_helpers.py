@@ -7,9 +7,11 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
+
+from tests.serving_helpers import wait_until
 
 
 def request(url: str, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
@@ -58,3 +60,15 @@ def serving_in_thread(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def send_and_hang_up(url: str, path: str, body: bytes, *, content_length: int | None = None,
+                     until: Callable[[], bool] = lambda: True, timeout_s: float = 30.0) -> None:
+    """POST `body` under a Content-Length of `content_length` (default its length), wait until `until()` holds and
+    close the connection unanswered: a client that goes away."""
+    parts = urlsplit(url)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if content_length is None else content_length}\r\n\r\n")
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s) as sock:
+        sock.sendall(head.encode() + body)
+        wait_until(until, timeout_s)

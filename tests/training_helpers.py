@@ -24,3 +24,12 @@ def kill_at_first_checkpoint(cmd: list[str], cwd: Path, checkpoints: Path, timeo
     proc.wait()
     killed_at = last_complete_checkpoint(checkpoints)
     return json.loads((killed_at / "trainer_state.json").read_text())["global_step"]
+
+
+def step_weighted_mean_loss(loss_curve: list[dict]) -> float:
+    """The mean loss per step of a curve whose entries cover every step once (each the mean since the entry before)."""
+    total, last = 0.0, 0
+    for point in loss_curve:
+        total += point["loss"] * (point["step"] - last)
+        last = point["step"]
+    return total / last

@@ -6,7 +6,7 @@ compatible requests are queued. Requests whose key is None always run alone. Whi
 the caller's `batch_key` (for generation: `llm_finetune.serving.kinds.batch_key`).
 
 If a batch of several requests raises, each of its requests is run again alone, so only the failing one gets the
-error.
+error. A request whose client has gone (its `submit` cancelled) before its batch runs is left out of it.
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[_Job]) -> None:
+        batch = [job for job in batch if not job.future.done()]  # done before it ran: cancelled, its client gone
+        if not batch:
+            return
         try:
             results = self._run_batch([job.payload for job in batch])
             if len(results) != len(batch):

@@ -6,6 +6,8 @@ server-sent `chat.completion.chunk` events, then `data: [DONE]`). Shapes: llm_fi
 Concurrent requests with compatible settings run as one batched `generate` (llm_finetune.serving.batching).
 Every error is JSON {"error": "..."}: 400 bad request (names the field), 401 missing or wrong bearer token,
 404 no route, 405 wrong method, 413 body over --max-body-bytes, 500 generation failed (the server keeps serving).
+A client that closes the connection first (mid-upload, or while its answer is generated) is logged in one line;
+its generation stops, streamed or not.
 
     python -m llm_finetune.serving.server --model DIR | models:/NAME/VERSION | models:/NAME@ALIAS
         [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 16] [--max-batch-wait-ms 10]
@@ -28,7 +30,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,6 +40,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import Completion, GenerationParams, Prompt
@@ -80,11 +83,12 @@ class ServedModel(Protocol):
 
 @dataclass
 class Work:
-    """One request's share of a batch."""
+    """One request's share of a batch; `cancelled` is set once its client has gone (or it is answered)."""
 
     encoded: Encoded
     params: GenerationParams
     generate_extras: dict = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -104,6 +108,27 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if too_large:
         raise BodyTooLargeError(message)
     return b"".join(chunks)
+
+
+async def client_gone(request: Request) -> None:
+    """Returns once the client has closed the connection (await it after the request body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_goes(request: Request, answer: Awaitable):
+    """The answer, or ClientDisconnect if the client closes the connection first; the answer is then cancelled
+    (a generation stops at its next token: `Work.cancelled`)."""
+    answering, watching = asyncio.ensure_future(answer), asyncio.ensure_future(client_gone(request))
+    try:
+        done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answering.cancel()  # no-op once it is done
+        watching.cancel()
+    if answering in done:
+        return answering.result()
+    answering.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure now has nobody to tell
+    raise ClientDisconnect()
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -129,7 +154,8 @@ def split_batch(model: ServedModel, batch_size: int):
 
     def run(works: list[Work]) -> list[list[Completion]]:
         joined = Encoded.join([w.encoded for w in works])
-        done = model.complete(joined, works[0].params, batch_size=batch_size, **works[0].generate_extras)
+        done = model.complete(joined, works[0].params, batch_size=batch_size, **works[0].generate_extras,
+                              stopping_criteria=cancel_criteria(*(w.cancelled for w in works)))
         answers, start = [], 0
         for w in works:
             answers.append(done[start : start + len(w.encoded.ids)])
@@ -159,9 +185,13 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         return await run_in_threadpool(model.encode, prompts, params, max_length)
 
     async def complete(encoded: Encoded, params: GenerationParams, max_length: int | None = None,
-                       **generate_extras) -> list[Completion]:
+                       cancelled: threading.Event | None = None, **generate_extras) -> list[Completion]:
+        work = Work(encoded, params, generate_extras, cancelled or threading.Event())
         key = None if generate_extras else batch_key(params, max_length)
-        return await batcher.submit(Work(encoded, params, generate_extras), key=key, size=len(encoded.ids))
+        try:
+            return await batcher.submit(work, key=key, size=len(encoded.ids))
+        finally:  # answered, or cancelled because the client has gone: nothing more to generate for it
+            work.cancelled.set()
 
     async def answer_inputs(invocation: Invocation) -> list[dict]:
         options = invocation.parameters
@@ -188,7 +218,7 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     async def stream_chat(answer: ChatAnswer, encoded: Encoded, params: GenerationParams) -> AsyncIterator[str]:
         pieces = TextPieces(model.tokenizer, params.stop, asyncio.get_running_loop())
         cancel = threading.Event()
-        job = asyncio.ensure_future(complete(encoded, params, streamer=pieces, stopping_criteria=cancel_criteria(cancel)))
+        job = asyncio.ensure_future(complete(encoded, params, cancelled=cancel, streamer=pieces))
         job.add_done_callback(lambda _: pieces.queue.put_nowait(None))  # also ends the loop below if it raised
         try:
             yield _event(answer.chunk({"role": "assistant", "content": ""}))
@@ -206,7 +236,11 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     async def respond(request: Request, parse, answer) -> object:
         try:
             parsed = parse(await read_body(request, max_body_bytes))
-            return await answer(parsed)
+            return await unless_client_goes(request, answer(parsed))
+        except ClientDisconnect:  # mid-upload or before its answer: nobody is left to answer, nothing failed
+            logger.warning("%s %s: the client closed the connection before it was answered",
+                           request.method, request.url.path)
+            return _error(499, "the client closed the connection")  # nginx's 'client closed request'; unsent
         except BodyTooLargeError as e:
             return _error(413, str(e))
         except (InvocationError, PromptRejected, RequestError) as e:

@@ -3,7 +3,7 @@
 `TextPieces` is a transformers streamer (pass it as `generate(streamer=...)`); it decodes the answer so far after
 each token and hands new text to an asyncio queue. `StreamedAnswer` holds back what the next tokens may still
 change: a tail that could begin a stop string, trailing whitespace (the answer is stripped), a character whose
-bytes are split across tokens. `cancel_criteria` stops generation when the client has gone.
+bytes are split across tokens. `cancel_criteria` stops generation when the clients have gone.
 """
 
 from __future__ import annotations
@@ -78,13 +78,15 @@ class TextPieces:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, piece)
 
 
-def cancel_criteria(event: threading.Event):
-    """`generate(stopping_criteria=...)` that ends every sequence once `event` is set (the client has gone)."""
+def cancel_criteria(*events: threading.Event):
+    """`generate(stopping_criteria=...)` that ends every sequence once every event is set (the clients of a batch
+    have all gone: the others still wait for their answers)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+            gone = all(event.is_set() for event in events)
+            return torch.full((input_ids.shape[0],), gone, dtype=torch.bool, device=input_ids.device)
 
     return StoppingCriteriaList([Cancelled()])

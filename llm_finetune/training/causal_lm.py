@@ -33,8 +33,8 @@ from llm_finetune.training.job import (
     last_complete_checkpoint,
     run_entry_point,
     save_trained_model,
-    summed_over_processes,
     trainer_arguments,
+    trainer_result_fields,
 )
 
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
@@ -287,7 +287,8 @@ def build_trainer(job: CausalTrainJob, model, tokenizer, train_dataset, callback
 class TrainingTokenCounter:
     """Counts the tokens of every training-mode forward of a model: real (attended: the attention mask's; without a
     mask, as packed batches come, all but the rows' trailing padding, see packed_real_tokens; all when no
-    `pad_token_id` is given), padded (the batch's full size) and loss tokens (with a label).
+    `pad_token_id` is given), padded (the batch's full size) and loss tokens (with a label). An encoder-decoder's
+    labels are its decoder tokens: counted as real (those with a label) and padded too.
 
     Counted at the forward, not in the collator: the data loader collates a batch ahead, which is never trained.
     """
@@ -295,6 +296,7 @@ class TrainingTokenCounter:
     def __init__(self, model, pad_token_id: int | None = None):
         self.pad_token_id = pad_token_id
         self.real_tokens = self.padded_tokens = self.loss_tokens = 0
+        self.decoder_labels = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
         model.register_forward_pre_hook(self._count, with_kwargs=True)
 
     def _count(self, module, args, kwargs) -> None:
@@ -310,6 +312,9 @@ class TrainingTokenCounter:
         self.padded_tokens += int(ids.numel())
         if labels is not None:
             self.loss_tokens += int((labels != -100).sum())
+            if self.decoder_labels:
+                self.real_tokens += int((labels != -100).sum())
+                self.padded_tokens += int(labels.numel())
 
 
 def parameter_counts(model) -> tuple[int, int]:
@@ -408,6 +413,8 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     """
     from transformers import set_seed
 
+    from llm_finetune.training.totals import run_totals
+
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
     if is_complete(model_dir):
@@ -423,32 +430,22 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
                             activation_checkpointing=job.params.activation_checkpointing,
                             attn_implementation=job.params.attn_implementation)
     trainer = build_trainer(job, model, tokenizer, train_dataset, callbacks)
-    counter = TrainingTokenCounter(trainer.model, tokenizer.pad_token_id)
+    totals = run_totals(trainer, TrainingTokenCounter(trainer.model, tokenizer.pad_token_id))
 
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start
 
-    real_tokens, padded_tokens, loss_tokens = summed_over_processes(
-        [counter.real_tokens, counter.padded_tokens, counter.loss_tokens])
     trainable, total = parameter_counts(trainer.model)
     # What TRL dropped, counted from its prepared dataset: records left without a trained token (completion-only
     # loss, response cut away). Packing keeps them (packed rows are not filtered).
     dropped = 0 if job.params.packing else len(train_dataset) - len(trainer.train_dataset)
     result = CausalTrainingResult(
-        model_dir=str(model_dir),
+        **trainer_result_fields(trainer, output, totals, runtime, resume, model_dir,
+                                curve_keys=("step", "loss", "aux_loss", "num_tokens")),
         adapter_dir=str(out / ADAPTER_DIR) if job.lora.enabled else None,
-        global_step=output.global_step,
-        train_loss=output.training_loss,
-        loss_curve=[{k: h[k] for k in ("step", "loss", "aux_loss", "num_tokens") if k in h}
-                    for h in trainer.state.log_history if "loss" in h and "step" in h],
-        resumed_from_checkpoint=str(resume) if resume else None,
-        train_runtime_s=runtime,
-        real_tokens=real_tokens,
-        padded_tokens=padded_tokens,
-        loss_tokens=loss_tokens,
-        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0,
+        loss_tokens=totals.counts()["loss_tokens"],
         precision=resolve_precision(job.params.precision),
         trainable_parameters=trainable,
         total_parameters=total,

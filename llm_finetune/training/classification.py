@@ -165,6 +165,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
     from transformers import Trainer, set_seed
 
     from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts, resolve_precision
+    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
@@ -181,7 +182,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
     trainer = Trainer(model=model, args=training_arguments(job.output_dir, job.params, precision), train_dataset=train,
                       data_collator=collator(tokenizer, job.data.max_length, job.params.pad_to_max_length),
                       processing_class=tokenizer, callbacks=callbacks)
-    counter = TrainingTokenCounter(trainer.model)
+    totals = run_totals(trainer, TrainingTokenCounter(trainer.model))
 
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
@@ -190,7 +191,7 @@ def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None)
 
     trainable, total = parameter_counts(trainer.model)
     result = ClassificationTrainingResult(
-        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir), precision=precision,
+        **trainer_result_fields(trainer, output, totals, runtime, resume, model_dir), precision=precision,
         trainable_parameters=trainable, total_parameters=total, records=len(train), truncated_records=truncated,
         quantized_layers=quantized, merge_max_abs_diff=None,
     )

@@ -97,6 +97,7 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
 
     from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
     from llm_finetune.training.classification import collator, training_arguments
+    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
@@ -114,7 +115,7 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
     args = training_arguments(job.output_dir, params, precision)
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=callbacks,
                       data_collator=collator(tokenizer, settings.max_length, params.pad_to_max_length))
-    counter = TrainingTokenCounter(trainer.model)
+    totals = run_totals(trainer, TrainingTokenCounter(trainer.model))
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -122,7 +123,7 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
 
     cls = [ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in ids else 0 for ids in train["input_ids"]]
     result = ExtractiveTrainingResult(
-        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir), records=records,
+        **trainer_result_fields(trainer, output, totals, runtime, resume, model_dir), records=records,
         windows=len(train), windows_without_answer=sum(s == c for s, c in zip(train["start_positions"], cls)))
     if trainer.is_world_process_zero():
         save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: write_serving_file(

@@ -105,17 +105,20 @@ def summed_over_processes(values: list[int]) -> list[int]:
     return [int(v) for v in total.tolist()]
 
 
-def trainer_result_fields(trainer, output, counter, runtime: float, resume: Path | None, model_dir: Path) -> dict:
-    """The TrainingResult fields a Trainer-based entry point reports the same way; token counts are summed over the
-    processes of a torchrun job (each counted only its shard)."""
-    real_tokens, padded_tokens = summed_over_processes([counter.real_tokens, counter.padded_tokens])
+def trainer_result_fields(trainer, output, totals, runtime: float, resume: Path | None, model_dir: Path,
+                          curve_keys: tuple[str, ...] = ("step", "loss")) -> dict:
+    """The TrainingResult fields a Trainer-based entry point reports the same way, from its RunTotals
+    (llm_finetune.training.totals): tokens and mean loss of the whole run, resumes included, tokens summed over the
+    processes of a torchrun job; tokens per second of this process run; `curve_keys` of each logged loss."""
+    counts = totals.counts()
+    trained_now = counts["real_tokens"] - totals.restored["real_tokens"]
     return dict(
-        model_dir=str(model_dir), global_step=output.global_step, train_loss=output.training_loss,
-        loss_curve=[{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+        model_dir=str(model_dir), global_step=output.global_step, train_loss=totals.mean_loss(output),
+        loss_curve=[{k: h[k] for k in curve_keys if k in h} for h in trainer.state.log_history
                     if "loss" in h and "step" in h],
         resumed_from_checkpoint=str(resume) if resume else None, train_runtime_s=runtime,
-        real_tokens=real_tokens, padded_tokens=padded_tokens,
-        tokens_per_second=real_tokens / runtime if runtime > 0 else 0.0)
+        real_tokens=counts["real_tokens"], padded_tokens=counts["padded_tokens"],
+        tokens_per_second=trained_now / runtime if runtime > 0 else 0.0)
 
 
 def write_serving_file(model_dir: Path, kind: str, **settings) -> None:

@@ -93,6 +93,8 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
+    from llm_finetune.training.totals import run_totals
+
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
     if (finished := finished_result(out, PretrainingResult)) is not None:
@@ -107,7 +109,7 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     blocks = datasets.load_from_disk(job.packed.path)["train"]
     trainer = Trainer(model=model, args=training_arguments(job, precision), train_dataset=blocks,
                       data_collator=BlockCollator(), processing_class=tokenizer, callbacks=callbacks)
-    counter = TrainingTokenCounter(trainer.model)
+    totals = run_totals(trainer, TrainingTokenCounter(trainer.model))
 
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
@@ -115,7 +117,7 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     runtime = time.perf_counter() - start
 
     result = PretrainingResult(
-        **trainer_result_fields(trainer, output, counter, runtime, resume, model_dir),
+        **trainer_result_fields(trainer, output, totals, runtime, resume, model_dir),
         precision=precision,
         parameters=parameter_counts(trainer.model)[1],
         blocks=len(blocks),

@@ -23,6 +23,7 @@ from llm_finetune.training.job import (
     run_entry_point,
     save_trained_model,
     trainer_arguments,
+    trainer_result_fields,
 )
 
 PROMPT_FILE = "llmft_prompt.json"
@@ -64,8 +65,8 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         set_seed,
     )
 
-    from llm_finetune.training.causal_lm import resolve_precision
-    from llm_finetune.training.collators import TokenCountingCollator
+    from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
+    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR
@@ -77,35 +78,23 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     model = AutoModelForSeq2SeqLM.from_pretrained(job.base_model)
     ds = datasets.load_from_disk(job.dataset_dir)
-    collator = TokenCountingCollator(DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100))
     args = Seq2SeqTrainingArguments(**trainer_arguments(out, p, resolve_precision(p.precision)),
                                     train_sampling_strategy="group_by_length" if p.group_by_length else "random")
     trainer = Seq2SeqTrainer(
         model=model,
         args=args,
         train_dataset=ds["train"],
-        data_collator=collator,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    totals = run_totals(trainer, TrainingTokenCounter(trainer.model))  # encoder and decoder tokens
     resume = last_complete_checkpoint(out / CHECKPOINTS_DIR)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     runtime = time.perf_counter() - start
 
-    result = TrainingResult(
-        model_dir=str(model_dir),
-        global_step=output.global_step,
-        train_loss=output.training_loss,
-        loss_curve=[
-            {"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h and "step" in h
-        ],
-        resumed_from_checkpoint=str(resume) if resume else None,
-        train_runtime_s=runtime,
-        real_tokens=collator.real_tokens,  # this process's share when several train together
-        padded_tokens=collator.padded_tokens,
-        tokens_per_second=collator.real_tokens * args.world_size / runtime if runtime > 0 else 0.0,
-    )
+    result = TrainingResult(**trainer_result_fields(trainer, output, totals, runtime, resume, model_dir))
     if trainer.is_world_process_zero():
         save_trained_model(trainer, tokenizer, out, result, write_extras=lambda d: (d / PROMPT_FILE).write_text(
             json.dumps({"prompt_template": job.prompt_template})))

@@ -1,12 +1,13 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.endpoint import EndpointClient, EndpointError, start_local_endpoint, stop_local_endpoint
 from llm_finetune.serving.server import InvocationError, create_app, parse_invocation
-from tests.http_helpers import assert_still_serving, invoke, request, serving_in_thread
-from tests.serving_helpers import FlakyModel
+from tests.http_helpers import assert_still_serving, invoke, request, send_and_hang_up, serving_in_thread
+from tests.serving_helpers import FlakyModel, wait_until
 
 MAX_BODY = 20_000  # the module's server runs with --max-body-bytes 20000
 DIALOGUE = "#Person1#: Hello, I'd like to book a table for two tonight.\n#Person2#: Sure, at what time?"
@@ -114,6 +115,21 @@ def test_chunked_body_under_the_limit_is_served(endpoint):
     chunked = request(endpoint.url, "POST", "/invocations", (body[i : i + 10] for i in range(0, len(body), 10)))
     assert chunked == request(endpoint.url, "POST", "/invocations", body)
     assert chunked[0] == 200 and chunked[1][0]["summary_text"]
+
+
+def test_an_upload_the_client_drops_is_no_server_error(endpoint):
+    log = Path(endpoint.log_path)
+    start = log.stat().st_size
+
+    def logged() -> str:
+        return log.read_bytes()[start:].decode(errors="replace")
+
+    body = json.dumps({"inputs": DIALOGUE}).encode()
+    send_and_hang_up(endpoint.url, "/invocations", body[: len(body) // 2], content_length=len(body))
+    wait_until(lambda: "the client closed the connection" in logged() or "Traceback" in logged())
+    assert_still_serving(endpoint.url)
+    assert "Traceback" not in logged() and "generation failed" not in logged() and "500" not in logged()
+    assert "POST /invocations: the client closed the connection" in logged()
 
 
 def test_generation_error_gets_500_and_the_server_keeps_serving():

@@ -109,8 +109,10 @@ def test_a_failing_request_in_a_batch_fails_alone():
     assert calls[:2] == [["first"], ["fail", "ok"]] and sorted(calls[2:4]) == [["fail"], ["ok"]]
 
 
-def run_batches(submissions: list[tuple[str, object]], max_batch_size: int = 4) -> list[list[str]]:
-    """The batches a Batcher forms from submissions (payload, key) queued while its worker is busy."""
+def run_batches(submissions: list[tuple[str, object]], max_batch_size: int = 4,
+                gone: frozenset[str] = frozenset()) -> list[list[str]]:
+    """The batches a Batcher forms from submissions (payload, key) queued while its worker is busy; those in `gone`
+    are cancelled while queued, as the server does when their client closes the connection."""
     gate, batches = threading.Event(), []
 
     def run(payloads):
@@ -121,15 +123,18 @@ def run_batches(submissions: list[tuple[str, object]], max_batch_size: int = 4) 
     async def scenario():
         batcher = Batcher(run, max_batch_size=max_batch_size, max_wait_ms=0)
         busy = asyncio.ensure_future(batcher.submit("busy", key=None))  # first in, alone, held at the gate
-        queued = [asyncio.ensure_future(batcher.submit(p, key=k)) for p, k in submissions]
+        queued = {p: asyncio.ensure_future(batcher.submit(p, key=k)) for p, k in submissions}
         await asyncio.sleep(0.05)
+        for p in gone:
+            queued[p].cancel()
+        await asyncio.sleep(0)
         gate.set()
-        results = await asyncio.gather(busy, *queued)
+        results = await asyncio.gather(busy, *(f for p, f in queued.items() if p not in gone))
         batcher.close()
         return results
 
     results = asyncio.run(scenario())
-    assert results == ["busy", *[p for p, _ in submissions]]
+    assert results == ["busy", *[p for p, _ in submissions if p not in gone]]
     return batches[1:]
 
 
@@ -141,6 +146,10 @@ def test_batches_group_equal_keys_in_arrival_order_up_to_the_size():
 
 def test_batching_off_runs_one_at_a_time():
     assert run_batches([("a1", "A"), ("a2", "A")], max_batch_size=1) == [["a1"], ["a2"]]
+
+
+def test_a_request_whose_client_went_while_queued_is_never_run():
+    assert run_batches([("a1", "A"), ("gone", "A"), ("a2", "A")], gone=frozenset({"gone"})) == [["a1", "a2"]]
 
 
 def test_seeded_sampling_and_settings_make_the_batch_key():

@@ -8,7 +8,8 @@ import pytest
 
 from llm_finetune.serving.kinds import load_text_model
 from llm_finetune.serving.server import create_app
-from tests.http_helpers import request, serving_in_thread
+from tests.http_helpers import request, send_and_hang_up, serving_in_thread
+from tests.serving_helpers import wait_until
 from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread
 
 PLAIN = {"max_new_tokens": 10, "repetition_penalty": 1.0}  # no penalty: comparable with a bare model.generate
@@ -215,3 +216,35 @@ def test_cancel_criteria_end_generation(model):
     event.set()
     cancelled = model.complete(encoded, params, stopping_criteria=cancel_criteria(event))[0]
     assert cancelled.generated_tokens == 1 and running.generated_tokens > 1
+
+
+class CompletionLog:
+    """A served model that keeps what each `complete` call generated; `started` is set as a call begins."""
+
+    def __init__(self, model):
+        self.model, self.done, self.started = model, [], threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def complete(self, encoded, params, **kwargs):
+        self.started.set()
+        self.done.append(self.model.complete(encoded, params, **kwargs))
+        return self.done[-1]
+
+
+def test_a_non_streamed_generation_stops_when_its_client_goes(model):
+    # Seeded hot sampling: this seed runs to max_new_tokens without an EOS (asserted below), for over a second.
+    long = {"inputs": "Why is the sky blue?", "parameters": {"max_new_tokens": 480, "do_sample": True,
+                                                            "temperature": 5.0, "top_k": 0, "seed": 7}}
+    served = CompletionLog(model)
+    with serving_in_thread(create_app(served, max_batch_size=1)) as url:
+        assert post(url, "/invocations", long)[0] == 200
+        (full,) = served.done[0]
+        assert full.generated_tokens == long["parameters"]["max_new_tokens"]
+        served.started.clear()
+        send_and_hang_up(url, "/invocations", json.dumps(long).encode(), until=served.started.is_set)
+        wait_until(lambda: len(served.done) == 2)
+        (cancelled,) = served.done[1]
+        assert cancelled.generated_tokens < full.generated_tokens / 4
+        assert post(url, "/invocations", {"inputs": "Hi", "parameters": PLAIN})[0] == 200

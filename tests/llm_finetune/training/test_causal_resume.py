@@ -1,5 +1,7 @@
-"""A LoRA training process killed with SIGKILL resumes from its last complete checkpoint, adapter weights included."""
+"""A LoRA training process killed with SIGKILL resumes from its last complete checkpoint, adapter weights and
+whole-run totals included."""
 
+import pytest
 import torch
 from transformers import TrainerCallback
 
@@ -8,7 +10,7 @@ from llm_finetune.training.causal_lm import train_causal_lm
 from llm_finetune.training.job import last_complete_checkpoint
 from tests.conftest import REPO
 from tests.llm_finetune.causal_helpers import small_job, tiny_base
-from tests.training_helpers import kill_at_first_checkpoint
+from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 
 
 class AdapterAtStart(TrainerCallback):
@@ -47,6 +49,13 @@ def test_killed_lora_run_resumes_from_last_checkpoint(tmp_path):
     assert resumed.global_step == 12 and resumed.loss_curve[-1]["step"] == 12
     assert resumed.loss_curve[0]["step"] == 2  # the curve keeps the steps logged before the kill
     assert resumed.merge.max_abs_diff <= 1e-3
+    # Totals of the whole run, as an uninterrupted run counts them; the loss averaged over every step.
+    whole = train_causal_lm(job.model_copy(update={"output_dir": str(tmp_path / "whole")}))
+    assert whole.resumed_from_checkpoint is None
+    for count in ("real_tokens", "padded_tokens", "loss_tokens"):
+        assert getattr(resumed, count) == getattr(whole, count) > 0, count
+    assert resumed.train_loss == pytest.approx(step_weighted_mean_loss(resumed.loss_curve))
+    assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-3)
 
     again = train_causal_lm(job)
     assert again.reused and again.model_dir == resumed.model_dir and again.global_step == 12

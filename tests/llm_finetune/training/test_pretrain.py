@@ -23,7 +23,7 @@ from llm_finetune.training.pretrain import (
     train_pretraining,
 )
 from tests.conftest import REPO
-from tests.training_helpers import kill_at_first_checkpoint
+from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 
 PLOTS = REPO.parent / "shared" / "data" / "movie_plots" / "train.jsonl"
 
@@ -76,6 +76,11 @@ def test_killed_run_resumes_from_its_last_complete_checkpoint(tiny, tmp_path):
     resumed = train_pretraining(job)
     assert resumed.resumed_from_checkpoint == str(killed_at) and resumed.global_step == 12
     assert resumed.loss_curve[0]["step"] == 2  # steps logged before the kill are kept
+    # Totals of the whole run, not of the resumed part: every block of every step, the loss of every step.
+    p = job.params
+    blocks_trained = resumed.global_step * p.per_device_train_batch_size
+    assert resumed.real_tokens == resumed.padded_tokens == blocks_trained * job.packed.block_size
+    assert resumed.train_loss == pytest.approx(step_weighted_mean_loss(resumed.loss_curve))
     again = train_pretraining(job)
     assert again.reused and again.global_step == 12
 

@@ -1,10 +1,12 @@
-"""A training process killed with SIGKILL resumes from its last complete checkpoint."""
+"""A training process killed with SIGKILL resumes from its last complete checkpoint, with whole-run totals."""
 
 import sys
 
+import pytest
+
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob, last_complete_checkpoint, train_seq2seq
 from tests.conftest import REPO
-from tests.training_helpers import kill_at_first_checkpoint
+from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 
 
 def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
@@ -27,6 +29,12 @@ def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
     assert resumed.global_step == 40
     # only the steps after the checkpoint were trained again
     assert resumed.loss_curve[-1]["step"] == 40
+    # Totals of the whole run, as an uninterrupted run counts them; the loss averaged over every step.
+    whole = train_seq2seq(job.model_copy(update={"output_dir": str(tmp_path / "whole")}))
+    assert resumed.real_tokens == whole.real_tokens and 0 < resumed.real_tokens < resumed.padded_tokens
+    assert resumed.padded_tokens == whole.padded_tokens
+    assert resumed.train_loss == pytest.approx(step_weighted_mean_loss(resumed.loss_curve))
+    assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-3)
 
     again = train_seq2seq(job)
     assert again.reused and again.model_dir == resumed.model_dir and again.global_step == 40
