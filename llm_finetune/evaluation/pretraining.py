@@ -147,13 +147,13 @@ class CompletionEval(BaseModel):
         """Per prompt, the non-blank lines a counted completion adds (0 for one that does not count)."""
         return [_added_lines(p, c) if n else 0 for p, c, n in zip(self.prompts, self.completions, self.counted)]
 
-    def metrics(self) -> dict[str, float]:
-        return {"body_parse_rate": sum(self.counted) / len(self.counted),
-                "mean_added_lines": sum(self.added_lines) / len(self.added_lines)}
-
     def per_record(self) -> dict[str, list[float]]:
         return {"body_parse_rate": [float(n) for n in self.counted],
                 "mean_added_lines": [float(n) for n in self.added_lines]}
+
+    def metrics(self) -> dict[str, float]:
+        """Each metric the mean of its per-prompt values."""
+        return {key: sum(values) / len(values) for key, values in self.per_record().items()}
 
 
 def completion_eval(model: str, prompts: list[str], raw_completions: list[str]) -> CompletionEval:
