@@ -1,6 +1,6 @@
 """GPT-2 pretrained from scratch on Python code (CodeParrot): a byte-level BPE trained on the code, a GPT-2 built
 from a config, causal-LM training on packed blocks, held-out perplexity and completions of fixed Python prompts
-checked with ast.parse (random init vs trained), then the shared release path.
+that count when they add a statement and parse (random init vs trained), then the shared release path.
 
     llmft run gpt2-pretrain-from-scratch [--recipe recipes/codeparrot_small.yaml] [key.sub=value ...]
 """
@@ -51,9 +51,7 @@ def gpt2_pretrain_from_scratch(
     comparison = evaluate_held_out_perplexity(start, training, recipe.data, validated, out_of_domain,
                                               recipe.evaluation, work)
     completions = evaluate_code_completions(base_model, training, recipe.completions, work)
-    comparison = comparison.with_extra(
-        {"parse_rate": completions["base"].parse_rate}, {"parse_rate": completions["trained"].parse_rate},
-        per_record=tuple({"parse_rate": [float(p) for p in completions[m].parsed]} for m in ("base", "trained")))
+    comparison = comparison.with_completions(completions["base"], completions["trained"])
     test_cases = [EndpointTestCase(id=str(i), inputs=p, reference="") for i, p in enumerate(recipe.completions.prompts)]
     release = release_model(recipe, base_model, docs.packed.fingerprint, training, comparison.evidence(), test_cases,
                             kind="text-generation")

@@ -208,8 +208,8 @@ def evaluate_held_out_perplexity(
 @task(name="evaluate-code-completions")
 def evaluate_code_completions(base_model: str, training: TrainingResult, params: CodeCompletionParams,
                               work_dir: str) -> dict[str, CompletionEval]:
-    """Both models complete the fixed Python prompts; each completion, cut at the next top-level statement, must
-    parse with ast.parse. The samples go to an artifact."""
+    """Both models complete the fixed Python prompts; each completion, cut at the next top-level statement, counts when
+    it adds a statement to the function body and the program parses. The samples go to an artifact."""
     key = fingerprint("code-completions-v1", name_or_path_key(base_model), training.fingerprint or training.model_dir,
                       params)
     out = evaluation_dir(work_dir, key)
@@ -220,14 +220,19 @@ def evaluate_code_completions(base_model: str, training: TrainingResult, params:
             (out / "completions.json").write_text(json.dumps({k: v.model_dump() for k, v in runs.items()}))
     runs = {k: CompletionEval.model_validate(v) for k, v in json.loads((out / "completions.json").read_text()).items()}
     trained = runs["trained"]
-    create_table_artifact(key="code-parse-rate", description="Share of completions that parse (ast.parse)", table=[
-        {"model": name, "parse_rate": round(run.parse_rate, 4), "parsed": sum(run.parsed), "prompts": len(run.parsed)}
-        for name, run in runs.items()])
-    samples = "\n\n".join(f"### Prompt {i + 1}: {'parses' if ok else 'does not parse'}\n```python\n{code}\n```"
-                          for i, (code, ok) in enumerate(zip(trained.completions, trained.parsed)))
+    create_table_artifact(
+        key="code-parse-rate", description="Completions that add a statement and parse (ast.parse)", table=[
+            {"model": name, **{k: round(v, 4) for k, v in run.metrics().items()}, "counted": sum(run.counted),
+             "parsed": sum(run.parsed), "prompts": len(run.parsed)} for name, run in runs.items()])
+    samples = "\n\n".join(f"### Prompt {i + 1}: {_verdict(ok, n)}\n```python\n{code}\n```"
+                          for i, (code, ok, n) in enumerate(zip(trained.completions, trained.parsed, trained.counted)))
     create_markdown_artifact(key="code-completion-samples", markdown=samples,
                              description="Trained model's completions, cut at the next top-level statement")
     return runs
+
+
+def _verdict(parsed: bool, counted: int) -> str:
+    return "adds code that parses" if counted else "parses but adds no statement" if parsed else "does not parse"
 
 
 @task(name="evaluate-classifiers")

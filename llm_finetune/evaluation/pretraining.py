@@ -1,6 +1,6 @@
 """Pretraining evaluation: perplexity of held-out documents packed into blocks (in and out of domain), two models
-side by side (champion vs challenger, or random init vs trained) as a table and a plot, and Python completions
-checked with `ast.parse`."""
+side by side (champion vs challenger, or random init vs trained) as a table and a plot, and Python completions that
+count only when they add a statement to the function body and parse."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from llm_finetune.data.raw_text import (
     pack_blocks,
     tokenize_documents,
 )
-from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence, paired_means
+from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence
 from llm_finetune.generation import CausalGenerator, GenerationParams
 from llm_finetune.recipes import PerplexityEvaluationParams
 
@@ -107,16 +107,43 @@ def truncate_at_next_statement(code: str) -> str:
     return "\n".join(lines).rstrip()
 
 
-def parses(code: str) -> bool:
+def _tree(code: str) -> ast.Module | None:
     try:
-        ast.parse(code)
+        return ast.parse(code)
     except (SyntaxError, ValueError):  # ValueError: source with NUL bytes
-        return False
-    return True
+        return None
+
+
+def parses(code: str) -> bool:
+    return _tree(code) is not None
+
+
+def _placeholder(node: ast.stmt) -> bool:
+    # `pass`, `...` or a bare string: fills a body without doing anything.
+    return isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+
+
+def added_statements(prompt: str, program: str) -> int:
+    """Statements of `program` (the prompt plus its cut completion) that start after the prompt, placeholders
+    (`pass`, `...`, a string) left out; 0 when the program does not parse."""
+    tree = _tree(program)
+    if tree is None:
+        return 0
+    end = (prompt.count("\n") + 1, len(prompt.rsplit("\n", 1)[-1].encode()))  # col_offset counts UTF-8 bytes
+    return sum(isinstance(node, ast.stmt) and not _placeholder(node) and (node.lineno, node.col_offset) >= end
+               for node in ast.walk(tree))
+
+
+def _added_lines(prompt: str, program: str) -> int:
+    """Non-blank lines of the program after the prompt."""
+    added = program[len(prompt):] if program.startswith(prompt) else ""
+    return sum(1 for line in added.split("\n") if line.strip())
 
 
 class CompletionEval(BaseModel):
-    """Completions of fixed Python prompts: the prompt plus its completion, cut at the next top-level statement."""
+    """Completions of fixed Python prompts: the prompt plus its completion, cut at the next top-level statement. A
+    completion counts when the program parses and the completion adds at least one statement (the prompts, a
+    signature and docstring, parse alone)."""
 
     model: str
     prompts: list[str]
@@ -124,8 +151,28 @@ class CompletionEval(BaseModel):
     parsed: list[bool]
 
     @property
-    def parse_rate(self) -> float:
-        return sum(self.parsed) / len(self.parsed)
+    def counted(self) -> list[int]:
+        """Per prompt, 1 when the completion counts, else 0 (the values the mean `body_parse_rate` resamples)."""
+        return [int(ok and added_statements(p, c) > 0) for p, c, ok in zip(self.prompts, self.completions, self.parsed)]
+
+    @property
+    def added_lines(self) -> list[int]:
+        """Per prompt, the non-blank lines a counted completion adds (0 for one that does not count)."""
+        return [_added_lines(p, c) if n else 0 for p, c, n in zip(self.prompts, self.completions, self.counted)]
+
+    def per_record(self) -> dict[str, list[float]]:
+        return {"body_parse_rate": [float(n) for n in self.counted],
+                "mean_added_lines": [float(n) for n in self.added_lines]}
+
+    def metrics(self) -> dict[str, float]:
+        """Each metric the mean of its per-prompt values."""
+        return {key: sum(values) / len(values) for key, values in self.per_record().items()}
+
+
+def completion_eval(model: str, prompts: list[str], raw_completions: list[str]) -> CompletionEval:
+    """Each prompt plus its raw completion, cut at the next top-level statement, and whether that parses."""
+    programs = [truncate_at_next_statement(p + c) for p, c in zip(prompts, raw_completions, strict=True)]
+    return CompletionEval(model=model, prompts=prompts, completions=programs, parsed=[parses(c) for c in programs])
 
 
 def complete_code(model_dir: str | Path, prompts: list[str], generation: GenerationParams,
@@ -135,9 +182,7 @@ def complete_code(model_dir: str | Path, prompts: list[str], generation: Generat
     generator = CausalGenerator(model_dir)
     done = generator.complete(generator.prompt_ids(prompts, generation.max_prompt_tokens), generation,
                               batch_size=batch_size)
-    programs = [truncate_at_next_statement(p + c.raw_text) for p, c in zip(prompts, done)]
-    return CompletionEval(model=str(model_dir), prompts=prompts, completions=programs,
-                          parsed=[parses(c) for c in programs])
+    return completion_eval(str(model_dir), prompts, [c.raw_text for c in done])
 
 
 # ---- two models side by side ----
@@ -150,19 +195,21 @@ class PretrainComparison(BaseModel):
     base: dict[str, SetPerplexity]
     trained: dict[str, SetPerplexity]
     base_extra: dict[str, float] = {}
-    trained_extra: dict[str, float] = {}  # e.g. parse_rate (higher is better)
-    extra_per_record: dict[str, PairedScores] = {}
+    trained_extra: dict[str, float] = {}  # e.g. body_parse_rate (higher is better)
+    per_record: dict[str, PairedScores] = {}  # of the extra metrics, where each is a mean over records
     samples: list[dict] = []
 
     def with_extra(self, base: dict[str, float], trained: dict[str, float],
-                   per_record: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
-                   ) -> PretrainComparison:
-        """The comparison with more metrics of both models (e.g. parse_rate of code completions), and their
-        per-record values (base, trained) where they are means over records."""
-        paired = paired_means(*per_record) if per_record else {}
+                   per_record: dict[str, PairedScores] | None = None) -> PretrainComparison:
+        """The comparison with more metrics of both models, and their per-record values where there are."""
         return self.model_copy(update={"base_extra": {**self.base_extra, **base},
                                        "trained_extra": {**self.trained_extra, **trained},
-                                       "extra_per_record": {**self.extra_per_record, **paired}})
+                                       "per_record": {**self.per_record, **(per_record or {})}})
+
+    def with_completions(self, base: CompletionEval, trained: CompletionEval) -> PretrainComparison:
+        """The comparison with both models' code-completion metrics, per prompt too."""
+        paired = {k: PairedScores.means(v, trained.per_record()[k]) for k, v in base.per_record().items()}
+        return self.with_extra(base.metrics(), trained.metrics(), paired)
 
     def metrics(self, which: str) -> dict[str, float]:
         sets, extra = (self.base, self.base_extra) if which == "base" else (self.trained, self.trained_extra)
@@ -197,7 +244,7 @@ class PretrainComparison(BaseModel):
                                samples=[{"prompt": s["prompt"], "base": s["base"], "finetuned": s["challenger"]}
                                         for s in self.samples],
                                report_markdown=self.markdown(), num_records=self.trained[IN_DOMAIN].documents,
-                               per_record={**paired_perplexities(self.base, self.trained), **self.extra_per_record})
+                               per_record={**paired_perplexities(self.base, self.trained), **self.per_record})
 
     def plot_png(self, path: str | Path) -> Path:
         """Grouped bars: perplexity per held-out set, base vs trained (log scale when they differ a lot)."""

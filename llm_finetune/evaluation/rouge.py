@@ -1,22 +1,23 @@
-"""ROUGE-1/2/L/Lsum with rouge_score, the same scorer `evaluate`'s rouge wraps, averaged over records."""
+"""ROUGE-1/2/L/Lsum as Hugging Face `evaluate`'s rouge computes it by default (rouge_score, no stemming, its default
+tokenizer), with sentences on separate lines for rougeLsum (as the Hugging Face summarization examples do), averaged
+over records."""
 
 from __future__ import annotations
 
-import re
 import time
 
 from pydantic import BaseModel
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
+from llm_finetune.evaluation.sentences import sentences
 from llm_finetune.generation import GenerationParams
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _sentences_per_line(text: str) -> str:
     # rougeLsum scores summary-level LCS over newline-separated sentences.
-    return "\n".join(s for s in _SENTENCE_END.split(text.strip()) if s)
+    return "\n".join(sentences(text))
 
 
 def rouge_per_record(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
@@ -27,7 +28,7 @@ def rouge_per_record(predictions: list[str], references: list[str]) -> dict[str,
         raise ValueError(f"{len(predictions)} predictions vs {len(references)} references")
     if not predictions:
         raise ValueError("no predictions to score")
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=False)
     per_record: dict[str, list[float]] = {key: [] for key in ROUGE_KEYS}
     for pred, ref in zip(predictions, references):
         scores = scorer.score(_sentences_per_line(ref), _sentences_per_line(pred))

@@ -1,5 +1,10 @@
 """Verifiable instructions in the style of IFEval (Zhou et al. 2023): each check reads only the answer text and says
-whether it holds, with a short reason. `describe()` is the instruction in words (the format-reminder variant)."""
+whether it holds, with a short reason. `describe()` is the instruction in words (the format-reminder variant).
+
+Where a check has an IFEval counterpart it counts as IFEval's code does (google-research instruction_following_eval):
+words are runs of \\w, `less_than` is strict ("less than"), `min` inclusive ("at least"), sentences come from a real
+splitter (punkt there, pysbd here), bullets are lines starting with '*' (not '**') or '-', a ```json fence in any case
+may wrap JSON, quotes around the answer are stripped before ends-with, lowercase is `str.islower`."""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_WORD = re.compile(r"\b[\w'-]+\b")
-# A bullet ("- ", "* ", "• ") or a numbered item ("1.", "2)") at the start of a line.
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+)\S")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
+from llm_finetune.evaluation.sentences import sentences
+
+_WORD = re.compile(r"\w+")
+# IFEval's two bullet patterns: '*' followed by anything but a second '*' (bold), and '-'.
+_BULLETS = (re.compile(r"^\s*\*[^\*].*$", re.MULTILINE), re.compile(r"^\s*-.*$", re.MULTILINE))
+_FENCE_OPEN = re.compile(r"^```(?:json)?", re.IGNORECASE)
 
 
 class CheckOutcome(BaseModel):
@@ -30,40 +36,50 @@ class _Check(BaseModel):
 
 
 def words(text: str) -> list[str]:
+    """IFEval's words: runs of \\w ("don't" is two)."""
     return _WORD.findall(text)
 
 
-def sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-
-
-def _bounds(what: str, minimum: int | None, maximum: int | None) -> str:
-    if minimum is not None and minimum == maximum:
-        return f"exactly {minimum} {what}"
-    if minimum is not None and maximum is not None:
-        return f"between {minimum} and {maximum} {what}"
-    return f"at least {minimum} {what}" if minimum is not None else f"at most {maximum} {what}"
+def bullets(text: str) -> int:
+    """Bullet lines as IFEval counts them."""
+    return sum(len(pattern.findall(text)) for pattern in _BULLETS)
 
 
 class _Range(_Check):
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
+    min: int | None = Field(None, ge=0, description="At least this many (IFEval 'at least')")
+    max: int | None = Field(None, ge=0, description="At most this many")
+    less_than: int | None = Field(None, ge=1, description="Fewer than this many (IFEval 'less than', strict)")
 
     @model_validator(mode="after")
     def _some_bound(self):
-        if self.min is None and self.max is None:
-            raise ValueError("set 'min', 'max' or both")
+        if self.min is None and self.max is None and self.less_than is None:
+            raise ValueError("set 'min', 'max' or 'less_than'")
+        if self.max is not None and self.less_than is not None:
+            raise ValueError("set 'max' or 'less_than', not both")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("'min' is larger than 'max'")
+        if self.min is not None and self.less_than is not None and self.min >= self.less_than:
+            raise ValueError("'min' must be smaller than 'less_than'")
         return self
 
+    def bounds(self, what: str) -> str:
+        if self.min is not None and self.min == self.max:
+            return f"exactly {self.min} {what}"
+        if self.min is not None and self.max is not None:
+            return f"between {self.min} and {self.max} {what}"
+        parts = [f"{label} {n}" for label, n in (("at least", self.min), ("at most", self.max),
+                                                 ("fewer than", self.less_than)) if n is not None]
+        return f"{' and '.join(parts)} {what}"
+
     def _within(self, n: int, what: str) -> CheckOutcome:
-        ok = (self.min is None or n >= self.min) and (self.max is None or n <= self.max)
-        return self.outcome(ok, f"{n} {what}; wanted {_bounds(what, self.min, self.max)}")
+        ok = ((self.min is None or n >= self.min) and (self.max is None or n <= self.max)
+              and (self.less_than is None or n < self.less_than))
+        return self.outcome(ok, f"{n} {what}; wanted {self.bounds(what)}")
 
 
 class ListItems(_Check):
-    """Exactly `count` list items: lines starting with '-', '*', '•' or '1.' / '1)'."""
+    """Exactly `count` bullets as IFEval counts them: lines starting with '*' (not '**') or '-'; numbered items and
+    '•' do not count."""
 
     type: Literal["list_items"] = "list_items"
     count: int = Field(gt=0)
@@ -72,7 +88,7 @@ class ListItems(_Check):
         return f"Answer with exactly {self.count} list items, one per line, each starting with '- '."
 
     def evaluate(self, answer: str) -> CheckOutcome:
-        n = sum(bool(_LIST_ITEM.match(line)) for line in answer.splitlines())
+        n = bullets(answer)
         return self.outcome(n == self.count, f"{n} list items; wanted exactly {self.count}")
 
 
@@ -80,7 +96,7 @@ class WordCount(_Range):
     type: Literal["word_count"] = "word_count"
 
     def describe(self) -> str:
-        return f"Use {_bounds('words', self.min, self.max)}."
+        return f"Use {self.bounds('words')}."
 
     def evaluate(self, answer: str) -> CheckOutcome:
         return self._within(len(words(answer)), "words")
@@ -90,14 +106,15 @@ class SentenceCount(_Range):
     type: Literal["sentence_count"] = "sentence_count"
 
     def describe(self) -> str:
-        return f"Write {_bounds('sentences', self.min, self.max)}."
+        return f"Write {self.bounds('sentences')}."
 
     def evaluate(self, answer: str) -> CheckOutcome:
         return self._within(len(sentences(answer)), "sentences")
 
 
 class JsonKeys(_Check):
-    """The whole answer is one JSON object (a ```json fence around it is allowed, as IFEval allows) with these keys."""
+    """The whole answer is one JSON object with these keys; as IFEval, a ```json fence (any case) or ``` around it is
+    removed first."""
 
     # Written `keys` in a suite; the attribute has another name because a model with a `keys` attribute looks like a
     # mapping to dict() (Prefect's parameter walker calls it).
@@ -113,10 +130,8 @@ class JsonKeys(_Check):
         return f"Answer with a single valid JSON object with {only}the keys {keys}, and nothing else."
 
     def evaluate(self, answer: str) -> CheckOutcome:
-        text = answer.strip()
-        fenced = _FENCE.match(text)
         try:
-            value = json.loads(fenced.group(1) if fenced else text)
+            value = json.loads(_unfenced(answer))
         except json.JSONDecodeError as e:
             return self.outcome(False, f"not valid JSON: {e.msg} (char {e.pos})")
         if not isinstance(value, dict):
@@ -127,12 +142,19 @@ class JsonKeys(_Check):
         return self.outcome(not problems, "; ".join(problems) or f"JSON object with keys {sorted(value)}")
 
 
+def _unfenced(answer: str) -> str:
+    text = _FENCE_OPEN.sub("", answer.strip(), count=1)
+    return text.removesuffix("```").strip()
+
+
 def _found(answer: str, word: str) -> bool:
     """Whole word or phrase, case-insensitive."""
     return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", answer, re.IGNORECASE) is not None
 
 
 class IncludeWords(_Check):
+    """Every word or phrase present as a whole word, any case (IFEval's keyword check also matches inside words)."""
+
     type: Literal["include_words"] = "include_words"
     words: list[str] = Field(min_length=1)
 
@@ -145,6 +167,8 @@ class IncludeWords(_Check):
 
 
 class ExcludeWords(_Check):
+    """None of the words present as a whole word, any case, as IFEval's forbidden-words check."""
+
     type: Literal["exclude_words"] = "exclude_words"
     words: list[str] = Field(min_length=1)
 
@@ -157,7 +181,8 @@ class ExcludeWords(_Check):
 
 
 class Lowercase(_Check):
-    """Letters present and none of them uppercase (IFEval's check alone would pass an empty answer)."""
+    """`str.islower`, as IFEval: at least one cased letter and no uppercase one (IFEval also asks langdetect for
+    English; this check does not)."""
 
     type: Literal["lowercase"] = "lowercase"
 
@@ -166,13 +191,14 @@ class Lowercase(_Check):
 
     def evaluate(self, answer: str) -> CheckOutcome:
         upper = sorted({c for c in answer if c.isupper()})
-        if not any(c.isalpha() for c in answer):
-            return self.outcome(False, "no letters")
-        return self.outcome(not upper, f"uppercase letters {''.join(upper)}" if upper else "all lowercase")
+        if upper:
+            return self.outcome(False, f"uppercase letters {''.join(upper)}")
+        return self.outcome(answer.islower(), "all lowercase" if answer.islower() else "no cased letters")
 
 
 class EndsWith(_Check):
-    """The answer ends with this phrase (any case, trailing whitespace ignored), as IFEval's end checker."""
+    """The answer ends with this phrase, as IFEval's end checker: any case, surrounding whitespace and double quotes
+    around the answer ignored."""
 
     type: Literal["ends_with"] = "ends_with"
     phrase: str = Field(min_length=1)
@@ -181,8 +207,9 @@ class EndsWith(_Check):
         return f'End your answer with the exact phrase "{self.phrase}", with nothing after it.'
 
     def evaluate(self, answer: str) -> CheckOutcome:
-        ok = answer.strip().lower().endswith(self.phrase.strip().lower())
-        return self.outcome(ok, "ends with it" if ok else f"ends with {answer.strip()[-len(self.phrase) - 10:]!r}")
+        text = answer.strip().strip('"')
+        ok = text.lower().endswith(self.phrase.strip().lower())
+        return self.outcome(ok, "ends with it" if ok else f"ends with {text[-len(self.phrase) - 10:]!r}")
 
 
 CHECK_CLASSES = (ListItems, WordCount, SentenceCount, JsonKeys, IncludeWords, ExcludeWords, Lowercase, EndsWith)

@@ -119,7 +119,8 @@ DEFAULT_CODE_PROMPTS = [
 
 
 class CodeCompletionParams(Strict):
-    """Completions of fixed Python prompts (function signatures with docstrings): does the code parse?"""
+    """Completions of fixed Python prompts (function signatures with docstrings): does a completion add a statement to
+    the function body, and does the program parse?"""
 
     prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_CODE_PROMPTS), min_length=1,
                                description="Each a function signature with its docstring, ending in a newline")
@@ -180,12 +181,13 @@ class ContinuedPretrainingRecipe(PretrainingRecipe):
 
 
 class CodePretrainingRecipe(PretrainingRecipe):
-    """GPT-2 from scratch on Python code with its own byte-level BPE (CodeParrot)."""
+    """GPT-2 from scratch on Python code with its own byte-level BPE (CodeParrot). Metrics add 'body_parse_rate' and
+    'mean_added_lines' of the code completions (higher is better)."""
 
     name: str = "gpt2-code-from-scratch"
 
     def metric_directions(self) -> dict[str, MetricDirection]:
-        return {**super().metric_directions(), "parse_rate": "higher"}
+        return {**super().metric_directions(), "body_parse_rate": "higher", "mean_added_lines": "higher"}
 
     completions: CodeCompletionParams = Field(default_factory=CodeCompletionParams)
     registry: RegistrySpec = Field(default_factory=lambda: RegistrySpec(experiment="gpt2-code-from-scratch",

@@ -2,6 +2,7 @@
 held-out perplexity and parsable completions vs the random init, through the shared release path."""
 
 import ast
+import json
 
 import mlflow
 import pytest
@@ -20,8 +21,9 @@ SMALL = ("data.max_train_records=120", "data.block_size=64", "model.config.vocab
          "training.warmup=0", "training.logging_steps=10", "training.save_steps=100", "training.precision=fp32",
          "evaluation.max_documents=6", "evaluation.num_samples_shown=1", "evaluation.batch_size=16",
          "evaluation.generation.max_new_tokens=8", "completions.generation.max_new_tokens=24",
-         "completions.prompts=['def add(a: int, b: int) -> int:\n    \"\"\"Return a + b.\"\"\"\n', "
-         "'def is_even(n: int) -> bool:\n    \"\"\"Return True if n is even.\"\"\"\n']",
+         # JSON: its "\n" escapes stay newlines in YAML (a single-quoted YAML scalar folds a newline into a space).
+         "completions.prompts=" + json.dumps(['def add(a: int, b: int) -> int:\n    """Return a + b."""\n',
+                                              'def is_even(n: int) -> bool:\n    """Return True if n is even."""\n']),
          "endpoint.num_test_records=1", "endpoint.generation.max_new_tokens=8")
 
 
@@ -41,16 +43,25 @@ def test_code_model_from_scratch_end_to_end(tmp_path):
     assert outcome.selection.new == 120 and outcome.training.real_tokens == 40 * 4 * 64
     base, trained = outcome.metrics["random_init"], outcome.metrics["trained"]
     assert trained["perplexity_in_domain"] < 0.5 * base["perplexity_in_domain"]
-    assert 0 <= trained["parse_rate"] <= 1 and set(base) == set(trained)
+    assert 0 <= trained["body_parse_rate"] <= 1 and trained["mean_added_lines"] >= 0 and set(base) == set(trained)
+    prompts = recipe.completions.prompts
+    assert all(prompt.count("\n") == 2 and _parses(prompt) for prompt in prompts)
     for program in outcome.completions:  # prompt + completion, cut at the next top-level statement
         assert program.startswith("def ") and not any(line and not line[0].isspace()
                                                       for line in program.split("\n")[1:])
-    parsed = sum(1 for program in outcome.completions if _parses(program))
-    assert trained["parse_rate"] == parsed / len(outcome.completions)
+    counted = [_parses(program) and _adds_code(prompt, program)
+               for prompt, program in zip(prompts, outcome.completions)]
+    assert trained["body_parse_rate"] == sum(counted) / len(prompts)
     assert outcome.decision.approved and outcome.endpoint_test.num_requests == 1
     version = mlflow.MlflowClient(recipe.tracking_uri()).get_model_version(recipe.registry.model_name,
                                                                            outcome.version.version)
     assert version.tags["served_kind"] == "text-generation"
+
+
+def _adds_code(prompt: str, program: str) -> bool:
+    body = ast.parse(program).body[0].body  # the prompted function's
+    return any(not isinstance(s, (ast.Pass, ast.Expr)) or not isinstance(s.value, ast.Constant)
+               for s in body[len(ast.parse(prompt).body[0].body):])
 
 
 def _parses(code: str) -> bool:

@@ -49,3 +49,15 @@ def test_finetuned_beats_base_side_by_side(trained_tiny_model):
     )
     assert tuned.metrics["rougeL"] > base.metrics["rougeL"]
     assert tuned.num_records == base.num_records == 16 and tuned.records_per_second > 0
+
+
+def test_no_stemming_as_evaluate_by_default():
+    # evaluate's rouge defaults to use_stemmer=False: "cats" is not "cat", "ran" is not "runs".
+    assert rouge_scores(["the cats ran"], ["the cat runs"])["rouge1"] == pytest.approx(1 / 3)
+
+
+def test_rouge_lsum_keeps_abbreviations_inside_a_sentence():
+    # One sentence each side, so the summary-level LCS is the plain LCS. Splitting at "Dr." and "U.S." would cut both
+    # into pieces and credit the moved "on Monday".
+    scores = rouge_scores(["On Monday Dr. Smith flew to the U.S."], ["Dr. Smith flew to the U.S. on Monday."])
+    assert scores["rougeL"] < 1.0 and scores["rougeLsum"] == pytest.approx(scores["rougeL"])
