@@ -62,7 +62,7 @@ def tiny_config(spec: TinyCausalSpec, tokenizer):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_word_embeddings,
         initializer_range=spec.initializer_range or spec.hidden_size ** -0.5,
     )
     if spec.family == "mixtral":

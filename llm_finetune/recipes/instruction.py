@@ -50,6 +50,10 @@ class TinyCausalSpec(Strict):
     initializer_range: float | None = Field(
         None, gt=0, description="Std of the random weights; default 1/sqrt(hidden_size). Llama's 0.02 suits widths in "
         "the thousands: at a tiny width it leaves near-uniform logits that LoRA adapters can hardly move")
+    tie_word_embeddings: bool = Field(
+        False, description="Share the input embeddings with the output head (as Falcon-7B and GPT-2 do). A model "
+        "that must copy tokens from its prompt (extractive answers) learns it far more easily: a token's own "
+        "embedding then scores that token")
     num_local_experts: int = Field(4, gt=1, description="mixtral only: experts per layer")
     num_experts_per_tok: int = Field(2, gt=0, description="mixtral only: experts each token is routed to")
     seed: int = 0

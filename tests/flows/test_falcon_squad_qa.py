@@ -38,7 +38,7 @@ def test_generative_falcon_end_to_end(tmp_path):
 
     train_check = outcome.data_check["splits"]["train"]
     assert train_check["records"] == 32 and train_check["dropped"] == 0  # every window kept its answer
-    assert outcome.training.merge.max_abs_diff <= outcome.training.merge.tolerance
+    assert outcome.training.adapter_dir is None and outcome.training.merge is None  # a full fine-tune, as shipped
     assert outcome.answers_lost_to_truncation > 0  # 160 tokens cut most SQuAD contexts at evaluation
     assert set(outcome.metrics["finetuned"]) == {"exact_match", "f1"}
     assert outcome.worst and {"question", "prediction", "gold", "f1"} <= set(outcome.worst[0])
