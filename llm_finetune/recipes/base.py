@@ -104,6 +104,9 @@ class ApprovalPolicy(Strict):
     max_relative_increase: dict[str, float] = Field(
         default_factory=dict, description="Lower-is-better metrics that may rise above the base's by at most this "
         "share over the whole confidence interval: {perplexity_out_of_domain: 0.05} = at most 5% higher")
+    require_gain: bool = Field(
+        True, description="Refuse a policy without min_gain_over_base or min_relative_decrease (false: only "
+        "min_metrics gate, which a model that learned nothing can pass; for tests of the release plumbing)")
     confidence_level: float = Field(0.95, gt=0.5, lt=1.0, description="Level of the gain's confidence interval")
     bootstrap_samples: int = Field(2000, ge=200, le=100_000, description="Resamples of the evaluation records")
     alias: str = Field("champion", description="Registry alias set on the approved version")
@@ -135,9 +138,9 @@ class ApprovalPolicy(Strict):
                 elif field != "min_metrics" and name in unpaired:
                     problems.append(f"approval.{field}: '{name}' has no per-record values, so its change cannot be "
                                     "measured with its uncertainty")
-        if needs_gain and not (self.min_gain_over_base or self.min_relative_decrease):
+        if needs_gain and self.require_gain and not (self.min_gain_over_base or self.min_relative_decrease):
             problems.append("approval: set min_gain_over_base or min_relative_decrease; without a gain threshold a "
-                            "model that learned nothing passes")
+                            "model that learned nothing passes (require_gain: false allows it)")
         return problems
 
 

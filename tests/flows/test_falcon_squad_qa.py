@@ -15,7 +15,8 @@ from tests.conftest import REPO
 
 EXTRACTIVE = REPO / "recipes" / "squad_extractive_minilm.yaml"
 COMMON = ("data.max_train_records=32", "data.max_validation_records=8", "endpoint.num_test_records=2",
-          "approval.min_metrics={f1: 0.0}", "approval.min_gain_over_base={}", "evaluation.batch_size=8")
+          "approval.min_metrics={f1: 0.0}", "approval.min_gain_over_base={}", "approval.require_gain=false",
+          "evaluation.batch_size=8")
 
 
 @pytest.fixture(scope="module", autouse=True)

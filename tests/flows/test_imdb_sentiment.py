@@ -16,7 +16,8 @@ from llm_finetune.recipes import ClassificationRecipe, ClassifierModelSpec, load
 SMALL = ("data.max_train_records=64", "data.max_validation_records=24", "data.max_length=64",
          "model.gpt2.n_embd=32",
          "training.max_steps=8", "training.logging_steps=2", "training.save_steps=100",
-         "endpoint.num_test_records=2", "approval.min_metrics={accuracy: 0.0}", "approval.min_gain_over_base={}")
+         "endpoint.num_test_records=2", "approval.min_metrics={accuracy: 0.0}",
+         "approval.min_gain_over_base={}", "approval.require_gain=false")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -31,6 +31,9 @@ def test_a_policy_without_a_gain_threshold_is_refused():
     with pytest.raises(RecipeError, match="without a gain threshold a model that learned nothing passes"):
         load_recipe(RECIPES / "imdb_sentiment_gpt2_tiny.yaml", ClassificationRecipe,
                     ["approval.min_gain_over_base={}"])
+    plumbing = load_recipe(RECIPES / "imdb_sentiment_gpt2_tiny.yaml", ClassificationRecipe,
+                           ["approval.min_gain_over_base={}", "approval.require_gain=false"])
+    assert plumbing.approval.min_gain_over_base == {}
 
 
 def test_a_metric_without_per_record_values_cannot_take_a_gain_threshold():
