@@ -34,6 +34,7 @@ class CountingOutcome(BaseModel):
     detector: str
     num_images: int
     report: CountingReport
+    caveat: str | None = None  # set when the figures cannot mean anything (random weights)
 
 
 @flow(name="text-to-image-counting", log_prints=True)
@@ -48,4 +49,5 @@ def text_to_image_counting(
     images = generate_counting_images(pipeline, prompts, recipe)
     counts = count_generated_objects(images, detector, recipe.detector, recipe.work_dir)
     report = report_counting(images, counts, recipe)
-    return CountingOutcome(pipeline=pipeline, detector=detector, num_images=len(images.records), report=report)
+    return CountingOutcome(pipeline=pipeline, detector=detector, num_images=len(images.records), report=report,
+                           caveat=recipe.random_weights_caveat())

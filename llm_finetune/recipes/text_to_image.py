@@ -152,3 +152,11 @@ class TextToImageCountingRecipe(Strict):
         return self.model_copy(update={
             section: spec.model_copy(update={"name_or_path": resolve_existing(spec.name_or_path, base)})
             for section, spec in (("pipeline", self.pipeline), ("detector", self.detector)) if spec.name_or_path})
+
+    def random_weights_caveat(self) -> str | None:
+        """One line saying the counts are noise when a model is built from a config with random weights."""
+        random = [name for name, spec in (("pipeline", self.pipeline), ("detector", self.detector)) if spec.tiny]
+        if not random:
+            return None
+        return (f"{' and '.join(random)} built offline with random weights: these counts are noise and measure no "
+                "model (name_or_path a trained pipeline and detector, e.g. the SDXL recipe, for real figures)")

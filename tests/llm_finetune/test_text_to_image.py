@@ -28,3 +28,13 @@ def test_recipe_sections_refuse_what_cannot_work():
         CountingPrompts(counts=[1, 1], objects=[{"name": "cat", "plural": "cats"}])
     with pytest.raises(ValueError, match="image_size must be a multiple of 16 for 3 blocks"):
         TinyDiffusionSpec(image_size=40, block_out_channels=[32, 32, 64])
+
+
+def test_only_random_weights_carry_the_noise_caveat():
+    from llm_finetune.recipes import load_recipe
+    from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
+    from tests.conftest import REPO
+
+    tiny = load_recipe(REPO / "recipes" / "text_to_image_counting_tiny.yaml", TextToImageCountingRecipe)
+    sdxl = load_recipe(REPO / "recipes" / "text_to_image_counting_sdxl.yaml", TextToImageCountingRecipe)
+    assert "counts are noise" in tiny.random_weights_caveat() and sdxl.random_weights_caveat() is None
