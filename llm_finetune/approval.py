@@ -59,16 +59,19 @@ def paired_bootstrap(metric: str, scores: PairedScores, *, relative: bool, level
     n = len(scores)
     draws = rng.integers(0, n, size=(samples, n))
 
+    def as_array(values):
+        return None if values is None else np.asarray(values, dtype=float)
+
+    base_values, base_weights = as_array(scores.base), as_array(scores.base_weights)
+    tuned_values, tuned_weights = as_array(scores.finetuned), as_array(scores.finetuned_weights)
+
     def metric_of(values, weights, rows):
-        values = np.asarray(values, dtype=float)
-        weights = None if weights is None else np.asarray(weights, dtype=float)
-        picked = values if rows is None else values[rows]
-        return aggregate(picked, None if weights is None else (weights if rows is None else weights[rows]),
-                         scores.transform, scores.scale)
+        pick = (lambda a: a) if rows is None else (lambda a: a[rows])
+        return aggregate(pick(values), None if weights is None else pick(weights), scores.transform, scores.scale)
 
     def change(rows):
-        base = metric_of(scores.base, scores.base_weights, rows)
-        tuned = metric_of(scores.finetuned, scores.finetuned_weights, rows)
+        base = metric_of(base_values, base_weights, rows)
+        tuned = metric_of(tuned_values, tuned_weights, rows)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (tuned - base) / base if relative else tuned - base
 
@@ -81,10 +84,9 @@ def paired_bootstrap(metric: str, scores: PairedScores, *, relative: bool, level
 
 def check_policy(policy: ApprovalPolicy, evidence: ReleaseEvidence) -> PolicyCheck:
     """Every threshold of the policy against the evidence; gains are judged by the ends of their intervals."""
-    finetuned, base = evidence.finetuned_metrics, evidence.base_metrics
     failures, intervals = [], []
     for metric, minimum in policy.min_metrics.items():
-        value = finetuned.get(metric)
+        value = evidence.finetuned_metrics.get(metric)
         if value is None:
             failures.append(f"{metric}: not measured")
         elif value < minimum:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -74,6 +73,3 @@ class ReleaseEvidence(BaseModel):
     per_record: dict[str, PairedScores] = Field(
         default_factory=dict, description="Per-record values of the metrics a gain can be measured on")
 
-
-def finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)
