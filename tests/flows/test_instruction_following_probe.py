@@ -79,12 +79,14 @@ prompts:
     recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe, [
         f"work_dir={tmp_path}", f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         f"probe_gate={{suite: '{suite}', tolerance: 0.0, chat: {{max_tokens: 12}}}}", "endpoint.num_test_records=1",
-        "endpoint.generation.max_new_tokens=4"])
+        "endpoint.generation.max_new_tokens=4",
+        # only the probe gate decides here: no metric threshold, and never a pause for a reviewer
+        "approval.min_relative_decrease={}", "approval.require_gain=false", "approval.manual_review=false"])
     training = TrainingResult(model_dir=str(finetuned), global_step=1, train_loss=None, loss_curve=[],
                               resumed_from_checkpoint=None, train_runtime_s=0.0, real_tokens=0, padded_tokens=0,
                               tokens_per_second=0.0, fingerprint=fingerprint(str(finetuned)))
     evidence = ReleaseEvidence(base_metrics={"rougeL": 0.1}, finetuned_metrics={"rougeL": 0.2}, samples=[],
-                               report_markdown="", num_records=1)  # the metric thresholds hold: only probes decide
+                               report_markdown="", num_records=1)
     with one_torch_thread():
         return release_model(recipe, str(base_model), "data", training, evidence,
                              [EndpointTestCase(id="1", inputs="Say hi.", reference="hi")], kind="text-generation")
