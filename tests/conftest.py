@@ -26,7 +26,9 @@ import pytest  # noqa: E402
 from llm_finetune.recipes import SummarizationRecipe, load_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-DIALOGSUM = REPO.parent / "shared" / "data" / "dialogsum"
+# resolved: recipes resolve their data paths, and shared/ may be a symlink
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+DIALOGSUM = SHARED_DATA / "dialogsum"
 DEFAULT_RECIPE = REPO / "recipes" / "dialogsum_flan_t5_tiny.yaml"
 
 

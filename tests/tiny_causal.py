@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-DOLLY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dolly"
+from tests.conftest import SHARED_DATA
+
+DOLLY = SHARED_DATA / "dolly"
 SYSTEM = "Answer the question."
 
 

@@ -21,9 +21,8 @@ from flows.continued_pretraining import (
     rollback_champion,
 )
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA as SHARED
 
-SHARED = REPO.parent / "shared" / "data"
 # Tiny and fast: a 500-token BPE trained on the first corpus (the default recipe's GPT-2 tokenizer makes every step
 # ~100x dearer: 50,257 logits per token), small blocks, few held-out documents.
 SMALL = ("model.config.tokenizer=train", "model.config.vocab_size=500", "model.config.n_embd=32",

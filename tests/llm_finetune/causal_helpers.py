@@ -16,9 +16,9 @@ from llm_finetune.recipes import (
     TinyCausalSpec,
 )
 from llm_finetune.training.causal_lm import CausalTrainJob
-from tests.conftest import REPO
+from tests.conftest import SHARED_DATA
 
-DOLLY = REPO.parent / "shared" / "data" / "dolly"
+DOLLY = SHARED_DATA / "dolly"
 
 
 def dolly_data(**settings) -> InstructionData:

@@ -9,9 +9,9 @@ from llm_finetune.data.shapes import load_data
 from llm_finetune.models.base import base_model_path
 from llm_finetune.recipes import ClassificationData, ClassifierModelSpec, LoraSpec, TinyCausalSpec, TrainerParams
 from llm_finetune.training.classification import ClassificationTrainJob, classification_job
-from tests.conftest import REPO
+from tests.conftest import SHARED_DATA
 
-IMDB = REPO.parent / "shared" / "data" / "imdb"
+IMDB = SHARED_DATA / "imdb"
 
 
 def imdb_data(**settings) -> ClassificationData:

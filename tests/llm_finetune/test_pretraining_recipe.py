@@ -8,9 +8,8 @@ from llm_finetune.recipes import (
     ContinuedPretrainingRecipe,
     load_recipe,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA as SHARED
 
-SHARED = REPO.parent / "shared" / "data"
 RECIPES = [(p, ContinuedPretrainingRecipe) for p in sorted((REPO / "recipes").glob("continued_pretraining_*.yaml"))]
 RECIPES += [(p, CodePretrainingRecipe) for p in sorted((REPO / "recipes").glob("codeparrot_*.yaml"))]
 

@@ -10,9 +10,8 @@ from llm_finetune.data.qa import context_window, generative_eval_set, qa_sft_exa
 from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import DataValidationError
 from llm_finetune.recipes import ClassificationData, QAData
-from tests.conftest import REPO
+from tests.conftest import SHARED_DATA as SHARED
 
-SHARED = REPO.parent / "shared" / "data"
 SQUAD, IMDB = SHARED / "squad", SHARED / "imdb"
 
 

@@ -2,7 +2,6 @@
 GPT-2 built from a config with the tokenizer's ids."""
 
 import json
-from pathlib import Path
 
 from llm_finetune.models.gpt2 import (
     EOS,
@@ -11,8 +10,9 @@ from llm_finetune.models.gpt2 import (
     train_code_tokenizer,
 )
 from llm_finetune.recipes import GPT2ConfigSpec
+from tests.conftest import SHARED_DATA
 
-CODE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "python_code"
+CODE = SHARED_DATA / "python_code"
 
 
 def test_gpt2_tokenizer_gives_gpt2s_ids():

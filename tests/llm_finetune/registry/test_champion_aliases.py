@@ -17,9 +17,9 @@ from llm_finetune.registry.mlflow_registry import (
     rollback_alias,
     set_model_tag,
 )
-from tests.conftest import REPO
+from tests.conftest import SHARED_DATA
 
-PLOTS = REPO.parent / "shared" / "data" / "movie_plots" / "train.jsonl"
+PLOTS = SHARED_DATA / "movie_plots" / "train.jsonl"
 
 
 @pytest.fixture(scope="module")

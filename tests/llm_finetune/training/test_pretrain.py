@@ -22,10 +22,10 @@ from llm_finetune.training.pretrain import (
     pretrain_job,
     train_pretraining,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
 from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 
-PLOTS = REPO.parent / "shared" / "data" / "movie_plots" / "train.jsonl"
+PLOTS = SHARED_DATA / "movie_plots" / "train.jsonl"
 
 
 def plots(n: int) -> list[str]:
