@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 
 class Refused(Exception):
@@ -71,8 +72,8 @@ def _body(raw: bytes, status: int) -> tuple[Any, dict]:
 class HfDlcDouble:
     """The Hugging Face inference DLC (inference toolkit) running the HF_TASK pipeline."""
 
-    ANSWER_KEYS = {"text2text-generation": "generated_text", "summarization": "summary_text",
-                   "text-generation": "generated_text"}
+    ANSWER_KEYS: ClassVar[dict[str, str]] = {"text2text-generation": "generated_text", "summarization": "summary_text",
+                                             "text-generation": "generated_text"}
 
     def __init__(self, model_dir: Path, environment: dict[str, str]):
         self.task = environment.get("HF_TASK")
@@ -133,7 +134,7 @@ class TgiDouble:
             return p.get(name) is not None and p[name] <= 0
 
         _check([
-            (not isinstance(inputs, str), "Failed to deserialize the JSON body: inputs: invalid type, expected a string"),
+            (not isinstance(inputs, str), "Failed to deserialize the JSON body: inputs: invalid type"),
             (not_positive("temperature"), "`temperature` must be strictly positive"),
             (not_positive("repetition_penalty"), "`repetition_penalty` must be strictly positive"),
             (p.get("top_p") is not None and not 0 < p["top_p"] < 1, "`top_p` must be > 0.0 and < 1.0"),

@@ -1,11 +1,11 @@
 """Inference containers and their dialects: what an endpoint test sends to the container that serves the model and
 where the answer's text is. Only the settings that are set go out, named and bounded as that container takes them.
 
-| container | image repository                          | `parameters` sent                      | answer                        |
-| hf-dlc    | huggingface-pytorch-inference             | generate kwargs (the pipeline's)       | [{key of HF_TASK's pipeline}] |
-| tgi       | huggingface-pytorch-tgi-inference, tgi*   | TGI GenerateParameters                 | [{"generated_text"}]          |
-| lmi       | djl-inference, lmi                        | LMI GenerationParameters               | {"generated_text"}            |
-| local     | (llm_finetune.serving.server)             | RequestParameters that differ from ours | [{kinds.OUTPUT_KEYS[kind]}]  |
+| container | image repository                        | `parameters` sent                 | answer                     |
+| hf-dlc    | huggingface-pytorch-inference           | generate kwargs (the pipeline's)  | [{HF_TASK pipeline's key}] |
+| tgi       | huggingface-pytorch-tgi-inference, tgi* | TGI GenerateParameters            | [{"generated_text"}]       |
+| lmi       | djl-inference                           | LMI GenerationParameters          | {"generated_text"}         |
+| local     | (llm_finetune.serving.server)           | those unlike the server defaults  | [{kinds.OUTPUT_KEYS[kind]}]|
 
 What each dialect relies on:
 - HF DLC: sagemaker-huggingface-inference-toolkit calls `pipeline(inputs, **parameters)`, so every parameter is a
@@ -34,8 +34,9 @@ Container = SageMakerContainer | Literal["local"]
 
 # Image repository name (between the registry's '/' and the tag's ':') -> container; first match wins.
 IMAGE_CONTAINERS: tuple[tuple[str, SageMakerContainer], ...] = (
-    ("tgi", "tgi"), ("text-generation-inference", "tgi"), ("djl-inference", "lmi"), ("lmi", "lmi"), ("huggingface-pytorch-inference", "hf-dlc"))
-SAMPLING_ONLY = ("temperature", "top_p", "top_k", "seed")  # sent only when do_sample (GenerationParams: "Sampling only")
+    ("tgi", "tgi"), ("text-generation-inference", "tgi"), ("djl-inference", "lmi"),
+    ("huggingface-pytorch-inference", "hf-dlc"))
+SAMPLING_ONLY = ("temperature", "top_p", "top_k", "seed")  # sent only when do_sample (GenerationParams says so)
 GENERATION_TASKS = ("text2text-generation", "summarization", "text-generation")
 # The answer key of each transformers pipeline task (what the HF DLC answers for its HF_TASK).
 PIPELINE_OUTPUT_KEYS = {"text2text-generation": "generated_text", "summarization": "summary_text",
@@ -125,11 +126,11 @@ HF_DLC = Dialect("hf-dlc", _named(
     PIPELINE_OUTPUT_KEYS, task_parameters={"text-generation": {"return_full_text": False}})
 
 # TGI and LMI: absent settings are off, so the neutral values stay out (TGI refuses top_p 1.0 and top_k 0).
-_SERVER_SETTINGS = dict(
-    max_new_tokens=Setting("max_new_tokens"), do_sample=Setting("do_sample", (False,)),
-    temperature=Setting("temperature", (1.0,)), top_p=Setting("top_p", (1.0,)), top_k=Setting("top_k", (0,)),
-    repetition_penalty=Setting("repetition_penalty", (1.0,)), seed=Setting("seed", (None,)),
-    num_beams=Setting(None, (1,)), no_repeat_ngram_size=Setting(None, (0,)))
+_SERVER_SETTINGS = {
+    "max_new_tokens": Setting("max_new_tokens"), "do_sample": Setting("do_sample", (False,)),
+    "temperature": Setting("temperature", (1.0,)), "top_p": Setting("top_p", (1.0,)), "top_k": Setting("top_k", (0,)),
+    "repetition_penalty": Setting("repetition_penalty", (1.0,)), "seed": Setting("seed", (None,)),
+    "num_beams": Setting(None, (1,)), "no_repeat_ngram_size": Setting(None, (0,))}
 TGI = Dialect("tgi", _named(**_SERVER_SETTINGS, stop=Setting("stop", ([],)),
                             max_prompt_tokens=Setting("truncate", (None,))), {}, max_stop=4)
 LMI = Dialect("lmi", _named(**_SERVER_SETTINGS, stop=Setting("stop_sequences", ([],)),

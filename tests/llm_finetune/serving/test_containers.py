@@ -8,16 +8,15 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes import load_recipe
 from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, container_for_image
 from tests.conftest import DEFAULT_RECIPE
+from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, TGI_INFERENCE_IMAGE
 
 GREEDY = GenerationParams(max_new_tokens=12)  # the recipe defaults: repetition_penalty 1.2, stop [], top_p 1.0, ...
 SAMPLING = GenerationParams(max_new_tokens=12, do_sample=True, top_p=0.9, temperature=0.7, seed=3, stop=["\n"])
 
 
 @pytest.mark.parametrize("image, container", [
-    ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312"
-     "-ubuntu22.04", "hf-dlc"),
-    ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:2.0.1-tgi1.1.0-gpu-py39-cu118-"
-     "ubuntu20.04", "tgi"),
+    (HF_INFERENCE_IMAGE, "hf-dlc"),
+    (TGI_INFERENCE_IMAGE, "tgi"),
     ("ghcr.io/huggingface/text-generation-inference:3.0", "tgi"),
     ("763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.31.0-lmi13.0.0-cu124", "lmi"),
 ])
@@ -56,7 +55,8 @@ def test_settings_a_container_cannot_take_are_refused_with_the_recipe_field():
                                                 r"; set it to null; endpoint.generation.stop: .*set it to \[\]"):
         DIALECTS["hf-dlc"].parameters("text2text-generation", SAMPLING)
     with pytest.raises(ContainerMismatch, match=r"endpoint.generation.num_beams: the tgi container has no such "
-                                                r"setting; set it to 1; endpoint.generation.no_repeat_ngram_size: .*to 0"):
+                                                r"setting; set it to 1; endpoint.generation.no_repeat_ngram_size: "
+                                                r".*to 0"):
         DIALECTS["tgi"].parameters("text2text-generation", GenerationParams(num_beams=4, no_repeat_ngram_size=3))
     with pytest.raises(ContainerMismatch, match="endpoint.generation.stop: the tgi container takes at most 4 stop "
                                                 "strings, not 5"):
@@ -64,8 +64,8 @@ def test_settings_a_container_cannot_take_are_refused_with_the_recipe_field():
 
 
 def test_the_recipe_refuses_generation_settings_the_endpoints_container_cannot_take():
-    package = ("registry.sagemaker={model_package_group: g, s3_prefix: 's3://b/p', image_uri: '1.dkr.ecr.us-east-1."
-               "amazonaws.com/huggingface-pytorch-tgi-inference:2.1.1-tgi1.4.0-gpu-py310-cu121-ubuntu20.04'}")
+    package = (f"registry.sagemaker={{model_package_group: g, s3_prefix: 's3://b/p', "
+               f"image_uri: '{TGI_INFERENCE_IMAGE}'}}")
     overrides = ["endpoint.target=sagemaker", "endpoint.sagemaker={role_arn: r}", package]
     with pytest.raises(RecipeError, match="endpoint.generation.num_beams: the tgi container has no such setting"):
         load_recipe(DEFAULT_RECIPE, overrides=[*overrides, "endpoint.generation.num_beams=2"])
@@ -121,8 +121,7 @@ def test_each_container_answers_the_dialects_request_with_the_same_model_output(
 
 
 @pytest.mark.parametrize("container, parameters, status, message", [
-    ("hf-dlc", {"max_new_tokens": 4, "stop": []}, 400, "The following `model_kwargs` are not used by the model: "
-                                                       "['stop']"),
+    ("hf-dlc", {"max_new_tokens": 4, "stop": []}, 400, "`model_kwargs` are not used by the model: ['stop']"),
     ("tgi", {"max_new_tokens": 4, "top_p": 1.0}, 422, "`top_p` must be > 0.0 and < 1.0"),
     ("tgi", {"max_new_tokens": 4, "stop": list("abcde")}, 422, "`stop` supports up to 4 stop sequences. Given: 5"),
     ("lmi", {"max_new_tokens": 4, "do_sample": True, "top_k": 0}, 400, "top_k must be -1 (disable), or at least 1"),
