@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from llm_finetune.recipes import EndpointSpec
 from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
-from llm_finetune.serving.kinds import ServedKind, answer_text, endpoint_request
-from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for
+from llm_finetune.serving.kinds import ServedKind
+from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for, dialect_for
 
 
 class EndpointTestReport(BaseModel):
@@ -28,16 +28,18 @@ def test_endpoint_inference(
     endpoint: EndpointHandle | SageMakerEndpointHandle, cases: list[EndpointTestCase], spec: EndpointSpec,
     kind: ServedKind,
 ) -> EndpointTestReport:
-    """Each case through the endpoint (local or SageMaker, the same client interface) in its kind's request format,
-    generation kinds with the recipe's generation settings; every answer must be non-empty text."""
+    """Each case through the endpoint (local or SageMaker, the same client interface) in the dialect of the container
+    serving it, generation kinds with the recipe's generation settings (only those set); every answer must be
+    non-empty text."""
     client = client_for(endpoint)
+    dialect, task = dialect_for(endpoint, kind)
     url = endpoint.url
     results = []
     for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke(endpoint_request(kind, case.inputs, spec.generation))
+        answer = client.invoke(dialect.request(task, case.inputs, spec.generation))
         latency_ms = (time.perf_counter() - start) * 1000
-        results.append({"id": case.id, "reference": case.reference, "output": answer_text(kind, answer),
+        results.append({"id": case.id, "reference": case.reference, "output": dialect.answer_text(task, answer),
                         "latency_ms": round(latency_ms, 1)})
     latencies = [r["latency_ms"] for r in results]
     report = EndpointTestReport(
@@ -48,7 +50,7 @@ def test_endpoint_inference(
     create_markdown_artifact(
         key="endpoint-inference-test",
         markdown=(
-            f"## Endpoint {url} ({kind})\n\n{report.num_requests} requests, latency p50 {report.latency_p50_ms:.1f} "
+            f"## Endpoint {url} ({kind}, {dialect.container} container)\n\n{report.num_requests} requests, latency p50 {report.latency_p50_ms:.1f} "
             f"ms, p95 {report.latency_p95_ms:.1f} ms\n\n| id | latency ms | output | reference |\n|---|---|---|---|\n"
             f"{rows}\n"
         ),

@@ -9,9 +9,11 @@ from pathlib import Path
 from llm_finetune.aws import s3_client
 from llm_finetune.recipes import SageMakerEndpointSpec, SageMakerModelPackageSpec, SageMakerSpec
 
-# The HF PyTorch inference DLC a real recipe would name (moto does not pull images; the stand-in serves the model).
+# Inference images real recipes name (moto pulls no image; the stand-in serves the model in a double of each).
 HF_INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
                       "2.6.0-transformers4.51.3-cpu-py312-ubuntu22.04")
+TGI_INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
+                       "2.1.1-tgi1.4.0-gpu-py310-cu121-ubuntu20.04")
 ROLE_ARN = "arn:aws:iam::123456789012:role/llmft-sagemaker-execution"
 
 

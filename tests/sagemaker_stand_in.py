@@ -5,13 +5,15 @@ moto leaves these out, and the product's boto3 calls need them:
 - `StopTrainingJob` is not implemented (HTTP 500). Here it marks the job Stopped (the SageMaker backend's contract
   runner then ends the job's container, llm_finetune/backends/sagemaker_contract.py).
 - Hosting: moto's endpoints are InService at once and InvokeEndpoint answers canned results, 200 even for an endpoint
-  that does not exist. Here each endpoint hosts the model its config names, as SageMaker would: the model package's
-  model.tar.gz is fetched from (moto) S3 and served by the product's own local server
-  (`llm_finetune.serving.server`, the SageMaker inference protocol); the endpoint reports `Creating`/`Updating`
-  until that server answers /ping, and InvokeEndpoint forwards the request body to it. An unknown or deleted endpoint
-  gets ValidationError, and a container error ModelError (424), as on SageMaker.
-So invocation answers in tests are the real model's answers to the real request, not configured results: a test can
-then check what the model does with the payload and parameters the product sends.
+  that does not exist. Here each endpoint hosts the model its config names, as SageMaker would: the model's
+  model.tar.gz (the package's, or JumpStart's ModelDataSource) is fetched from (moto) S3 and loaded into a double of
+  the container its image runs (tests/container_doubles.py: HF DLC, TGI, LMI, each with that container's request
+  and answer format and parameter checks; never the product's own server); the endpoint reports
+  `Creating`/`Updating` until the model is loaded, and InvokeEndpoint hands the request body to the double. An unknown
+  or deleted endpoint gets ValidationError, and a container's refusal ModelError (424) with its original status and
+  message, as on SageMaker.
+So invocation answers in tests are the real model's answers to the real request, in the real container's format: a
+test can then check what the container does with the payload and parameters the product sends.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ from __future__ import annotations
 import json
 import tarfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from moto.core.responses import ActionResult
@@ -32,43 +32,44 @@ from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from llm_finetune.aws import s3_client
 from llm_finetune.registry.model_packages import split_s3_uri
-from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
+from tests.container_doubles import Refused, container_double
 
 
 class SageMakerStandIn:
     def __init__(self, moto_url: str, work_dir: Path):
         self.moto_url = moto_url
         self.work_dir = work_dir
-        self.hosted: dict[str, EndpointHandle] = {}  # endpoint name -> the local server behind it
+        self.hosted: dict[str, object] = {}  # endpoint name -> the container double behind it
         self.lock = threading.Lock()
 
     # -- hosting -------------------------------------------------------------------------------------------------
-    def _model_data_url(self, backend: SageMakerModelBackend, config_name: str) -> str:
+    def _served_container(self, backend: SageMakerModelBackend, config_name: str) -> dict:
+        """The config's container: {Image, Environment, ModelDataUrl}, from the model package or the model itself."""
         variant = backend.endpoint_configs[config_name].production_variants[0]
         container = backend._models[variant["ModelName"]].primary_container
         if "ModelPackageName" in container:
             package = backend.describe_model_package(container["ModelPackageName"])
-            return package.inference_specification["Containers"][0]["ModelDataUrl"]
-        return container["ModelDataUrl"]
+            return package.inference_specification["Containers"][0]
+        source = container.get("ModelDataSource", {}).get("S3DataSource", {})  # JumpStart's weights
+        return {**container, "ModelDataUrl": container.get("ModelDataUrl") or source.get("S3Uri")}
 
     def _host(self, backend: SageMakerModelBackend, endpoint: FakeEndpoint, config_name: str) -> None:
-        """Fetch the config's model.tar.gz, start a server on it, then mark the endpoint InService (or Failed)."""
+        """Fetch the config's model.tar.gz, load it into its container's double, then mark the endpoint InService
+        (or Failed)."""
         try:
-            bucket, key = split_s3_uri(self._model_data_url(backend, config_name))
+            container = self._served_container(backend, config_name)
+            bucket, key = split_s3_uri(container["ModelDataUrl"])
             root = self.work_dir / endpoint.endpoint_name / config_name
             root.mkdir(parents=True, exist_ok=True)
             s3_client(self.moto_url).download_file(bucket, key, str(root / "model.tar.gz"))
             with tarfile.open(root / "model.tar.gz") as tar:
                 tar.extractall(root / "model", filter="data")
-            handle = start_local_endpoint(root / "model", "127.0.0.1", 0, root / "server.log", 180)
+            double = container_double(container["Image"], root / "model", container.get("Environment") or {})
         except Exception as e:  # noqa: BLE001 - reported the way SageMaker reports it
             endpoint.endpoint_status, endpoint.failure_reason = "Failed", f"{type(e).__name__}: {e}"
             return
         with self.lock:
-            old = self.hosted.get(endpoint.endpoint_name)
-            self.hosted[endpoint.endpoint_name] = handle
-        if old is not None:
-            stop_local_endpoint(old)
+            self.hosted[endpoint.endpoint_name] = double
         endpoint.endpoint_status = "InService"
 
     def _start_hosting(self, backend, endpoint: FakeEndpoint, config_name: str, status: str) -> None:
@@ -77,9 +78,7 @@ class SageMakerStandIn:
 
     def stop(self, endpoint_name: str) -> None:
         with self.lock:
-            handle = self.hosted.pop(endpoint_name, None)
-        if handle is not None:
-            stop_local_endpoint(handle)
+            self.hosted.pop(endpoint_name, None)
 
     def close(self) -> None:
         for name in list(self.hosted):
@@ -118,21 +117,18 @@ class SageMakerStandIn:
             name = urllib.parse.unquote(response.path.split("/")[2])  # /endpoints/<name>/invocations
             endpoint = sagemaker_backends[response.current_account][response.region].endpoints.get(name)
             with stand_in.lock:
-                handle = stand_in.hosted.get(name)
-            if endpoint is None or handle is None or endpoint.endpoint_status not in ("InService", "Updating"):
+                double = stand_in.hosted.get(name)
+            if endpoint is None or double is None or endpoint.endpoint_status not in ("InService", "Updating"):
                 return 400, {"status": 400, "x-amzn-ErrorType": "ValidationError"}, json.dumps(
                     {"message": f"Endpoint {name} of account {response.current_account} not found."})
             body = response.body if isinstance(response.body, bytes) else response.body.encode()  # moto decodes it
-            request = urllib.request.Request(f"{handle.url}/invocations", data=body, method="POST",
-                                             headers={"Content-Type": response.headers.get("Content-Type")})
             try:
-                with urllib.request.urlopen(request, timeout=120) as answer:
-                    return 200, {"Content-Type": answer.headers["Content-Type"]}, answer.read()
-            except urllib.error.HTTPError as e:
-                body = e.read().decode(errors="replace")
+                return 200, {"Content-Type": "application/json"}, json.dumps(double(body))
+            except Refused as e:
+                original = json.dumps(e.body)
                 return 424, {"status": 424, "x-amzn-ErrorType": "ModelError"}, json.dumps(
-                    {"message": f"Received client error ({e.code}) from primary with message \"{body}\"",
-                     "OriginalStatusCode": e.code, "OriginalMessage": body})
+                    {"message": f"Received client error ({e.status}) from primary with message \"{original}\"",
+                     "OriginalStatusCode": e.status, "OriginalMessage": original})
 
         def stop_training_job(response: SageMakerResponse):  # stand-in gap: moto 5.2.5 has no StopTrainingJob
             name = response._get_param("TrainingJobName")

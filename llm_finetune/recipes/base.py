@@ -21,6 +21,7 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.recipes.jumpstart import JumpStartSpec
 from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
+from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, SageMakerContainer, container_for_image
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
 
@@ -152,6 +153,10 @@ class SageMakerEndpointSpec(Strict):
     )
     role_arn: str | None = Field(
         None, description="IAM execution role of the SageMaker model; default: sagemaker.role_arn (the jobs' role)")
+    container: SageMakerContainer | None = Field(
+        None, description="What serves the model, and so what requests and answers look like: hf-dlc (Hugging Face "
+        "inference DLC), tgi, lmi (DJL LMI); default: read from the image (registry.sagemaker.image_uri, or "
+        "sagemaker.jumpstart.inference_image_uri)")
     instance_type: str = "ml.g5.xlarge"
     initial_instance_count: int = Field(1, gt=0)
     variant_name: str = "AllTraffic"
@@ -422,6 +427,26 @@ class RecipeBase(Strict):
                                  "or sagemaker.role_arn (used for both when only it is set)")
             endpoint.role_arn = self.sagemaker.role_arn
         return self
+
+    @model_validator(mode="after")
+    def _endpoint_generation_fits_the_container(self) -> "RecipeBase":
+        # Checked now, not after training; an image no container is known for is refused at deploy instead.
+        if self.endpoint.target != "sagemaker" or self.registry.sagemaker is None:
+            return self
+        try:
+            container = self.endpoint_container()
+        except ContainerMismatch:
+            return self
+        if problems := DIALECTS[container].problems(self.endpoint.generation):
+            raise ValueError("; ".join(problems))
+        return self
+
+    def endpoint_container(self) -> SageMakerContainer:
+        """What serves the SageMaker endpoint: endpoint.sagemaker.container, else read from the image deployed."""
+        if self.endpoint.sagemaker is not None and self.endpoint.sagemaker.container is not None:
+            return self.endpoint.sagemaker.container
+        jumpstart = self.sagemaker.jumpstart if self.sagemaker is not None else None
+        return container_for_image(jumpstart.inference_image_uri if jumpstart else self.registry.sagemaker.image_uri)
 
     @model_validator(mode="after")
     def _jumpstart_is_used(self) -> "RecipeBase":

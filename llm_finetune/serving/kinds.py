@@ -1,4 +1,6 @@
-"""Served kinds: what a registered model answers, in its Hugging Face inference-container (DLC) format.
+"""Served kinds: what a registered model answers from the project's own server, in shapes after the Hugging Face
+pipelines (text2text-generation answers as the summarization pipeline does; a real container answers in its own
+format: llm_finetune.serving.containers).
 
 | kind                   | model                          | request `inputs`              | response                      |
 | text2text-generation   | encoder-decoder (T5, FLAN-T5)  | dialogue text                 | [{"summary_text": ..}]        |
@@ -319,20 +321,7 @@ def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Endpoint tests and registration: a request and an input example per kind
-
-
-def endpoint_request(kind: ServedKind, inputs: str | dict, generation: GenerationParams) -> dict:
-    """The /invocations body an endpoint test sends for one case."""
-    if kind in GENERATION_KINDS:
-        return {"inputs": inputs, "parameters": generation.model_dump()}
-    return {"inputs": inputs}
-
-
-def answer_text(kind: ServedKind, answer) -> str:
-    """The text of an endpoint's answer to one input (the label, the answer span, the generated text)."""
-    first = answer[0] if isinstance(answer, list) else answer
-    return first[OUTPUT_KEYS[kind]]
+# Registration: an input example per kind (endpoint requests: llm_finetune.serving.containers)
 
 
 def input_example(kind: ServedKind, samples: list[dict]):

@@ -8,6 +8,9 @@ With a JumpStart spec (recipe `sagemaker.jumpstart`) the model is not the packag
 container (image and environment) on the approved package's model.tar.gz, built by llm_finetune.jumpstart.model_request
 (the EULA accepted on the weights for a gated model); the package must still be Approved. Model and config are named `<endpoint>-v<mlflow version>`, so a re-run
 of the same version finds them and changes nothing.
+
+The handle records which container serves the model (`endpoint.sagemaker.container`, else read from the image) and
+its HF_TASK, so the endpoint test speaks that container's dialect (llm_finetune.serving.containers).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.model_packages import require_approved_package
 from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, SageMakerInferenceClient
+from llm_finetune.serving.containers import DIALECTS, Dialect, SageMakerContainer, container_for_image
 from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
 NAME_MAX = 63  # SageMaker model, endpoint config and endpoint names
@@ -35,6 +39,8 @@ class SageMakerEndpointHandle(BaseModel):
     model_name: str
     model_package_arn: str
     updated: bool = False  # an endpoint that already existed was switched to this model with UpdateEndpoint
+    container: SageMakerContainer = "hf-dlc"  # what serves the model: its request and answer formats
+    task: str | None = None  # the container's HF_TASK, when it has one (the HF DLC answers in that pipeline's format)
 
     @property
     def url(self) -> str:
@@ -98,6 +104,10 @@ def deploy_model_package(
     """Serve an Approved model package (ApprovalRequiredError otherwise, before anything is created); with a
     JumpStart spec, in JumpStart's inference container."""
     package = require_approved_package(sm, package_arn)
+    served = package["InferenceSpecification"]["Containers"][0]
+    image = jumpstart.inference_image_uri if jumpstart else served["Image"]
+    environment = jumpstart.inference_environment if jumpstart else served.get("Environment", {})
+    container = spec.container or container_for_image(image)  # before anything is created
     name = resource_name(endpoint_name, f"v{version}")
     if _describe(sm.describe_model, ModelName=name) is None:
         sm.create_model(**model_request(package, spec, name, jumpstart))
@@ -116,7 +126,8 @@ def deploy_model_package(
         _delete_config_and_models(sm, previous_config)
     return SageMakerEndpointHandle(endpoint_name=endpoint_name, endpoint_arn=described["EndpointArn"],
                                    endpoint_config_name=name, model_name=name, model_package_arn=package_arn,
-                                   updated=previous_config not in (None, name))
+                                   updated=previous_config not in (None, name), container=container,
+                                   task=environment.get("HF_TASK"))
 
 
 def _delete_config_and_models(sm, config_name: str) -> None:
@@ -147,3 +158,11 @@ def client_for(handle: EndpointHandle | SageMakerEndpointHandle) -> InferenceCli
     if isinstance(handle, SageMakerEndpointHandle):
         return SageMakerInferenceClient(handle.endpoint_name)
     return HttpInferenceClient(handle.url)
+
+
+def dialect_for(handle: EndpointHandle | SageMakerEndpointHandle, kind: str) -> tuple[Dialect, str]:
+    """The serving container's dialect and the task it answers as: HF_TASK where the container has one, else the
+    served kind (a local endpoint is the project's own server)."""
+    if isinstance(handle, SageMakerEndpointHandle):
+        return DIALECTS[handle.container], handle.task or kind
+    return DIALECTS["local"], kind

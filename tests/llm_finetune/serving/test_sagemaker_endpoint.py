@@ -1,5 +1,6 @@
 """SageMaker endpoints for approved model packages, against moto with its hosting and UpdateEndpoint gaps filled
-(tests/sagemaker_stand_in.py: the endpoint serves the package's model.tar.gz with the product's own server)."""
+(tests/sagemaker_stand_in.py: the endpoint serves the package's model.tar.gz in a double of the container its image
+runs, with that container's formats and parameter checks)."""
 
 import pytest
 from botocore.exceptions import ClientError
@@ -9,12 +10,20 @@ from llm_finetune.aws import s3_client, sagemaker_client
 from llm_finetune.generation import GenerationParams
 from llm_finetune.registry.model_packages import record_package_decision, register_model_package
 from llm_finetune.serving.endpoint import EndpointError
-from llm_finetune.serving.kinds import load_text_model
-from llm_finetune.serving.sagemaker_endpoint import client_for, delete_endpoint, deploy_model_package
-from tests.sagemaker_helpers import endpoint_spec, package_spec
+from llm_finetune.serving.containers import DIALECTS
+from llm_finetune.serving.sagemaker_endpoint import client_for, delete_endpoint, deploy_model_package, dialect_for
+from llm_finetune.summarizer import Summarizer
+from tests.sagemaker_helpers import TGI_INFERENCE_IMAGE, endpoint_spec, package_spec
 
 DIALOGUE = "#Person1#: Did you call the plumber?\n#Person2#: Yes, he comes tomorrow at nine."
 PARAMS = GenerationParams(max_new_tokens=12)
+OLD_REQUEST = {"inputs": DIALOGUE, "parameters": PARAMS.model_dump()}  # every setting: stop [], top_p 1.0, ...
+
+
+def container_answer(model_dir) -> str:
+    """What a container answers for DIALOGUE with PARAMS: the model on the text as sent (a container applies no
+    prompt template), through the project's own generate."""
+    return Summarizer(model_dir, prompt_template="{dialogue}").summarize([DIALOGUE], PARAMS)[0]
 
 
 def approved_package(moto_endpoint, spec, model_dir, version):
@@ -41,11 +50,16 @@ def test_champion_served_then_replaced_in_place_then_deleted(moto_endpoint, sage
     variant = sm.describe_endpoint_config(EndpointConfigName=handle.endpoint_config_name)["ProductionVariants"][0]
     assert (variant["ModelName"], variant["InstanceType"]) == (handle.model_name, "ml.g4dn.xlarge")
 
-    payload = {"inputs": DIALOGUE, "parameters": PARAMS.model_dump()}
-    expected = load_text_model(trained_tiny_model["finetuned"]).generate([DIALOGUE], PARAMS)[0]
-    assert client_for(handle).invoke(payload) == [{"summary_text": expected}]  # the package's model answers
+    # The package's HF DLC runs the text2text-generation pipeline (HF_TASK): it answers generated_text.
+    assert (handle.container, handle.task) == ("hf-dlc", "text2text-generation")
+    dialect, task = dialect_for(handle, "text2text-generation")
+    payload = dialect.request(task, DIALOGUE, PARAMS)
+    expected = container_answer(trained_tiny_model["finetuned"])
+    assert client_for(handle).invoke(payload) == [{"generated_text": expected}]  # the package's model answers
     with pytest.raises(EndpointError, match="ModelError.*max_new_tokens"):  # the container's 400 comes through
         client_for(handle).invoke({"inputs": DIALOGUE, "parameters": {"max_new_tokens": 0}})
+    with pytest.raises(EndpointError, match=r"ModelError.*\(400\).*model_kwargs.*not used.*\['stop'\]"):
+        client_for(handle).invoke(OLD_REQUEST)  # transformers refuses the unused `stop` kwarg
 
     again = deploy_model_package(sm, first.arn, endpoint, endpoint_name=endpoint.endpoint_name, version="1")
     assert again == handle  # a re-run of the same version changes nothing
@@ -56,8 +70,7 @@ def test_champion_served_then_replaced_in_place_then_deleted(moto_endpoint, sage
     assert updated.updated and updated.endpoint_arn == handle.endpoint_arn
     assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]].count(endpoint.endpoint_name) == 1
     assert sm.describe_endpoint(EndpointName=endpoint.endpoint_name)["EndpointConfigName"] == updated.endpoint_config_name
-    expected = load_text_model(trained_tiny_model["base"]).generate([DIALOGUE], PARAMS)[0]
-    assert client_for(updated).invoke(payload) == [{"summary_text": expected}]
+    assert client_for(updated).invoke(payload) == [{"generated_text": container_answer(trained_tiny_model["base"])}]
     for call, key in ((sm.describe_endpoint_config, "EndpointConfigName"), (sm.describe_model, "ModelName")):
         with pytest.raises(ClientError, match="Could not find"):  # the replaced config and model are gone
             call(**{key: handle.endpoint_config_name})
@@ -68,6 +81,26 @@ def test_champion_served_then_replaced_in_place_then_deleted(moto_endpoint, sage
     with pytest.raises(ClientError, match="Could not find"):
         sm.describe_model(ModelName=updated.model_name)
     delete_endpoint(sm, updated)  # deleting twice is fine
+
+
+def test_tgi_container_gets_only_set_parameters_in_its_ranges(moto_endpoint, sagemaker_stand_in, trained_tiny_model):
+    """A package in the TGI image (TGI serves T5 too): the request leaves out what TGI refuses, the answer is TGI's."""
+    sm = sagemaker_client()
+    spec = package_spec(moto_endpoint).model_copy(update={"image_uri": TGI_INFERENCE_IMAGE})
+    package = approved_package(moto_endpoint, spec, trained_tiny_model["finetuned"], "1")
+    endpoint = endpoint_spec()
+    handle = deploy_model_package(sm, package.arn, endpoint, endpoint_name=endpoint.endpoint_name, version="1")
+    assert handle.container == "tgi"
+    dialect, task = dialect_for(handle, "text2text-generation")
+    answer = client_for(handle).invoke(dialect.request(task, DIALOGUE, PARAMS))
+    assert answer == [{"generated_text": container_answer(trained_tiny_model["finetuned"])}]
+    assert dialect.answer_text(task, answer) == answer[0]["generated_text"]
+    with pytest.raises(EndpointError, match=r"ModelError.*\(422\).*`top_p` must be > 0.0 and < 1.0"):
+        client_for(handle).invoke(OLD_REQUEST)
+    sampled = DIALECTS["tgi"].request(task, DIALOGUE, GenerationParams(max_new_tokens=12, do_sample=True, top_p=0.9,
+                                                                        seed=7))
+    assert client_for(handle).invoke(sampled) == client_for(handle).invoke(sampled)  # seeded: the same answer
+    delete_endpoint(sm, handle)
 
 
 def test_jumpstart_deploy_serves_the_approved_package_in_jumpstarts_container(moto_endpoint):
