@@ -37,7 +37,7 @@ def test_endpoint_inference(
     results = []
     for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke(dialect.request(task, case.inputs, spec.generation))
+        answer = client.invoke(dialect.request(task, dialect.inputs_of(case), spec.generation))
         latency_ms = (time.perf_counter() - start) * 1000
         results.append({"id": case.id, "reference": case.reference, "output": dialect.answer_text(task, answer),
                         "latency_ms": round(latency_ms, 1)})

@@ -59,7 +59,8 @@ def summarization_records(validated: ValidatedData, split: str, data: Summarizat
 
 def summarization_test_cases(validated: ValidatedData, data: SummarizationData, limit: int) -> list[EndpointTestCase]:
     """Validation dialogues and their reference summaries, as endpoint test requests."""
-    return [EndpointTestCase(id=r["id"], inputs=r["dialogue"], reference=r["summary"])
+    return [EndpointTestCase(id=r["id"], inputs=r["dialogue"], reference=r["summary"],
+                             prompt=build_prompt(data.prompt_template, r["dialogue"]))
             for r in summarization_records(validated, "validation", data, limit)]
 
 

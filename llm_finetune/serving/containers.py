@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from llm_finetune.generation import GenerationParams
+from llm_finetune.serving.endpoint import EndpointTestCase
 from llm_finetune.serving.kinds import OUTPUT_KEYS
 
 SageMakerContainer = Literal["hf-dlc", "tgi", "lmi"]
@@ -66,6 +67,11 @@ class Dialect:
     one_object: bool = False  # answers one object, not a list
     max_stop: int | None = None
     task_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # sent for a task whatever the recipe
+    applies_prompt_template: bool = False  # renders the model's prompt template itself (else the client sends it)
+
+    def inputs_of(self, case: EndpointTestCase) -> str | dict:
+        """What this container gets as a test case's input: the prompt rendered as in training unless it renders it."""
+        return case.inputs if self.applies_prompt_template or case.prompt is None else case.prompt
 
     def problems(self, generation: GenerationParams, where: str = "endpoint.generation") -> list[str]:
         """Settings the container cannot take, named as recipe fields."""
@@ -138,7 +144,8 @@ LMI = Dialect("lmi", _named(**_SERVER_SETTINGS, stop=Setting("stop_sequences", (
 
 # The project's own server: every setting under its own name, left out where it equals the server's default.
 LOCAL = Dialect("local", _named(**{name: Setting(name, (info.get_default(call_default_factory=True),))
-                                   for name, info in GenerationParams.model_fields.items()}), OUTPUT_KEYS)
+                                   for name, info in GenerationParams.model_fields.items()}), OUTPUT_KEYS,
+                applies_prompt_template=True)
 
 DIALECTS: dict[Container, Dialect] = {d.container: d for d in (HF_DLC, TGI, LMI, LOCAL)}
 

@@ -25,6 +25,8 @@ class EndpointTestCase(BaseModel):
     id: str
     inputs: str | dict[str, str]  # text, or {"question", "context"} for question-answering
     reference: str
+    prompt: str | None = None  # inputs in the prompt template the model was trained on, for a container that takes
+    # the model's input as sent (the project's own server applies the template itself)
 
 
 class EndpointHandle(BaseModel):

@@ -3,11 +3,13 @@ its answer's text is read."""
 
 import pytest
 
+from llm_finetune.data.shapes import load_data
+from llm_finetune.data.summarization import summarization_test_cases
 from llm_finetune.errors import RecipeError
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes import load_recipe
 from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, container_for_image
-from tests.conftest import DEFAULT_RECIPE
+from tests.conftest import DEFAULT_RECIPE, small_recipe
 from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, TGI_INFERENCE_IMAGE
 
 GREEDY = GenerationParams(max_new_tokens=12)  # the recipe defaults: repetition_penalty 1.2, stop [], top_p 1.0, ...
@@ -134,3 +136,12 @@ def test_the_doubles_refuse_what_their_container_refuses(doubles, container, par
     with pytest.raises(Refused) as refused:
         doubles[container](json.dumps({"inputs": "Hello", "parameters": parameters}).encode())
     assert refused.value.status == status and message in str(refused.value.body)
+
+
+def test_a_container_gets_the_prompt_the_model_was_trained_on_unless_it_renders_it(tmp_path):
+    """The project's server wraps a dialogue in the model's template itself; a DLC, TGI or LMI takes text as sent."""
+    recipe = small_recipe(tmp_path, "data.prompt_template='Summarize: {dialogue} Summary:'")
+    case, = summarization_test_cases(load_data(recipe.data, tmp_path), recipe.data, 1)
+    assert case.prompt == f"Summarize: {case.inputs} Summary:"
+    assert {name: DIALECTS[name].inputs_of(case) for name in ("hf-dlc", "tgi", "lmi", "local")} == {
+        "hf-dlc": case.prompt, "tgi": case.prompt, "lmi": case.prompt, "local": case.inputs}
