@@ -13,7 +13,6 @@ from llm_finetune.recipes import SageMakerEndpointSpec, SageMakerModelPackageSpe
 # The HF PyTorch inference DLC a real recipe would name (moto does not pull images; the stand-in serves the model).
 HF_INFERENCE_IMAGE = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:"
                       "2.6.0-transformers4.51.3-cpu-py312-ubuntu22.04")
-NEWEST_VERSIONS = 4  # per framework and scope: enough for any image this project picks, fast to list
 ROLE_ARN = "arn:aws:iam::123456789012:role/llmft-sagemaker-execution"
 
 
@@ -80,6 +79,9 @@ def jumpstart_overrides(moto_url: str) -> tuple[str, ...]:
     """The stand-in's settings (jobs_overrides) plus the shipped JumpStart Llama spec, for flow tests."""
     spec = jumpstart_llama().model_dump_json()
     return (*jobs_overrides(moto_url), f"sagemaker.jumpstart={spec}")
+
+
+NEWEST_VERSIONS = 4  # per framework and scope: enough for any image this project picks, fast to list
 
 
 @cache
