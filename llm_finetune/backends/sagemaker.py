@@ -87,9 +87,9 @@ PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_
                     "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries")
 
 
-def compute_image(compute: SageMakerCompute, region: str, field: str) -> str:
-    """The recipe's image_uri, else the image the SDK's tables give for the region and instance type (a CPU image on
-    a CPU instance)."""
+def training_image(compute: SageMakerCompute, region: str, field: str = "sagemaker.training.image_uri") -> str:
+    """A training or processing job's image: the recipe's image_uri, else the one the SDK's tables give for the region
+    and instance type (a CPU image on a CPU instance)."""
     return compute.image_uri or job_image(region, compute.instance_type, field)
 
 
@@ -205,7 +205,7 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
                      channels: dict[str, str], code_uri: str) -> dict:
     """CreateTrainingJob arguments. Hyperparameter values are JSON strings, as the SageMaker SDKs send them."""
     t = spec.training
-    image = compute_image(t, spec.region, "sagemaker.training.image_uri")
+    image = training_image(t, spec.region)
     hyperparameters = {
         "sagemaker_program": json.dumps(ENTRY_SCRIPT),
         "sagemaker_submit_directory": json.dumps(code_uri),
@@ -279,7 +279,7 @@ def processing_request(name: str, key: str, spec: SageMakerSpec, layout: S3Layou
     return {
         "ProcessingJobName": name,
         "RoleArn": spec.role_arn,
-        "AppSpecification": {"ImageUri": compute_image(p, spec.region, "sagemaker.processing.image_uri"),
+        "AppSpecification": {"ImageUri": training_image(p, spec.region, "sagemaker.processing.image_uri"),
                              "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_COMMAND]},
         "ProcessingInputs": [s3_input("code", code_uri), *(s3_input(n, uri) for n, uri in inputs.items())],
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "output", "S3Output": {

@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 
 from llm_finetune.backends.cost import PRICES_FILE, check_cost, estimate_cost, price_table
-from llm_finetune.backends.sagemaker import S3Layout, compute_image, job_prefix, training_job_settings
+from llm_finetune.backends.sagemaker import S3Layout, job_prefix, training_image, training_job_settings
 from llm_finetune.backends.sagemaker_container import (
     HP_MAX_CHARS,
     decode_job_hyperparameters,
@@ -98,14 +98,14 @@ def test_sourcedir_holds_the_package_the_entry_and_pinned_requirements(tmp_path)
 def test_job_images_come_from_the_sdk_tables_for_region_and_instance_type():
     gpu, cpu = SageMakerTraining(), SageMakerProcessing()  # ml.g5.2xlarge, ml.m5.xlarge
     for region in ("us-east-1", "cn-north-1", "eu-west-1"):
-        gpu_image, cpu_image = compute_image(gpu, region, "f"), compute_image(cpu, region, "f")
+        gpu_image, cpu_image = training_image(gpu, region), training_image(cpu, region)
         assert gpu_image in sdk_table_images(region, gpu.instance_type) and "huggingface-pytorch-training" in gpu_image
         assert cpu_image in sdk_table_images(region, cpu.instance_type) and "-cpu-" in cpu_image  # not a GPU image
-    assert compute_image(gpu.model_copy(update={"image_uri": "my/image:1"}), "us-east-1", "f") == "my/image:1"
+    assert training_image(gpu.model_copy(update={"image_uri": "my/image:1"}), "us-east-1") == "my/image:1"
     with pytest.raises(RecipeError, match="^sagemaker.training.image_uri: the sagemaker SDK's image tables have no "
                                           "huggingface training image for ml.g5.2xlarge in xx-nowhere-1 .*; set "
                                           "sagemaker.training.image_uri to an image URI$"):
-        compute_image(gpu, "xx-nowhere-1", "sagemaker.training.image_uri")
+        training_image(gpu, "xx-nowhere-1")
 
 
 def test_stand_in_is_an_explicit_setting_that_needs_its_endpoint():

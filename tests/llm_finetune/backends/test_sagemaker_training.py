@@ -18,11 +18,11 @@ from llm_finetune.backends.sagemaker import (
     TRAINING,
     S3Layout,
     clients_for,
-    compute_image,
     create_job,
     ensure_bucket,
     job_prefix,
     run_sagemaker_training,
+    training_image,
 )
 from llm_finetune.backends.sagemaker_container import decode_job_hyperparameters
 from llm_finetune.errors import CostLimitError, SageMakerJobError
@@ -215,7 +215,7 @@ def test_throttled_create_is_retried(moto_endpoint):
 
     clients.sagemaker.meta.events.register("before-send.sagemaker.CreateTrainingJob", throttle_first)
     request = {"TrainingJobName": "throttled-once", "RoleArn": spec.role_arn,
-               "AlgorithmSpecification": {"TrainingImage": compute_image(spec.training, spec.region, "image_uri"),
+               "AlgorithmSpecification": {"TrainingImage": training_image(spec.training, spec.region),
                                           "TrainingInputMode": "File"},
                "OutputDataConfig": {"S3OutputPath": S3Layout(spec).training_output},
                "ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
