@@ -18,8 +18,8 @@ RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
 NO_CREDENTIALS = (
     "no AWS credentials found: for AWS set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) of an identity "
     "that may use sagemaker.bucket and pass sagemaker.role_arn; offline, start the stand-in (bash "
-    "scripts/moto_server.sh), run with sagemaker.endpoint_url=http://127.0.0.1:5000 and any key pair "
-    "(AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing)")
+    "scripts/moto_server.sh), run with sagemaker.endpoint_url=http://127.0.0.1:5000 sagemaker.stand_in=true and any "
+    "key pair (AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing)")
 
 
 def aws_region() -> str:

@@ -3,9 +3,9 @@
 #   bash scripts/moto_server.sh [PORT]          (default 5000; Ctrl-C stops it)
 # Then point a recipe at it, e.g.
 #   llmft run dialogsum-flan-t5 training.backend=sagemaker data.preparation_backend=sagemaker \
-#       'sagemaker={role_arn: "arn:aws:iam::123456789012:role/llmft", bucket: llmft, endpoint_url: "http://127.0.0.1:5000"}'
-# moto records jobs without running them; for a loopback endpoint the flow runs each job's container itself
-# (llm_finetune/backends/sagemaker_contract.py). moto lacks StopTrainingJob: stopping a job there only logs that.
+#       'sagemaker={role_arn: "arn:aws:iam::123456789012:role/llmft", bucket: llmft, endpoint_url: "http://127.0.0.1:5000", stand_in: true}'
+# moto records jobs without running them; with sagemaker.stand_in the flow runs each job's container itself
+# (llm_finetune/backends/sagemaker_contract.py); without it the endpoint is talked to as the real SageMaker API. moto lacks StopTrainingJob: stopping a job there only logs that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

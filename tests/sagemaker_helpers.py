@@ -4,6 +4,7 @@ SageMaker backend's settings (jobs) and a tiny seq2seq job's inputs."""
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from pathlib import Path
 
 from llm_finetune.aws import s3_client
@@ -38,7 +39,7 @@ def endpoint_spec(name: str | None = None) -> SageMakerEndpointSpec:
 def jobs_spec(moto_url: str, **updates) -> SageMakerSpec:
     """The SageMaker backend's settings for the stand-in, under an S3 prefix of its own; updates merge per section."""
     base = {"role_arn": ROLE_ARN, "bucket": "llmft-jobs", "prefix": unique("run"), "endpoint_url": moto_url,
-            "poll_initial_s": 0.2, "poll_max_s": 1.0, "training": {"instance_type": "ml.g4dn.xlarge"}}
+            "stand_in": True, "poll_initial_s": 0.2, "poll_max_s": 1.0, "training": {"instance_type": "ml.g4dn.xlarge"}}
     for key, value in updates.items():
         base[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return SageMakerSpec.model_validate(base)
@@ -47,7 +48,7 @@ def jobs_spec(moto_url: str, **updates) -> SageMakerSpec:
 def jobs_overrides(moto_url: str) -> tuple[str, ...]:
     """The same settings as a recipe override, for flow tests."""
     return (f"sagemaker={{role_arn: '{ROLE_ARN}', bucket: llmft-jobs, prefix: {unique('flow')}, "
-            f"endpoint_url: '{moto_url}', poll_initial_s: 0.2, poll_max_s: 1.0, "
+            f"endpoint_url: '{moto_url}', stand_in: true, poll_initial_s: 0.2, poll_max_s: 1.0, "
             "training: {instance_type: ml.g4dn.xlarge}}",)
 
 
@@ -80,3 +81,29 @@ def jumpstart_overrides(moto_url: str) -> tuple[str, ...]:
     """The stand-in's settings (jobs_overrides) plus the shipped JumpStart Llama spec, for flow tests."""
     spec = jumpstart_llama().model_dump_json()
     return (*jobs_overrides(moto_url), f"sagemaker.jumpstart={spec}")
+
+
+NEWEST_VERSIONS = 4  # per framework and scope: enough for any image this project picks, fast to list
+
+
+@cache
+def sdk_table_images(region: str, instance_type: str) -> frozenset[str]:
+    """The Hugging Face and PyTorch DLCs (training, inference; the newest versions) the sagemaker SDK's image URI
+    tables give for the region and instance type: what a job's image must be one of."""
+    from sagemaker.core import image_uris
+
+    found = set()
+    for framework in ("huggingface", "pytorch"):
+        config = image_uris.config_for_framework(framework)
+        for scope in ("training", "inference"):
+            for version, entry in list(config[scope]["versions"].items())[-NEWEST_VERSIONS:]:
+                bases = [k for k in entry if k.startswith("pytorch")] if framework == "huggingface" else [None]
+                for base in bases:
+                    for py in (entry[base] if base else entry).get("py_versions", []):
+                        try:
+                            found.add(image_uris.retrieve(
+                                framework=framework, region=region, version=version, base_framework_version=base,
+                                py_version=py, instance_type=instance_type, image_scope=scope))
+                        except ValueError:  # not for this region or processor
+                            pass
+    return frozenset(found)

@@ -16,15 +16,16 @@ llm_finetune.jumpstart) with the recipe's settings as JumpStart hyperparameters;
 polling, cost guard and FailureReason are handled as for any job. Its model.tar.gz holds only the model, which becomes
 <output>/model with a result from the job's description.
 
-When the API endpoint is a local stand-in (a loopback URL: moto, which marks jobs complete without running them),
-llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker container contract
-(for a JumpStart job: this project's trainer in place of JumpStart's script, which is out of its reach).
+With `sagemaker.stand_in` (the API at endpoint_url is a local stand-in such as moto, which marks jobs complete
+without running them), llm_finetune.backends.sagemaker_contract runs each job's container locally under the SageMaker
+container contract (for a JumpStart job: this project's trainer in place of JumpStart's script, which is out of its
+reach). Any other endpoint, loopback or not (LocalStack, a VPC endpoint), is talked to as the SageMaker API.
 
 Why plain boto3 and not the sagemaker SDK's ModelTrainer: CreateTrainingJob / DescribeTrainingJob are versioned service
 APIs that botocore keeps working, while the SDK's v2 -> v3 change removed the estimators outright and ModelTrainer
 reaches a stand-in only with extra settings (AWS_ENDPOINT_URL, SAGEMAKER_VALIDATE_ROLE, a hook for moto's empty
 VpcConfig); its request shapes follow the SDK release, ours follow the API reference. The SDK is used where it works
-offline and adds something: its image URI tables (`hf_training_dlc`).
+offline and adds something: its image URI tables (llm_finetune.backends.images).
 """
 
 from __future__ import annotations
@@ -37,37 +38,25 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
 from llm_finetune.aws import RETRYING, s3_client, sagemaker_client
 from llm_finetune.backends import s3files
 from llm_finetune.backends.cost import CostEstimate, check_cost, estimate_cost
+from llm_finetune.backends.images import job_image
 from llm_finetune.backends.sagemaker_container import container_job, encode_job_hyperparameters, get_field
 from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import RecipeError, SageMakerJobError
 from llm_finetune.fingerprint import (COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked,
                                       mark_complete)
 from llm_finetune.recipes import JumpStartSpec, SageMakerCompute, SageMakerSpec
-from llm_finetune.recipes.base import HF_TRAINING_IMAGE_TAG
 from llm_finetune.training.job import JOB_FILE, MODEL_DIR, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress
 
-# Deep Learning Containers registry account per region (763104351884 unless listed), as in the SDK's image URI tables.
-DLC_ACCOUNTS = {
-    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-east-2": "975050140332",
-    "ap-northeast-3": "364406365360", "ap-south-2": "772153158452", "ap-southeast-3": "907027046896",
-    "ap-southeast-4": "457447274322", "ap-southeast-5": "550225433462", "ap-southeast-7": "590183813437",
-    "ca-west-1": "204538143572", "cn-north-1": "727897471807", "cn-northwest-1": "727897471807",
-    "eu-central-2": "380420809688", "eu-south-1": "692866216735", "eu-south-2": "503227376785",
-    "il-central-1": "780543022126", "me-central-1": "914824155844", "me-south-1": "217643126080",
-    "mx-central-1": "637423239942", "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
-}
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROCESSING_ROOT = "/opt/ml/processing"
 # A processing image has no training toolkit: unpack the source dir, then run the entry script.
@@ -76,7 +65,6 @@ PROCESSING_COMMAND = (f"mkdir -p {PROCESSING_ROOT}/code && tar -xzf {PROCESSING_
                       f"exec python3 {ENTRY_SCRIPT} processing --root {PROCESSING_ROOT}")
 MAX_HYPERPARAMETERS = 100
 TERMINAL = ("Completed", "Failed", "Stopped")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -99,30 +87,10 @@ PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_
                     "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries")
 
 
-def is_stand_in(endpoint_url: str | None) -> bool:
-    """A loopback endpoint is a local stand-in (moto): its jobs' containers run on this machine."""
-    return bool(endpoint_url) and urlparse(endpoint_url).hostname in LOOPBACK
-
-
-def training_image(compute: SageMakerCompute, region: str) -> str:
-    """The recipe's image_uri, else the Hugging Face PyTorch training DLC (transformers 5.3.0, torch 2.9.0, py312)."""
-    return compute.image_uri or hf_training_dlc(region, compute.instance_type)
-
-
-@cache
-def hf_training_dlc(region: str, instance_type: str) -> str:
-    """From the sagemaker SDK's image URI tables (bundled, offline); for a CPU instance type, which those tables
-    refuse (the DLC is built for GPUs and also runs on CPU instances), or without the SDK, the same image by region."""
-    try:
-        from sagemaker.core import image_uris
-
-        return image_uris.retrieve(framework="huggingface", region=region, version="5.3.0",
-                                   base_framework_version="pytorch2.9.0", py_version="py312",
-                                   instance_type=instance_type, image_scope="training")
-    except (ImportError, ValueError):
-        domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-        account = DLC_ACCOUNTS.get(region, "763104351884")
-        return f"{account}.dkr.ecr.{region}.{domain}/huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}"
+def training_image(compute: SageMakerCompute, region: str, field: str = "sagemaker.training.image_uri") -> str:
+    """A training or processing job's image: the recipe's image_uri, else the one the SDK's tables give for the region
+    and instance type (a CPU image on a CPU instance)."""
+    return compute.image_uri or job_image(region, compute.instance_type, field)
 
 
 @dataclass
@@ -136,7 +104,7 @@ def clients_for(spec: SageMakerSpec) -> AwsClients:
     configured it gets placeholder ones."""
     import boto3
 
-    if is_stand_in(spec.endpoint_url) and boto3.Session().get_credentials() is None:
+    if spec.stand_in and boto3.Session().get_credentials() is None:
         session = boto3.Session(aws_access_key_id="stand-in", aws_secret_access_key="stand-in",
                                 region_name=spec.region)
         return AwsClients(session.client("sagemaker", endpoint_url=spec.endpoint_url, config=RETRYING),
@@ -189,7 +157,7 @@ def ensure_bucket(clients: AwsClients, spec: SageMakerSpec) -> None:
     except ClientError as e:
         if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
             raise
-    if not is_stand_in(spec.endpoint_url):
+    if not spec.stand_in:
         raise RecipeError(f"sagemaker.bucket: S3 bucket {spec.bucket!r} does not exist in {spec.region}; create it "
                           "(the execution role needs read/write access) or name another")
     extra = {} if spec.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": spec.region}}
@@ -237,6 +205,7 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
                      channels: dict[str, str], code_uri: str) -> dict:
     """CreateTrainingJob arguments. Hyperparameter values are JSON strings, as the SageMaker SDKs send them."""
     t = spec.training
+    image = training_image(t, spec.region)
     hyperparameters = {
         "sagemaker_program": json.dumps(ENTRY_SCRIPT),
         "sagemaker_submit_directory": json.dumps(code_uri),
@@ -249,7 +218,7 @@ def training_request(name: str, key: str, job: TrainJob, spec: SageMakerSpec, la
     return {
         "TrainingJobName": name,
         "RoleArn": spec.role_arn,
-        "AlgorithmSpecification": {"TrainingImage": training_image(t, spec.region), "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
         "HyperParameters": hyperparameters,
         "InputDataConfig": [
             {"ChannelName": channel, "InputMode": "File", "DataSource": {"S3DataSource": {
@@ -310,7 +279,7 @@ def processing_request(name: str, key: str, spec: SageMakerSpec, layout: S3Layou
     return {
         "ProcessingJobName": name,
         "RoleArn": spec.role_arn,
-        "AppSpecification": {"ImageUri": training_image(p, spec.region),
+        "AppSpecification": {"ImageUri": training_image(p, spec.region, "sagemaker.processing.image_uri"),
                              "ContainerEntrypoint": ["/bin/sh", "-c", PROCESSING_COMMAND]},
         "ProcessingInputs": [s3_input("code", code_uri), *(s3_input(n, uri) for n, uri in inputs.items())],
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "output", "S3Output": {
@@ -432,7 +401,7 @@ def _run_job(clients: AwsClients, spec: SageMakerSpec, api: JobApi, prefix: str,
     """Attach to a running/completed job of this prefix or launch one (cost guard first); wait for it; return its
     description. `launch(name)` stages what the job needs and returns its Create*Job arguments."""
     stand_in = None
-    if is_stand_in(spec.endpoint_url):
+    if spec.stand_in:
         from llm_finetune.backends.sagemaker_contract import StandIn
 
         stand_in = StandIn(clients, S3Layout(spec), work_root)
@@ -510,7 +479,7 @@ def _run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, clients: AwsClie
                 return training_request(name, key, job, spec, layout, stage_inputs(clients, layout, job),
                                         stage_code(clients, layout))
             request = jumpstart_training_request(name, key, job, spec, layout, clients)
-            if is_stand_in(spec.endpoint_url):  # JumpStart's script and weights are out of its reach: ours run
+            if spec.stand_in:  # JumpStart's script and weights are out of its reach: ours run
                 from llm_finetune.backends.sagemaker_contract import write_substitute
 
                 own = training_request(name, key, job, spec, layout, stage_inputs(clients, layout, job),

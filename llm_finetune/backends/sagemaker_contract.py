@@ -1,6 +1,6 @@
 """The SageMaker service's part of a job, for a local stand-in: moto stores jobs and marks them Completed without
 running anything, so this runs each job's container here under the SageMaker container contract. Used only when the
-API endpoint is a loopback URL (llm_finetune.backends.sagemaker.is_stand_in).
+recipe says so (`sagemaker.stand_in: true`, with endpoint_url at the stand-in).
 
 Training job, from its DescribeTrainingJob (what the service knows), per instance algo-1..N:
     /opt/ml is rooted in <work_root>/<job>/<host>/opt/ml

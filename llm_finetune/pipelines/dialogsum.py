@@ -18,6 +18,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llm_finetune.aws import aws_region
+from llm_finetune.backends.images import job_image, package_image
+from llm_finetune.fingerprint import fingerprint
 from llm_finetune.pipelines.dialogsum_steps import EVALUATION_FILE, RECIPE_FILE
 from llm_finetune.recipes import DialogsumPipelineRecipe
 
@@ -43,6 +45,12 @@ def write_bundle(recipe: DialogsumPipelineRecipe, bundle_dir: Path) -> Path:
     (bundle_dir / RECIPE_FILE).write_text(recipe.model_dump_json(indent=2))
     (bundle_dir / "requirements.txt").write_text("".join(f"{p}=={pkg_version(p)}\n" for p in BUNDLE_REQUIREMENTS))
     return bundle_dir
+
+
+def train_key(recipe: DialogsumPipelineRecipe) -> str:
+    """What the Train step's model depends on that the definition knows: base model, data settings, training
+    parameters. It keys the step's checkpoint location; inside, the run's folder is keyed by the data's content too."""
+    return fingerprint("dialogsum-pipeline-train-v1", recipe.model, recipe.data, recipe.training)
 
 
 def pipeline_session(bucket: str):
@@ -89,6 +97,11 @@ def build_pipeline(recipe: DialogsumPipelineRecipe, session, bundle_dir: Path):
     training_instance = ParameterString("TrainingInstanceType", default_value=spec.training_instance_type)
     processing_instance = ParameterString("ProcessingInstanceType", default_value=spec.processing_instance_type)
     root = f"s3://{spec.bucket}/{spec.prefix}/{spec.name}"
+    region = aws_region()
+    training_image = spec.training_image_uri or job_image(region, spec.training_instance_type,
+                                                          "pipeline.training_image_uri")
+    processing_image = spec.processing_image_uri or job_image(region, spec.processing_instance_type,
+                                                              "pipeline.processing_image_uri")
 
     def output(name: str, local_path: str) -> ProcessingOutput:
         uri = Join(on="/", values=[root, ExecutionVariables.PIPELINE_EXECUTION_ID, name])
@@ -100,7 +113,7 @@ def build_pipeline(recipe: DialogsumPipelineRecipe, session, bundle_dir: Path):
             s3_uri=uri, local_path=local_path, s3_data_type="S3Prefix", s3_input_mode="File"))
 
     def processor(job: str) -> FrameworkProcessor:
-        return FrameworkProcessor(image_uri=spec.processing_image_uri or spec.training_image_uri,
+        return FrameworkProcessor(image_uri=processing_image,
                                   role=spec.role_arn, instance_count=1, instance_type=processing_instance,
                                   command=["python3"], sagemaker_session=session, base_job_name=f"{spec.name}-{job}")
 
@@ -110,10 +123,11 @@ def build_pipeline(recipe: DialogsumPipelineRecipe, session, bundle_dir: Path):
         outputs=[output("dataset", "/opt/ml/processing/output/dataset")]))
 
     trainer = ModelTrainer(
-        sagemaker_session=session, role=spec.role_arn, training_image=spec.training_image_uri,
+        sagemaker_session=session, role=spec.role_arn, training_image=training_image,
         base_job_name=f"{spec.name}-train", compute=Compute(instance_type=training_instance, instance_count=1),
         source_code=SourceCode(source_dir=bundle, requirements="requirements.txt", command="python launcher.py train"),
-        checkpoint_config=CheckpointConfig(s3_uri=f"{root}/checkpoints", local_path="/opt/ml/checkpoints"))
+        checkpoint_config=CheckpointConfig(s3_uri=f"{root}/checkpoints/{train_key(recipe)}",
+                                           local_path="/opt/ml/checkpoints"))
     train = TrainingStep(name="Train", step_args=trainer.train(input_data_config=[InputData(
         channel_name="dataset", data_source=prepare.properties.ProcessingOutputConfig.Outputs["dataset"].S3Output.S3Uri)]))
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts
@@ -128,7 +142,7 @@ def build_pipeline(recipe: DialogsumPipelineRecipe, session, bundle_dir: Path):
 
     metrics_uri = Join(on="/", values=[evaluation_output.s3_output.s3_uri, EVALUATION_FILE])
     register = ModelStep(name="Register", step_args=ModelBuilder(
-        image_uri=package_spec.image_uri, s3_model_data_url=model_data, role_arn=spec.role_arn,
+        image_uri=package_image(package_spec, region), s3_model_data_url=model_data, role_arn=spec.role_arn,
         env_vars={"HF_TASK": "text2text-generation", **package_spec.environment}, sagemaker_session=session,
     ).register(
         model_package_group_name=package_spec.model_package_group, approval_status=approval,

@@ -57,17 +57,18 @@ def prepare(recipe: DialogsumPipelineRecipe, data_dir: Path, output_dir: Path) -
 
 def train(recipe: DialogsumPipelineRecipe, dataset_dir: Path, model_dir: Path, checkpoint_dir: Path) -> dict:
     """Train in this process (checkpoints under checkpoint_dir, which SageMaker syncs, so a restarted spot job
-    resumes) and leave the model's files at the root of model_dir (SageMaker archives it as model.tar.gz)."""
-    from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
+    resumes) and leave the model's files at the root of model_dir (SageMaker archives it as model.tar.gz). The run's
+    folder there is keyed by base model, data and training parameters, as a local run's: a finished model is reused
+    only for the same ones."""
+    from llm_finetune.training.seq2seq import seq2seq_job, train_seq2seq
 
     prepared = json.loads((dataset_dir / PREPARED_FILE).read_text())
     base = str(dataset_dir / prepared["base_model"]) if prepared["base_model_is_local"] else prepared["base_model"]
-    job = Seq2SeqTrainJob(base_model=base, dataset_dir=str(dataset_dir / prepared["dataset_dir"]),
-                          prompt_template=recipe.data.prompt_template, params=recipe.training,
-                          output_dir=str(checkpoint_dir / prepared["fingerprint"]))
+    job = seq2seq_job(base, str(dataset_dir / prepared["dataset_dir"]), prepared["fingerprint"],
+                      recipe.data.prompt_template, recipe.training, checkpoint_dir)
     result = train_seq2seq(job)
     shutil.copytree(result.model_dir, model_dir, dirs_exist_ok=True)
-    return result.model_dump(include={"global_step", "train_loss"})
+    return result.model_dump(include={"global_step", "train_loss", "reused"})
 
 
 def evaluate(recipe: DialogsumPipelineRecipe, model_dir: Path, data_dir: Path, output_dir: Path) -> dict:

@@ -66,9 +66,9 @@ class SageMakerModelPackageSpec(Strict):
 
     model_package_group: str = Field(description="Model Package Group name (created when missing)")
     s3_prefix: str = Field(description="s3://bucket/prefix: each trained model's model.tar.gz and metrics go here")
-    image_uri: str = Field(
-        description="Inference container image, e.g. the Hugging Face PyTorch inference DLC of the region"
-    )
+    image_uri: str | None = Field(
+        None, description="Inference container image; default: the Hugging Face PyTorch inference DLC from the "
+        "sagemaker SDK's image URI tables for the region and the first of inference_instance_types")
     inference_instance_types: list[str] = Field(
         default_factory=lambda: ["ml.g5.xlarge"], min_length=1, description="Instance types the package may serve on"
     )
@@ -256,7 +256,6 @@ class EvaluationParams(Strict):
 
 
 Backend = Literal["local", "sagemaker"]
-HF_TRAINING_IMAGE_TAG = "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04"
 
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -307,8 +306,8 @@ class SageMakerCompute(Strict):
         86400, gt=0, le=28 * 86400, description="The service stops the job after this much run time; also the "
         "hours of the cost estimate")
     image_uri: str | None = Field(
-        None, description="Container image; default: the Hugging Face PyTorch training DLC "
-        f"(huggingface-pytorch-training:{HF_TRAINING_IMAGE_TAG}) of the region")
+        None, description="Container image; default: from the sagemaker SDK's image URI tables for the region and "
+        "instance type (GPU: the Hugging Face PyTorch training DLC; CPU: the PyTorch training CPU image)")
     max_cost_usd: float | None = Field(
         None, gt=0, description="Refuse to launch when the estimate (instances x max_runtime_s hours x on-demand "
         "price) exceeds this")
@@ -357,8 +356,11 @@ class SageMakerSpec(Strict):
     bucket: str = Field(description="S3 bucket for inputs, code, checkpoints and model artifacts")
     prefix: str = Field("llm-finetune-flows", description="Key prefix in the bucket")
     endpoint_url: str | None = Field(
-        None, description="SageMaker and S3 API endpoint of a stand-in (a moto server: scripts/moto_server.sh). A "
-        "loopback URL also runs each job's container locally under the SageMaker container contract")
+        None, description="SageMaker and S3 API endpoint other than AWS's (a VPC endpoint, LocalStack, a moto server: "
+        "scripts/moto_server.sh); talked to as the SageMaker API unless stand_in is set")
+    stand_in: bool = Field(
+        False, description="The API at endpoint_url is a local stand-in (moto) that records jobs without running them: "
+        "run each job's container on this machine under the SageMaker container contract")
     checkpoint_s3_uri: str | None = Field(
         None, description="Base S3 URI of training checkpoints; each job's are under <uri>/<training fingerprint>/ so "
         "a relaunched (spot-interrupted, failed) job resumes. Default s3://<bucket>/<prefix>/checkpoints")
@@ -371,6 +373,13 @@ class SageMakerSpec(Strict):
         "runs a JumpStart fine-tune (JumpStart's image, training script and base weights, the recipe's data and "
         "hyperparameters) instead of this project's trainer, and `endpoint.target: sagemaker` serves the fine-tuned "
         "model with JumpStart's inference image")
+
+    @model_validator(mode="after")
+    def _stand_in_has_endpoint(self) -> "SageMakerSpec":
+        if self.stand_in and not self.endpoint_url:
+            raise ValueError("stand_in runs jobs against a local API stand-in: set endpoint_url to it (e.g. "
+                             "http://127.0.0.1:5000, scripts/moto_server.sh) or set stand_in: false")
+        return self
 
 
 class RecipeBase(Strict):

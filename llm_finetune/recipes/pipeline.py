@@ -19,10 +19,15 @@ class SageMakerPipelineSpec(Strict):
     role_arn: str = Field(description="IAM role the pipeline and its jobs run as")
     bucket: str = Field(description="S3 bucket for the code bundle and step outputs")
     prefix: str = Field("llmft-pipelines", description="Key prefix under the bucket")
-    training_image_uri: str = Field(description="Training container, e.g. the Hugging Face PyTorch training DLC")
-    processing_image_uri: str | None = Field(None, description="Processing container; default: the training image")
-    processing_instance_type: str = "ml.m5.xlarge"
-    training_instance_type: str = "ml.g5.2xlarge"
+    training_image_uri: str | None = Field(
+        None, description="Training container; default: from the sagemaker SDK's image URI tables for the region and "
+        "training_instance_type (GPU: the Hugging Face PyTorch training DLC; CPU: the PyTorch training CPU image)")
+    processing_image_uri: str | None = Field(
+        None, description="Processing container; default: from the same tables for processing_instance_type (the "
+        "PyTorch training CPU image on ml.m5)")
+    processing_instance_type: str = Field("ml.m5.xlarge", description="Default of the ProcessingInstanceType "
+                                          "parameter; the default images are those of this type")
+    training_instance_type: str = Field("ml.g5.2xlarge", description="Default of the TrainingInstanceType parameter")
     condition_metric: str = Field(
         "rougeL", description="Registered only when this metric >= approval.min_metrics[condition_metric]"
     )

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
+from llm_finetune.backends.images import package_image
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.recipes import SageMakerModelPackageSpec
 from llm_finetune.serving.kinds import served_kind
@@ -127,6 +128,7 @@ def register_model_package(
     s3.put_object(Bucket=bucket, Key=metrics_key, ContentType="application/json",
                   Body=json.dumps({name: {"value": value} for name, value in metrics.items()}, indent=2).encode())
     environment = {**({"HF_TASK": kind} if kind else {}), **spec.environment}
+    image = package_image(spec, sm.meta.region_name)
     metadata = {"mlflow_model": mlflow_name, "mlflow_version": str(mlflow_version),
                 "training_fingerprint": training_fingerprint[:METADATA_VALUE_MAX]}
     metadata |= {f"metric.{k}": f"{v:.4f}" for k, v in sorted(metrics.items())}
@@ -134,7 +136,7 @@ def register_model_package(
         ModelPackageGroupName=spec.model_package_group,
         ModelPackageDescription=f"MLflow '{mlflow_name}' version {mlflow_version}",
         InferenceSpecification={
-            "Containers": [{"Image": spec.image_uri, "ModelDataUrl": model_data_url, "Environment": environment}],
+            "Containers": [{"Image": image, "ModelDataUrl": model_data_url, "Environment": environment}],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
             "SupportedRealtimeInferenceInstanceTypes": spec.inference_instance_types,

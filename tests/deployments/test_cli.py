@@ -142,7 +142,7 @@ def test_missing_aws_credentials_say_which_settings_or_the_stand_in(tmp_path):
     message, log = one_failure_message(result, tmp_path)
     assert message.startswith("llmft: no AWS credentials found: ")
     for hint in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "sagemaker.role_arn", "scripts/moto_server.sh",
-                 "sagemaker.endpoint_url="):
+                 "sagemaker.endpoint_url=", "sagemaker.stand_in=true"):
         assert hint in message
     assert "NoCredentialsError" in log.read_text()
 

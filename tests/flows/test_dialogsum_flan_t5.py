@@ -156,7 +156,7 @@ def test_end_to_end_with_sagemaker_preparation_and_training(moto_endpoint, tmp_p
     from llm_finetune.backends import s3files
     from llm_finetune.backends.sagemaker import S3Layout, clients_for
     from llm_finetune.data.summarization import prepare_summarization_dataset
-    from tests.sagemaker_helpers import jobs_overrides
+    from tests.sagemaker_helpers import jobs_overrides, sdk_table_images
 
     recipe = small_recipe(tmp_path, "training.backend=sagemaker", "data.preparation_backend=sagemaker",
                           *jobs_overrides(moto_endpoint))
@@ -176,6 +176,17 @@ def test_end_to_end_with_sagemaker_preparation_and_training(moto_endpoint, tmp_p
     keys = s3files.list_keys(clients.s3, S3Layout(recipe.sagemaker).base)
     assert any(k.endswith("/output/model.tar.gz") for k in keys)
     assert any("/processing/" in k and k.endswith("/prepared.json") for k in keys)
+
+    # Each job's image is one the SDK's tables give for its region and instance type: ml.m5 processing gets a CPU one.
+    layout, sm = S3Layout(recipe.sagemaker), clients.sagemaker
+    jobs = [sm.describe_processing_job(ProcessingJobName=j["ProcessingJobName"]) for j in prepared]
+    (processing,) = [j for j in jobs if j["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].startswith(
+        layout.base + "/")]
+    jobs = [sm.describe_training_job(TrainingJobName=j["TrainingJobName"]) for j in trained]
+    (training,) = [j for j in jobs if j["OutputDataConfig"]["S3OutputPath"] == layout.training_output]
+    image = processing["AppSpecification"]["ImageUri"]
+    assert image in sdk_table_images("us-east-1", "ml.m5.xlarge") and "-cpu-" in image
+    assert training["AlgorithmSpecification"]["TrainingImage"] in sdk_table_images("us-east-1", "ml.g4dn.xlarge")
 
     # The processing job tokenized exactly what the local step does.
     from llm_finetune.data.shapes import load_data

@@ -10,7 +10,7 @@ from importlib import metadata
 import pytest
 
 from llm_finetune.backends.cost import PRICES_FILE, check_cost, estimate_cost, price_table
-from llm_finetune.backends.sagemaker import is_stand_in, training_image
+from llm_finetune.backends.sagemaker import S3Layout, job_prefix, training_image, training_job_settings
 from llm_finetune.backends.sagemaker_container import (
     HP_MAX_CHARS,
     decode_job_hyperparameters,
@@ -20,8 +20,16 @@ from llm_finetune.backends.sagemaker_container import (
 )
 from llm_finetune.backends.sourcedir import CONTAINER_PACKAGES, ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import CostLimitError, RecipeError
-from llm_finetune.recipes import SageMakerProcessing, SageMakerTraining, load_recipe
+from llm_finetune.recipes import (
+    SageMakerProcessing,
+    SageMakerSpec,
+    SageMakerTraining,
+    Seq2SeqTrainingParams,
+    load_recipe,
+)
+from llm_finetune.training.seq2seq import seq2seq_job
 from tests.conftest import DEFAULT_RECIPE
+from tests.sagemaker_helpers import sdk_table_images
 
 ACCOUNT = "sagemaker={role_arn: arn:aws:iam::123456789012:role/x, bucket: b}"
 
@@ -87,22 +95,38 @@ def test_sourcedir_holds_the_package_the_entry_and_pinned_requirements(tmp_path)
     assert missing_requirements(req) == ["transformers==0.0.1", "no-such-package==1.0"]
 
 
-def test_training_image_defaults_to_the_regions_hugging_face_dlc():
-    from llm_finetune.backends.sagemaker import DLC_ACCOUNTS, hf_training_dlc
-
-    gpu, cpu = SageMakerTraining(), SageMakerTraining(instance_type="ml.m5.xlarge")
-    dlc = ("763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:"
-           "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
-    assert training_image(gpu, "us-east-1") == dlc  # from the sagemaker SDK's tables
-    assert training_image(cpu, "us-east-1") == dlc  # the tables know GPU instances only: the same image by region
-    for region in ("cn-north-1", "ap-east-1", "eu-west-1"):  # our region table agrees with the SDK's
-        assert hf_training_dlc(region, "ml.g5.2xlarge") == hf_training_dlc(region, "ml.m5.xlarge")
-    assert hf_training_dlc("ap-east-1", "ml.m5.xlarge").startswith(f"{DLC_ACCOUNTS['ap-east-1']}.dkr.ecr.ap-east-1.")
-    assert hf_training_dlc("cn-north-1", "ml.m5.xlarge").endswith(".amazonaws.com.cn/huggingface-pytorch-training:"
-                                                                  "2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04")
+def test_job_images_come_from_the_sdk_tables_for_region_and_instance_type():
+    gpu, cpu = SageMakerTraining(), SageMakerProcessing()  # ml.g5.2xlarge, ml.m5.xlarge
+    for region in ("us-east-1", "cn-north-1", "eu-west-1"):
+        gpu_image, cpu_image = training_image(gpu, region), training_image(cpu, region)
+        assert gpu_image in sdk_table_images(region, gpu.instance_type) and "huggingface-pytorch-training" in gpu_image
+        assert cpu_image in sdk_table_images(region, cpu.instance_type) and "-cpu-" in cpu_image  # not a GPU image
     assert training_image(gpu.model_copy(update={"image_uri": "my/image:1"}), "us-east-1") == "my/image:1"
-    assert is_stand_in("http://127.0.0.1:5000") and is_stand_in("http://localhost:9")
-    assert not is_stand_in(None) and not is_stand_in("https://api.sagemaker.us-east-1.amazonaws.com")
+    with pytest.raises(RecipeError, match="^sagemaker.training.image_uri: the sagemaker SDK's image tables have no "
+                                          "huggingface training image for ml.g5.2xlarge in xx-nowhere-1 .*; set "
+                                          "sagemaker.training.image_uri to an image URI$"):
+        training_image(gpu, "xx-nowhere-1")
+
+
+def test_stand_in_is_an_explicit_setting_that_needs_its_endpoint():
+    loopback = load_recipe(DEFAULT_RECIPE, overrides=[ACCOUNT, "sagemaker.endpoint_url=http://127.0.0.1:4566"])
+    assert not loopback.sagemaker.stand_in  # a loopback API (LocalStack, a proxy) is the real API unless told
+    with pytest.raises(RecipeError, match="field 'sagemaker': Value error, stand_in runs jobs against a local API "
+                                          "stand-in: set endpoint_url to it"):
+        load_recipe(DEFAULT_RECIPE, overrides=[ACCOUNT, "sagemaker.stand_in=true"])
+
+
+def test_a_training_parameter_keys_the_run_folder_job_and_checkpoints(tmp_path):
+    """Both backends reuse a finished model by its run folder (local: the folder; SageMaker: its name is the key of
+    the jobs a re-run attaches to and of their checkpoints), so one training parameter changed changes all three."""
+    spec = SageMakerSpec(role_arn="arn:aws:iam::123456789012:role/x", bucket="b")
+    keys = [seq2seq_job("google/flan-t5-small", "data", "data-fingerprint", "Summarize: {dialogue}",
+                        Seq2SeqTrainingParams(learning_rate=lr), tmp_path).output_dir.rsplit("/", 1)[1]
+            for lr in (3e-4, 1e-3)]
+    assert keys[0] != keys[1]
+    assert job_prefix(spec, "tr", keys[0]) != job_prefix(spec, "tr", keys[1])
+    checkpoints = [training_job_settings(key, spec, S3Layout(spec))["CheckpointConfig"]["S3Uri"] for key in keys]
+    assert checkpoints[0] != checkpoints[1]
 
 
 def test_cost_estimate_uses_the_price_table_and_the_limit():

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from llm_finetune.backends import s3files
 from llm_finetune.backends.sagemaker import (
@@ -27,7 +29,7 @@ from llm_finetune.errors import CostLimitError, SageMakerJobError
 from llm_finetune.fingerprint import is_complete
 from llm_finetune.training.seq2seq import seq2seq_job
 from tests.conftest import REPO
-from tests.sagemaker_helpers import jobs_spec, tiny_seq2seq_inputs
+from tests.sagemaker_helpers import jobs_spec, sdk_table_images, tiny_seq2seq_inputs, unique
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +85,8 @@ def test_training_job_request_follows_the_recipe(first_run):
     clients, layout, key = clients_for(spec), S3Layout(spec), key_of(job)
     (name,) = jobs_of(spec, job)
     d = clients.sagemaker.describe_training_job(TrainingJobName=name)
-    assert d["AlgorithmSpecification"]["TrainingImage"] == training_image(spec.training, spec.region)
-    assert "huggingface-pytorch-training" in d["AlgorithmSpecification"]["TrainingImage"]
+    image = d["AlgorithmSpecification"]["TrainingImage"]
+    assert image in sdk_table_images(spec.region, "ml.g4dn.xlarge") and "huggingface-pytorch-training" in image
     assert {c["ChannelName"] for c in d["InputDataConfig"]} == {"base_model", "dataset"}
     assert d["CheckpointConfig"] == {"S3Uri": layout.checkpoints(key), "LocalPath": "/opt/ml/checkpoints"}
     assert d["EnableManagedSpotTraining"]
@@ -116,6 +118,22 @@ def test_reruns_reuse_the_local_result_or_attach_to_the_completed_job(first_run,
     assert any(line.startswith("attaching to SageMaker training job") for line in lines)
     assert not any(line.startswith("launched") for line in lines)
     assert len(jobs_of(spec, job)) == 1
+
+
+def test_a_loopback_api_without_stand_in_is_talked_to_as_sagemaker(inputs, moto_endpoint, tmp_path):
+    """moto taken for the real API (stand_in unset, as for LocalStack or a proxy): the job is created and reported as
+    the API says (moto: Completed at once, no model written); no container runs here, so fetching the model fails."""
+    spec = jobs_spec(moto_endpoint, stand_in=False, bucket=unique("llmft-api"))
+    clients = clients_for(spec)
+    clients.s3.create_bucket(Bucket=spec.bucket)  # the real API's bucket must exist: it is not created
+    job, lines = job_for(inputs, tmp_path), []
+    with pytest.raises(ClientError, match="404"):
+        run_sagemaker_training(job, spec, on_output=lines.append)
+    (name,) = jobs_of(spec, job)
+    assert clients.sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "Completed"
+    assert any(line.startswith("launched SageMaker training job") for line in lines)
+    assert not any("stand-in" in line for line in lines) and not (Path(job.output_dir) / "sagemaker-stand-in").exists()
+    assert not s3files.object_exists(clients.s3, S3Layout(spec).stand_in_status(TRAINING, name))
 
 
 def test_job_resumes_from_checkpoints_in_s3(first_run, inputs, moto_endpoint, tmp_path):

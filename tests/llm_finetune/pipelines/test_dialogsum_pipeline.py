@@ -14,7 +14,7 @@ from llm_finetune.pipelines import dialogsum_steps
 from llm_finetune.pipelines.dialogsum import build_pipeline, pipeline_session
 from llm_finetune.recipes import DialogsumPipelineRecipe, load_recipe
 from tests.conftest import DIALOGSUM, REPO
-from tests.sagemaker_helpers import unique
+from tests.sagemaker_helpers import sdk_table_images, unique
 
 RECIPE = REPO / "recipes" / "dialogsum_sagemaker_pipeline.yaml"
 
@@ -41,9 +41,13 @@ def by_name(steps):
     return {s["Name"]: s for s in steps}
 
 
+def definition_of(recipe: DialogsumPipelineRecipe, bundle_dir) -> dict:
+    return json.loads(build_pipeline(recipe, pipeline_session(recipe.pipeline.bucket), bundle_dir).definition())
+
+
 def test_definition_has_the_steps_parameters_and_rouge_condition(sdk_on_moto, moto_endpoint, tmp_path):
     recipe = pipeline_recipe(moto_endpoint)
-    definition = json.loads(build_pipeline(recipe, pipeline_session(recipe.pipeline.bucket), tmp_path).definition())
+    definition = definition_of(recipe, tmp_path)
 
     params = {p["Name"]: p for p in definition["Parameters"]}
     assert params["InputDataUri"]["DefaultValue"] == f"s3://{recipe.pipeline.bucket}/dialogsum/"
@@ -62,6 +66,11 @@ def test_definition_has_the_steps_parameters_and_rouge_condition(sdk_on_moto, mo
         "Get": "Steps.Prepare.ProcessingOutputConfig.Outputs['dataset'].S3Output.S3Uri"}
     assert train["ResourceConfig"]["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
     assert train["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    # every image from the SDK's tables for the region and instance type: CPU processing gets a CPU image
+    assert train["AlgorithmSpecification"]["TrainingImage"] in sdk_table_images("us-east-1", "ml.g5.2xlarge")
+    for step in (prepare, evaluate):
+        assert step["AppSpecification"]["ImageUri"] in sdk_table_images("us-east-1", "ml.m5.xlarge")
+        assert "-cpu-" in step["AppSpecification"]["ImageUri"]
     assert evaluate["AppSpecification"]["ContainerArguments"] == ["evaluate"]
     assert evaluate["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
     assert steps["Evaluate"]["PropertyFiles"] == [
@@ -79,7 +88,7 @@ def test_definition_has_the_steps_parameters_and_rouge_condition(sdk_on_moto, mo
     assert args["ModelPackageGroupName"] == recipe.registry.sagemaker.model_package_group
     assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     container, = args["InferenceSpecification"]["Containers"]
-    assert container["Image"] == recipe.registry.sagemaker.image_uri
+    assert container["Image"] in sdk_table_images("us-east-1", "ml.g5.xlarge")  # the inference instance type
     assert container["ModelDataUrl"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
     assert container["Environment"]["HF_TASK"] == "text2text-generation"
     statistics = args["ModelMetrics"]["ModelQuality"]["Statistics"]  # the Evaluate step's evaluation.json
@@ -91,6 +100,31 @@ def test_definition_has_the_steps_parameters_and_rouge_condition(sdk_on_moto, mo
     assert DialogsumPipelineRecipe.model_validate_json((tmp_path / "recipe.json").read_text()) == recipe
     assert f"transformers=={version('transformers')}" in (tmp_path / "requirements.txt").read_text().split()
     assert (tmp_path / "launcher.py").exists() and (tmp_path / "llm_finetune" / "pipelines" / "dialogsum_steps.py").exists()
+
+
+def test_images_follow_the_region_and_a_pinned_one_is_kept(sdk_on_moto, moto_endpoint, monkeypatch, tmp_path):
+    recipe = pipeline_recipe(moto_endpoint, "pipeline.processing_image_uri=my/processing:1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # the pipeline's region (its bucket is made before)
+    steps = by_name(definition_of(recipe, tmp_path)["Steps"])
+    assert steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"] in sdk_table_images(
+        "eu-west-1", "ml.g5.2xlarge")
+    assert steps["Prepare"]["Arguments"]["AppSpecification"]["ImageUri"] == "my/processing:1"
+
+
+def test_checkpoint_location_is_keyed_by_the_training_parameters(sdk_on_moto, moto_endpoint, tmp_path):
+    recipe = pipeline_recipe(moto_endpoint)
+
+    def checkpoints(changed: DialogsumPipelineRecipe, name: str) -> str:
+        train = by_name(definition_of(changed, tmp_path / name)["Steps"])["Train"]
+        return train["Arguments"]["CheckpointConfig"]["S3Uri"]
+
+    first = checkpoints(recipe, "first")
+    other_lr = recipe.model_copy(update={"training": recipe.training.model_copy(update={"learning_rate": 1e-4})})
+    other_eval = recipe.model_copy(update={"evaluation": recipe.evaluation.model_copy(update={"batch_size": 4})})
+    assert first.startswith(f"s3://{recipe.pipeline.bucket}/llmft-pipelines/{recipe.pipeline.name}/checkpoints/")
+    assert checkpoints(other_lr, "other-lr") != first  # never syncs in checkpoints or a model of another training
+    assert checkpoints(other_eval, "other-eval") == first  # what does not change the model keeps them
 
 
 def test_step_code_prepares_trains_and_evaluates_like_the_containers(tmp_path):
@@ -114,6 +148,15 @@ def test_step_code_prepares_trains_and_evaluates_like_the_containers(tmp_path):
     saved = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
     assert saved == report and report["num_records"] == 4
     assert 0.0 <= saved["metrics"]["rougeL"]["value"] <= 1.0  # the path the pipeline's condition reads
+
+    # A re-execution with another learning rate, its checkpoints synced into the same folder, trains anew.
+    other = recipe.model_copy(update={"training": recipe.training.model_copy(update={"learning_rate": 1e-3})})
+    retrained = dialogsum_steps.train(other, tmp_path / "dataset", tmp_path / "model-2", tmp_path / "checkpoints")
+    assert not retrained["reused"] and retrained["global_step"] == 4
+    weights = [(tmp_path / m / "model.safetensors").read_bytes() for m in ("model", "model-2")]
+    assert weights[0] != weights[1]
+    again = dialogsum_steps.train(recipe, tmp_path / "dataset", tmp_path / "model-3", tmp_path / "checkpoints")
+    assert again["reused"] and (tmp_path / "model-3" / "model.safetensors").read_bytes() == weights[0]
 
 
 @pytest.fixture(scope="module")
