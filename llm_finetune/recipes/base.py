@@ -455,7 +455,11 @@ class RecipeBase(Strict):
         if self.endpoint.sagemaker is not None and self.endpoint.sagemaker.container is not None:
             return self.endpoint.sagemaker.container
         jumpstart = self.sagemaker.jumpstart if self.sagemaker is not None else None
-        return container_for_image(jumpstart.inference_image_uri if jumpstart else self.registry.sagemaker.image_uri)
+        if jumpstart is not None:
+            return container_for_image(jumpstart.inference_image_uri)
+        if self.registry.sagemaker.image_uri is None:
+            return "hf-dlc"  # llm_finetune.backends.images.package_image: the HF PyTorch inference DLC
+        return container_for_image(self.registry.sagemaker.image_uri)
 
     @model_validator(mode="after")
     def _jumpstart_is_used(self) -> "RecipeBase":

@@ -75,6 +75,11 @@ def test_the_recipe_refuses_generation_settings_the_endpoints_container_cannot_t
     recipe = load_recipe(DEFAULT_RECIPE, overrides=[*overrides, "endpoint.generation.num_beams=2",
                                                     "endpoint.sagemaker.container=hf-dlc"])
     assert recipe.endpoint_container() == "hf-dlc"
+    # No image pinned: the package gets the HF inference DLC from the SDK's tables.
+    unpinned = load_recipe(DEFAULT_RECIPE, overrides=[
+        "endpoint.target=sagemaker", "endpoint.sagemaker={role_arn: r}",
+        "registry.sagemaker={model_package_group: g, s3_prefix: 's3://b/p'}"])
+    assert unpinned.endpoint_container() == "hf-dlc"
 
 
 @pytest.mark.parametrize("container, task, answer, text", [
