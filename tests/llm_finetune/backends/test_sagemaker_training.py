@@ -70,8 +70,8 @@ def test_training_job_trains_with_the_packed_entry_point(first_run):
     result, lines, job = first_run["result"], first_run["lines"], first_run["job"]
     assert result.global_step == 6 and result.model_dir == f"{job.output_dir}/model"
     assert is_complete(result.model_dir) and not result.reused
-    assert [p["step"] for p in result.loss_curve] == [2, 4, 6]
-    assert len([line for line in lines if line.startswith("{'loss'")]) == 3
+    assert [p["step"] for p in result.loss_curve] == [2, 3, 4, 6]  # every 2 steps, and checkpoint-3 (RunTotals)
+    assert len([line for line in lines if line.startswith("{'loss'")]) == 4
     assert first_run["progress"] and first_run["progress"][-1].step == 6
     # The container imported llm_finetune from the unpacked sourcedir.tar.gz, not from this checkout.
     origin = next(line for line in lines if line.startswith("llm_finetune from "))
@@ -151,9 +151,9 @@ def test_job_resumes_from_checkpoints_in_s3(first_run, inputs, moto_endpoint, tm
     assert any(line.startswith("stand-in: restored") for line in lines)
     assert result.resumed_from_checkpoint.endswith("/checkpoints/checkpoint-3")
     assert result.global_step == 6
-    # Only steps 4-6 were trained (logged every 2 steps: 4 and 6); the loss curve keeps step 2 from the checkpoint.
+    # Only steps 4-6 were trained (logged every 2 steps: 4 and 6); the loss curve keeps steps 2 and 3 from the checkpoint.
     assert len([line for line in lines if line.startswith("{'loss'")]) == 2
-    assert [p["step"] for p in result.loss_curve] == [2, 4, 6]
+    assert [p["step"] for p in result.loss_curve] == [2, 3, 4, 6]
 
 
 def test_failed_job_raises_with_its_failure_reason(inputs, moto_endpoint, tmp_path):
