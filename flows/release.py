@@ -11,7 +11,8 @@ are undone by their tasks' rollback hooks. The champion alias (and `approval.pre
 were (removed if there was none), a SageMaker endpoint back to the config it served (deleted if this release created
 it), a local endpoint is stopped, an approved model package is set Rejected with the reason, and the version is kept
 with `release_status=rolled_back` and `release_reason`. The run then fails with ReleaseRolledBackError, one line. A
-re-run of the same version releases it again (its recorded approval stands); a committed release tags it `released`.
+re-run of the same version releases it again (its recorded approval stands); a committed release is tagged
+`release_status=released`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tasks.approval import approval_gate
 from tasks.endpoint import deploy_local_endpoint, deploy_sagemaker_endpoint, stop_endpoint
 from tasks.inference import EndpointTestReport, test_endpoint_inference
 from tasks.probes import probe_gate
-from tasks.registry import register_model, register_sagemaker_model_package
+from tasks.registry import record_released, register_model, register_sagemaker_model_package
 
 
 class ReleaseOutcome(BaseModel):
@@ -78,6 +79,7 @@ def release_model(
             outcome.endpoint_test = test_endpoint_inference(endpoint, test_cases, recipe.endpoint, kind)
     except Exception as e:  # the Prefect UI shows this one line as the failed run's reason
         raise ReleaseRolledBackError(f"release of '{recipe.registry.model_name}' rolled back: {one_line(e)}") from e
+    record_released(version, recipe.tracking_uri())
     if recipe.endpoint.keep_running:  # an endpoint is left up only when asked for and only when it passed its test
         outcome.running_endpoint = endpoint
     else:

@@ -1,6 +1,6 @@
 """Approval gate: automatic when the policy's thresholds hold, else a paused run with a typed review form. In the
-release transaction, its rollback hook moves the aliases back and rejects the package; its commit hook tags the
-version released. A re-run approves a version whose release rolled back again from the decision of record."""
+release transaction, its rollback hook moves the aliases back and rejects the package. A re-run promotes a version
+whose release rolled back again, by the decision of record."""
 
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ from llm_finetune.errors import rollback_reason
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
 from llm_finetune.registry.mlflow_registry import (
-    RELEASED,
     ROLLED_BACK,
     RegisteredModelVersion,
     alias_version,
     promote,
     record_approval,
     record_gain_intervals,
-    record_release,
     recorded_decision,
     release_status,
     restore_aliases,
@@ -55,7 +53,7 @@ def approval_evidence(version: RegisteredModelVersion, evidence: ReleaseEvidence
 
 
 class _Release(BaseModel):
-    """What the gate's commit and rollback hooks need: whom it approved, and the aliases it moved."""
+    """What the gate's rollback hook needs: whom it approved, and the aliases it moved."""
 
     tracking_uri: str
     version: RegisteredModelVersion
@@ -107,19 +105,6 @@ def approval_gate(
     get_transaction().set("release", _Release(tracking_uri=tracking_uri, version=version, approved=decision.approved,
                                               alias=policy.alias, aliases_before=before if promoted else None))
     return decision
-
-
-@approval_gate.on_commit
-def _record_released(txn: Transaction) -> None:
-    """An approved version whose release committed: tagged released (on its package too)."""
-    release: _Release = txn.get("release")
-    if not release.approved:
-        return
-    reason = "deployed; its endpoint test passed"
-    version = release.version
-    record_release(release.tracking_uri, version.name, version.version, RELEASED, reason)
-    if version.model_package_arn:
-        record_package_release(sagemaker_client(), version.model_package_arn, RELEASED, reason)
 
 
 @approval_gate.on_rollback

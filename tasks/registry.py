@@ -12,6 +12,7 @@ from llm_finetune.aws import s3_client, sagemaker_client
 from llm_finetune.errors import RecipeError, rollback_reason
 from llm_finetune.recipes import RecipeBase, SageMakerModelPackageSpec
 from llm_finetune.registry.mlflow_registry import (
+    RELEASED,
     ROLLED_BACK,
     RegisteredModelVersion,
     log_and_register,
@@ -20,7 +21,7 @@ from llm_finetune.registry.mlflow_registry import (
     rollback_alias,
     set_version_tag,
 )
-from llm_finetune.registry.model_packages import register_model_package
+from llm_finetune.registry.model_packages import record_package_release, register_model_package
 from llm_finetune.training.job import TrainingResult
 
 
@@ -87,6 +88,16 @@ def resolve_model_version(tracking_uri: str, name: str, version: str | None = No
                           alias: str | None = None) -> RegisteredModelVersion:
     """The registered version a recipe names by number or alias."""
     return resolve_version(tracking_uri, name, version, alias)
+
+
+@task(name="record-release")
+def record_released(version: RegisteredModelVersion, tracking_uri: str) -> None:
+    """Tag a version whose release committed (approved, deployed, its endpoint test passed) released, and its
+    package."""
+    reason = "deployed; its endpoint test passed"
+    record_release(tracking_uri, version.name, version.version, RELEASED, reason)
+    if version.model_package_arn:
+        record_package_release(sagemaker_client(), version.model_package_arn, RELEASED, reason)
 
 
 # No Prefect retries (as deploy-sagemaker-endpoint): a failed attempt would roll the release transaction back.

@@ -175,7 +175,10 @@ def record_package_release(sm, arn: str, status: str, reason: str) -> None:
     described = sm.describe_model_package(ModelPackageName=arn)
     metadata = {**(described.get("CustomerMetadataProperties") or {}), RELEASE_STATUS: status,
                 RELEASE_REASON: reason[:METADATA_VALUE_MAX]}
-    update = {"ModelPackageArn": arn, "CustomerMetadataProperties": metadata}
+    # Status and description are sent as they are, as the whole metadata: UpdateModelPackage must not drop them (a
+    # stand-in might).
+    update = {"ModelPackageArn": arn, "CustomerMetadataProperties": metadata,
+              **{k: described[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if k in described}}
     if status == ROLLED_BACK and described["ModelApprovalStatus"] == APPROVED:
         update |= {"ModelApprovalStatus": REJECTED, "ApprovalDescription": f"release rolled back: {reason}"[:1000]}
     sm.update_model_package(**update)
