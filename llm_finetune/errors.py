@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 
@@ -57,3 +58,20 @@ class SageMakerJobError(RuntimeError):
 
 class RegistryLookupError(RecipeError, LookupError):
     """A registered model, version or alias a recipe names does not exist."""
+
+
+class ReleaseRolledBackError(RuntimeError):
+    """A release step failed and what the release had changed was undone (aliases, endpoint, package status)."""
+
+
+def one_line(error: BaseException, limit: int = 500) -> str:
+    """`Type: message` on one line, short enough for a registry tag or a run's state message."""
+    text = " ".join(str(error).split()) or "no message"
+    return f"{type(error).__name__}: {text}"[:limit]
+
+
+def rollback_reason() -> str:
+    """Why a rollback runs, read from the failure being handled: Prefect calls rollback hooks while it handles the
+    failure that triggered them, and passes them only the transaction."""
+    error = sys.exception()
+    return one_line(error) if error is not None else "the release did not complete"

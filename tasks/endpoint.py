@@ -1,5 +1,7 @@
 """Endpoint tasks: serve an approved registered version locally (SageMaker protocol) or on a SageMaker endpoint,
-and stop / delete it."""
+and stop / delete it. Inside a transaction (the release flow's), a rolled-back deploy is undone: the local endpoint
+stopped, the SageMaker endpoint switched back to the config it served before (deleted if the deploy created it); the
+replaced config is deleted only when the transaction commits."""
 
 from __future__ import annotations
 
@@ -8,13 +10,21 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import get_run_logger, task
+from prefect.transactions import Transaction, get_transaction
 
 from llm_finetune.aws import sagemaker_client
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.recipes import EndpointSpec, JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, download_approved_model
 from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
-from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, delete_endpoint, deploy_model_package
+from llm_finetune.serving.sagemaker_endpoint import (
+    SageMakerEndpointHandle,
+    delete_config_and_models,
+    delete_endpoint,
+    deploy_model_package,
+    endpoint_config,
+    undo_deploy,
+)
 
 
 @task(name="deploy-local-endpoint")
@@ -30,24 +40,52 @@ def deploy_local_endpoint(
                                       "--max-batch-size", str(spec.max_batch_size),
                                       "--max-batch-wait-ms", str(spec.max_batch_wait_ms)))
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
+    get_transaction().set("handle", handle)
     return handle
 
 
-@task(name="deploy-sagemaker-endpoint", retries=2, retry_delay_seconds=[10, 30])
+@deploy_local_endpoint.on_rollback
+def _stop_rolled_back_local_endpoint(txn: Transaction) -> None:
+    stop_local_endpoint(txn.get("handle"))
+
+
+# No Prefect retries: inside the release transaction a failed attempt rolls the whole release back at once (Prefect
+# 3.8), and a retry would then go on with an undone release. botocore retries throttling and transient errors.
+@task(name="deploy-sagemaker-endpoint")
 def deploy_sagemaker_endpoint(version: RegisteredModelVersion, spec: SageMakerEndpointSpec,
                               jumpstart: JumpStartSpec | None = None) -> SageMakerEndpointHandle:
     """Serve the version's model package on a SageMaker endpoint (refused unless the package is Approved), in
     JumpStart's inference container when the recipe sets sagemaker.jumpstart; an endpoint of the same name already up
-    is updated in place. Waits until it is InService."""
+    is updated in place. Waits until it is InService; one that does not get there is put back as it was."""
     if version.model_package_arn is None:
         raise ApprovalRequiredError(f"'{version.name}' version {version.version} has no SageMaker model package: "
                                     "set registry.sagemaker to deploy to SageMaker")
-    handle = deploy_model_package(sagemaker_client(), version.model_package_arn, spec,
-                                  endpoint_name=spec.endpoint_name or version.name, version=version.version,
-                                  jumpstart=jumpstart)
+    sm = sagemaker_client()
+    endpoint_name = spec.endpoint_name or version.name
+    previous_config = endpoint_config(sm, endpoint_name)
+    handle = deploy_model_package(sm, version.model_package_arn, spec, endpoint_name=endpoint_name,
+                                  version=version.version, jumpstart=jumpstart, retire_previous=False)
     get_run_logger().info("SageMaker endpoint %s %s to %s (model package %s)", handle.endpoint_name,
                           "updated" if handle.updated else "serving", handle.model_name, handle.model_package_arn)
+    txn = get_transaction()
+    txn.set("handle", handle)
+    txn.set("spec", spec)
+    txn.set("previous_config", previous_config)
     return handle
+
+
+@deploy_sagemaker_endpoint.on_commit
+def _retire_replaced_config(txn: Transaction) -> None:
+    handle, previous_config = txn.get("handle"), txn.get("previous_config")
+    if previous_config not in (None, handle.endpoint_config_name):
+        delete_config_and_models(sagemaker_client(), previous_config)
+
+
+@deploy_sagemaker_endpoint.on_rollback
+def _switch_back_rolled_back_endpoint(txn: Transaction) -> None:
+    handle = txn.get("handle")
+    undo_deploy(sagemaker_client(), txn.get("spec"), endpoint_name=handle.endpoint_name,
+                config_name=handle.endpoint_config_name, previous_config=txn.get("previous_config"))
 
 
 @task(name="stop-endpoint")

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from llm_finetune.recipes import EndpointSpec
-from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
+from llm_finetune.serving.endpoint import EndpointError, EndpointHandle, EndpointTestCase
 from llm_finetune.serving.kinds import ServedKind
 from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for, dialect_for
 
@@ -37,7 +37,10 @@ def test_endpoint_inference(
     results = []
     for case in cases[: spec.num_test_records]:
         start = time.perf_counter()
-        answer = client.invoke(dialect.request(task, dialect.inputs_of(case), spec.generation))
+        try:
+            answer = client.invoke(dialect.request(task, dialect.inputs_of(case), spec.generation))
+        except EndpointError as e:  # name the case: this line becomes a rolled-back release's reason
+            raise EndpointError(f"endpoint test case '{case.id}': {e}", e.status) from None
         latency_ms = (time.perf_counter() - start) * 1000
         results.append({"id": case.id, "reference": case.reference, "output": dialect.answer_text(task, answer),
                         "latency_ms": round(latency_ms, 1)})

@@ -1,22 +1,27 @@
-"""Registry tasks: log the run to MLflow and register a version (status 'pending' until the approval gate); find a
-registered version by number or alias; roll the champion alias back."""
+"""Registry tasks: log the run to MLflow and register a version (status 'pending' until the approval gate; tagged
+release_status=rolled_back with the reason when the release transaction rolls back); find a registered version by
+number or alias; roll the champion alias back."""
 
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.transactions import Transaction, get_transaction
 
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.aws import s3_client, sagemaker_client
-from llm_finetune.errors import RecipeError
+from llm_finetune.errors import RecipeError, rollback_reason
 from llm_finetune.recipes import RecipeBase, SageMakerModelPackageSpec
 from llm_finetune.registry.mlflow_registry import (
+    RELEASED,
+    ROLLED_BACK,
     RegisteredModelVersion,
     log_and_register,
+    record_release,
     resolve_version,
     rollback_alias,
     set_version_tag,
 )
-from llm_finetune.registry.model_packages import register_model_package
+from llm_finetune.registry.model_packages import record_package_release, register_model_package
 from llm_finetune.training.job import TrainingResult
 
 
@@ -67,7 +72,15 @@ def register_model(
     )
     get_run_logger().info("%s %s version %s", "reused" if version.reused else "registered", version.name,
                           version.version)
+    get_transaction().set("registered", (recipe.tracking_uri(), version))
     return version
+
+
+@register_model.on_rollback
+def _tag_rolled_back_version(txn: Transaction) -> None:
+    """The version stays registered; its tags say the release rolled back, and why."""
+    tracking_uri, version = txn.get("registered")
+    record_release(tracking_uri, version.name, version.version, ROLLED_BACK, rollback_reason())
 
 
 @task(name="resolve-model-version")
@@ -77,7 +90,18 @@ def resolve_model_version(tracking_uri: str, name: str, version: str | None = No
     return resolve_version(tracking_uri, name, version, alias)
 
 
-@task(name="register-model-package", retries=3, retry_delay_seconds=[2, 5, 15])
+@task(name="record-release")
+def record_released(version: RegisteredModelVersion, tracking_uri: str) -> None:
+    """Tag a version whose release committed (approved, deployed, its endpoint test passed) released, and its
+    package."""
+    reason = "deployed; its endpoint test passed"
+    record_release(tracking_uri, version.name, version.version, RELEASED, reason)
+    if version.model_package_arn:
+        record_package_release(sagemaker_client(), version.model_package_arn, RELEASED, reason)
+
+
+# No Prefect retries (as deploy-sagemaker-endpoint): a failed attempt would roll the release transaction back.
+@task(name="register-model-package")
 def register_sagemaker_model_package(
     spec: SageMakerModelPackageSpec,
     version: RegisteredModelVersion,

@@ -19,6 +19,8 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.kinds import input_example, served_kind
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
+RELEASE_STATUS, RELEASE_REASON = "release_status", "release_reason"  # set when a release commits or rolls back
+RELEASED, ROLLED_BACK = "released", "rolled_back"
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")  # MLflow models from code: nothing pickled
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "pandas")
@@ -181,12 +183,44 @@ def record_approval(tracking_uri: str, name: str, version: str, decision: Approv
         recorded = recorded_decision(tracking_uri, name, version)
         if recorded is not None:
             return recorded
-        if decision.approved and previous_alias:
-            former = alias_version(tracking_uri, name, alias)
-            if former is not None and former != version:
-                _client(tracking_uri).set_registered_model_alias(name, previous_alias, former)
-        _write_decision(tracking_uri, name, version, decision, alias)
+        _write_decision(tracking_uri, name, version, decision)
+        if decision.approved:
+            promote(tracking_uri, name, version, alias, previous_alias=previous_alias)
     return decision
+
+
+def promote(tracking_uri: str, name: str, version: str, alias: str, *, previous_alias: str | None = None) -> None:
+    """Move `alias` to the version, and `previous_alias` (if given) to the version `alias` left."""
+    client = _client(tracking_uri)
+    former = alias_version(tracking_uri, name, alias)
+    if previous_alias and former is not None and former != version:
+        client.set_registered_model_alias(name, previous_alias, former)
+    client.set_registered_model_alias(name, alias, version)
+
+
+def restore_aliases(tracking_uri: str, name: str, version: str, alias: str, before: dict[str, str | None]) -> None:
+    """Undo a promotion of `version` to `alias`: each alias back to the version `before` names (removed where None).
+    Nothing moves when `alias` no longer marks `version` (another release has promoted since)."""
+    with registry_lock(tracking_uri):
+        if alias_version(tracking_uri, name, alias) != version:
+            return
+        client = _client(tracking_uri)
+        for alias, target in before.items():
+            if target is not None:
+                client.set_registered_model_alias(name, alias, target)
+            elif alias_version(tracking_uri, name, alias) is not None:
+                client.delete_registered_model_alias(name, alias)
+
+
+def record_release(tracking_uri: str, name: str, version: str, status: str, reason: str) -> None:
+    """The release's outcome on the version: `release_status` (released | rolled_back) and `release_reason`."""
+    client = _client(tracking_uri)
+    client.set_model_version_tag(name, version, RELEASE_REASON, reason)
+    client.set_model_version_tag(name, version, RELEASE_STATUS, status)
+
+
+def release_status(tracking_uri: str, name: str, version: str) -> str | None:
+    return _client(tracking_uri).get_model_version(name, version).tags.get(RELEASE_STATUS)
 
 
 def record_gain_intervals(tracking_uri: str, version: RegisteredModelVersion, intervals: list[GainInterval]) -> None:
@@ -243,7 +277,7 @@ def set_model_tag(tracking_uri: str, name: str, key: str, value: str) -> None:
     _client(tracking_uri).set_registered_model_tag(name, key, value)
 
 
-def _write_decision(tracking_uri: str, name: str, version: str, decision: ApprovalDecision, alias: str) -> None:
+def _write_decision(tracking_uri: str, name: str, version: str, decision: ApprovalDecision) -> None:
     client = _client(tracking_uri)
     status = "approved" if decision.approved else "rejected"
     # The status last: a concurrent run reads the decision (without the lock) once it sees a status, so every other
@@ -256,8 +290,6 @@ def _write_decision(tracking_uri: str, name: str, version: str, decision: Approv
         APPROVAL_STATUS: status,
     }.items():
         client.set_model_version_tag(name, version, key, value)
-    if decision.approved:
-        client.set_registered_model_alias(name, alias, version)
 
 
 def set_version_tag(tracking_uri: str, name: str, version: str, key: str, value: str) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.backends.images import package_image
 from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.registry.mlflow_registry import RELEASE_REASON, RELEASE_STATUS, ROLLED_BACK
 from llm_finetune.recipes import SageMakerModelPackageSpec
 from llm_finetune.serving.kinds import served_kind
 
@@ -150,9 +151,12 @@ def register_model_package(
 
 def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
     """Set `Approved`/`Rejected` with the reviewer and reason; a package already decided keeps its status (a
-    decision is never overwritten). Returns the package's status."""
+    decision is never overwritten), except one a rolled-back release rejected, which takes the decision of record
+    again (a re-run releases it). Returns the package's status."""
     described = sm.describe_model_package(ModelPackageName=arn)
-    if described["ModelApprovalStatus"] != PENDING:
+    meta = described.get("CustomerMetadataProperties") or {}
+    rolled_back = described["ModelApprovalStatus"] == REJECTED and meta.get(RELEASE_STATUS) == ROLLED_BACK
+    if described["ModelApprovalStatus"] != PENDING and not rolled_back:
         return described["ModelApprovalStatus"]
     status = APPROVED if decision.approved else REJECTED
     # Send the whole metadata back: UpdateModelPackage must not drop what create wrote (a stand-in might replace it).
@@ -165,6 +169,21 @@ def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
                             ApprovalDescription=f"{decision.reviewer}: {decision.reason}"[:1000],
                             CustomerMetadataProperties=metadata)
     return status
+
+
+def record_package_release(sm, arn: str, status: str, reason: str) -> None:
+    """The release's outcome in the package's metadata (release_status, release_reason); a rolled-back release also
+    sets an Approved package `Rejected` with the reason, so nothing deploys it from SageMaker's side."""
+    described = sm.describe_model_package(ModelPackageName=arn)
+    metadata = {**(described.get("CustomerMetadataProperties") or {}), RELEASE_STATUS: status,
+                RELEASE_REASON: reason[:METADATA_VALUE_MAX]}
+    # Status and description are sent as they are, as the whole metadata: UpdateModelPackage must not drop them (a
+    # stand-in might).
+    update = {"ModelPackageArn": arn, "CustomerMetadataProperties": metadata,
+              **{k: described[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if k in described}}
+    if status == ROLLED_BACK and described["ModelApprovalStatus"] == APPROVED:
+        update |= {"ModelApprovalStatus": REJECTED, "ApprovalDescription": f"release rolled back: {reason}"[:1000]}
+    sm.update_model_package(**update)
 
 
 def require_approved_package(sm, arn: str) -> dict:

@@ -30,6 +30,7 @@ from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
 NAME_MAX = 63  # SageMaker model, endpoint config and endpoint names
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "Deleting")
+TRANSITIONAL_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 
 
 class SageMakerEndpointHandle(BaseModel):
@@ -99,10 +100,11 @@ def model_request(package: dict, spec: SageMakerEndpointSpec, name: str, jumpsta
 
 def deploy_model_package(
     sm, package_arn: str, spec: SageMakerEndpointSpec, *, endpoint_name: str, version: str,
-    jumpstart: JumpStartSpec | None = None,
+    jumpstart: JumpStartSpec | None = None, retire_previous: bool = True,
 ) -> SageMakerEndpointHandle:
     """Serve an Approved model package (ApprovalRequiredError otherwise, before anything is created); with a
-    JumpStart spec, in JumpStart's inference container."""
+    JumpStart spec, in JumpStart's inference container. An endpoint that does not come InService is put back as it
+    was before the error is raised. `retire_previous=False` keeps the replaced config and model (to switch back)."""
     package = require_approved_package(sm, package_arn)
     served = package["InferenceSpecification"]["Containers"][0]
     image = jumpstart.inference_image_uri if jumpstart else served["Image"]
@@ -121,36 +123,86 @@ def deploy_model_package(
         sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
     elif previous_config != name:  # a new champion: switch the running endpoint over, in place
         sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
-    described = wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
-    if previous_config not in (None, name):
-        _delete_config_and_models(sm, previous_config)
+    try:
+        described = wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
+    except EndpointError:
+        undo_deploy(sm, spec, endpoint_name=endpoint_name, config_name=name, previous_config=previous_config)
+        raise
+    if retire_previous and previous_config not in (None, name):
+        delete_config_and_models(sm, previous_config)
     return SageMakerEndpointHandle(endpoint_name=endpoint_name, endpoint_arn=described["EndpointArn"],
                                    endpoint_config_name=name, model_name=name, model_package_arn=package_arn,
                                    updated=previous_config not in (None, name), container=container,
                                    task=environment.get("HF_TASK"))
 
 
-def _delete_config_and_models(sm, config_name: str) -> None:
+def endpoint_config(sm, endpoint_name: str) -> str | None:
+    """The endpoint config an endpoint serves; None when there is no such endpoint."""
+    described = _describe(sm.describe_endpoint, EndpointName=endpoint_name)
+    return described["EndpointConfigName"] if described else None
+
+
+def undo_deploy(sm, spec: SageMakerEndpointSpec, *, endpoint_name: str, config_name: str,
+                previous_config: str | None) -> None:
+    """Undo a deploy of `config_name`: the endpoint serves `previous_config` again, or is deleted when the deploy
+    created it (None); the deploy's config and model are deleted. A deploy that changed nothing is left alone."""
+    if previous_config == config_name:
+        return
+    if previous_config is None:
+        _delete(sm.delete_endpoint, EndpointName=endpoint_name)
+    else:
+        restore_endpoint_config(sm, spec, endpoint_name=endpoint_name, config_name=previous_config)
+    delete_config_and_models(sm, config_name)
+
+
+def restore_endpoint_config(sm, spec: SageMakerEndpointSpec, *, endpoint_name: str, config_name: str) -> None:
+    """Serve `config_name` on the endpoint again and wait until it is InService: UpdateEndpoint back to it, or, for a
+    Failed endpoint (SageMaker only lets one be deleted), delete and create it again on that config."""
+    described = _settled(sm, endpoint_name, spec)
+    if described is not None and described["EndpointStatus"] == "Failed":
+        _delete(sm.delete_endpoint, EndpointName=endpoint_name)
+        described = _settled(sm, endpoint_name, spec)
+    if described is None:
+        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+    elif described["EndpointConfigName"] != config_name:
+        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+    wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
+
+
+def _settled(sm, endpoint_name: str, spec: SageMakerEndpointSpec) -> dict | None:
+    """The endpoint once no create, update or delete is under way on it (None when it does not exist)."""
+    deadline = time.monotonic() + spec.wait_timeout_s
+    while True:
+        described = _describe(sm.describe_endpoint, EndpointName=endpoint_name)
+        if described is None or described["EndpointStatus"] not in TRANSITIONAL_STATES:
+            return described
+        if time.monotonic() + spec.poll_interval_s > deadline:
+            raise EndpointError(f"SageMaker endpoint {endpoint_name} still {described['EndpointStatus']} after "
+                                f"{spec.wait_timeout_s:.0f}s")
+        time.sleep(spec.poll_interval_s)
+
+
+def _delete(call, **kwargs) -> None:
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        if not _missing(e):
+            raise
+
+
+def delete_config_and_models(sm, config_name: str) -> None:
     config = _describe(sm.describe_endpoint_config, EndpointConfigName=config_name)
     if config is None:
         return
     sm.delete_endpoint_config(EndpointConfigName=config_name)
     for variant in config["ProductionVariants"]:
-        try:
-            sm.delete_model(ModelName=variant["ModelName"])
-        except ClientError as e:
-            if not _missing(e):
-                raise
+        _delete(sm.delete_model, ModelName=variant["ModelName"])
 
 
 def delete_endpoint(sm, handle: SageMakerEndpointHandle) -> None:
     """Delete the endpoint, its config and model; what is already gone is skipped."""
-    try:
-        sm.delete_endpoint(EndpointName=handle.endpoint_name)
-    except ClientError as e:
-        if not _missing(e):
-            raise
-    _delete_config_and_models(sm, handle.endpoint_config_name)
+    _delete(sm.delete_endpoint, EndpointName=handle.endpoint_name)
+    delete_config_and_models(sm, handle.endpoint_config_name)
 
 
 def client_for(handle: EndpointHandle | SageMakerEndpointHandle) -> InferenceClient:

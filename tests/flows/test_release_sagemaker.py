@@ -6,15 +6,8 @@ import pytest
 from botocore.exceptions import ClientError
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.release import release_model
 from llm_finetune.aws import sagemaker_client
-from llm_finetune.data.summarization import summarization_test_cases
-from llm_finetune.evaluation.comparison import ReleaseEvidence
-from tests.conftest import small_recipe
-from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, ROLE_ARN, package_spec, unique
-
-EVIDENCE = ReleaseEvidence(base_metrics={"rougeL": 0.01}, finetuned_metrics={"rougeL": 0.1}, samples=[],
-                           report_markdown="| metric | base | fine-tuned | gain |", num_records=3)
+from tests.release_helpers import GATE_PASSES, release, sagemaker_recipe
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,31 +16,9 @@ def prefect_server():
         yield
 
 
-def sagemaker_recipe(work_dir, moto_endpoint, *overrides):
-    bucket_prefix = package_spec(moto_endpoint).s3_prefix
-    name = unique("released")
-    return small_recipe(
-        work_dir, f"registry.model_name={name}",
-        f"registry.sagemaker={{model_package_group: {name}, s3_prefix: '{bucket_prefix}', "
-        f"image_uri: '{HF_INFERENCE_IMAGE}', inference_instance_types: [ml.g4dn.xlarge]}}",
-        "endpoint.target=sagemaker",
-        f"endpoint.sagemaker={{role_arn: '{ROLE_ARN}', instance_type: ml.g4dn.xlarge, poll_interval_s: 0.2}}",
-        *overrides,
-    )
-
-
-def release(recipe, trained):
-    cases = summarization_test_cases(trained["validated"], recipe.data, recipe.endpoint.num_test_records)
-    return release_model(recipe, trained["base"], "data-fp", trained["result"], EVIDENCE, cases,
-                         kind="text2text-generation")
-
-
 def test_approved_version_served_on_sagemaker_and_deleted(tmp_path, moto_endpoint, sagemaker_stand_in,
                                                           trained_tiny_model):
-    # rougeL 0.1 clears min_metrics; EVIDENCE has no per-record values for a gain interval, and a release-plumbing
-    # test never pauses for a reviewer.
-    recipe = sagemaker_recipe(tmp_path, moto_endpoint, "approval.min_gain_over_base={}", "approval.require_gain=false",
-                              "approval.manual_review=false")
+    recipe = sagemaker_recipe(tmp_path, moto_endpoint, *GATE_PASSES)
     outcome = release(recipe, trained_tiny_model)
     sm = sagemaker_client()
 
