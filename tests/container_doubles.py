@@ -84,6 +84,9 @@ class HfDlcDouble:
     def __call__(self, raw: bytes) -> Any:
         inputs, parameters = _body(raw, 400)
         texts = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):  # the pipeline's tokenizer
+            message = f"text input must be of type `str` or `list[str]`, not {type(inputs).__name__}"
+            raise Refused(400, {"code": 400, "type": "InternalServerException", "message": message})
         try:
             answers = [self._one(text, dict(parameters)) for text in texts]
         except Exception as e:  # noqa: BLE001 - the toolkit answers any failure with 400 and its text

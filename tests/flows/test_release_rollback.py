@@ -23,7 +23,8 @@ from tests.release_helpers import GATE_PASSES, base_as_trained, release, sagemak
 from tests.sagemaker_helpers import unique
 
 PREVIOUS = "approval.previous_alias=previous-champion"
-BLANK = [EndpointTestCase(id="blank", inputs="   ", reference="-")]  # the container refuses a blank input (400)
+# a question-answering case sent to a text2text container: its pipeline refuses it (400)
+WRONG_SHAPE = [EndpointTestCase(id="wrong-shape", inputs={"question": "Who?", "context": "Nobody."}, reference="-")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,15 +90,15 @@ def test_sagemaker_release_undone_at_each_step_and_released_on_rerun(tmp_path, m
         return sm.describe_model_package(ModelPackageName=arn)
 
     # 1. The endpoint this release created refuses the test: deleted again; no champion; the package Rejected.
-    with pytest.raises(ReleaseRolledBackError, match="EndpointError: endpoint test case 'blank': .*ModelError"):
-        release(recipe, trained_tiny_model, cases=BLANK)
+    with pytest.raises(ReleaseRolledBackError, match="EndpointError: endpoint test case 'wrong-shape': .*ModelError"):
+        release(recipe, trained_tiny_model, cases=WRONG_SHAPE)
     with pytest.raises(ClientError, match="Could not find endpoint"):
         sm.describe_endpoint(EndpointName=name)
     assert aliases(recipe) == {"champion": None, "previous-champion": None}
-    assert_rolled_back(recipe, "1", "EndpointError: endpoint test case 'blank'")
+    assert_rolled_back(recipe, "1", "EndpointError: endpoint test case 'wrong-shape'")
     rejected = package("1")
     assert rejected["ModelApprovalStatus"] == "Rejected"
-    assert rejected["ApprovalDescription"].startswith("release rolled back: EndpointError: endpoint test case 'blank'")
+    assert rejected["ApprovalDescription"].startswith("release rolled back: EndpointError: endpoint test case 'wrong-shape'")
     assert rejected["CustomerMetadataProperties"]["release_status"] == "rolled_back"
 
     # 2. A re-run with a test the model passes: approved again from the decision of record, served, champion.
@@ -118,11 +119,11 @@ def test_sagemaker_release_undone_at_each_step_and_released_on_rerun(tmp_path, m
     assert package("2")["ModelApprovalStatus"] == "Rejected"
 
     # 4. A version that deploys but fails its test: UpdateEndpoint back to version 1; its own config and model gone.
-    with pytest.raises(ReleaseRolledBackError, match="endpoint test case 'blank'"):
-        release(recipe, trained_tiny_model, base_as_trained(trained_tiny_model, "third-model"), cases=BLANK)
+    with pytest.raises(ReleaseRolledBackError, match="endpoint test case 'wrong-shape'"):
+        release(recipe, trained_tiny_model, base_as_trained(trained_tiny_model, "third-model"), cases=WRONG_SHAPE)
     assert_serves_version_1(sm, name, first, served)
     assert aliases(recipe) == {"champion": "1", "previous-champion": None}
-    assert_rolled_back(recipe, "3", "EndpointError: endpoint test case 'blank'")
+    assert_rolled_back(recipe, "3", "EndpointError: endpoint test case 'wrong-shape'")
     for call, field in ((sm.describe_endpoint_config, "EndpointConfigName"), (sm.describe_model, "ModelName")):
         with pytest.raises(ClientError, match="Could not find"):
             call(**{field: resource_name(name, "v3")})
