@@ -57,3 +57,16 @@ class SageMakerJobError(RuntimeError):
 
 class RegistryLookupError(RecipeError, LookupError):
     """A registered model, version or alias a recipe names does not exist."""
+
+
+class SageMakerRequestError(RecipeError):
+    """A SageMaker request the service would reject (enum, length, pattern, type); it was not sent."""
+
+    MAX_LISTED = 20
+
+    def __init__(self, operation: str, problems: list[str]):
+        self.operation, self.problems = operation, problems
+        listed = "\n".join(f"  - {p}" for p in problems[: self.MAX_LISTED])
+        more = len(problems) - self.MAX_LISTED
+        super().__init__(f"SageMaker would reject this {operation} request ({len(problems)} problem(s)); nothing "
+                         f"was sent:\n{listed}" + (f"\n  ... and {more} more" if more > 0 else ""))

@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import regex
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
+from llm_finetune.backends.service_model import checked
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.recipes import SageMakerModelPackageSpec
 from llm_finetune.serving.kinds import served_kind
@@ -26,6 +28,7 @@ from llm_finetune.serving.kinds import served_kind
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
 MODEL_ARCHIVE = "model.tar.gz"
 METADATA_VALUE_MAX = 256  # SageMaker CustomerMetadataProperties values are at most 256 characters
+_METADATA_FORBIDDEN = regex.compile(r"[^\p{L}\p{Z}\p{N}_.:/=+\-@]+")
 
 
 class ModelPackage(BaseModel):
@@ -74,7 +77,8 @@ def ensure_group(sm, group: str, description: str) -> None:
     except ClientError as e:
         if e.response["Error"]["Code"] != "ValidationException":
             raise
-        sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description[:1024])
+        sm.create_model_package_group(**checked("CreateModelPackageGroup", {
+            "ModelPackageGroupName": group, "ModelPackageGroupDescription": description[:1024]}))
 
 
 def _package(described: dict, reused: bool) -> ModelPackage:
@@ -126,24 +130,40 @@ def register_model_package(
     _, metrics_key = split_s3_uri(metrics_uri)
     s3.put_object(Bucket=bucket, Key=metrics_key, ContentType="application/json",
                   Body=json.dumps({name: {"value": value} for name, value in metrics.items()}, indent=2).encode())
+    request = model_package_request(spec, mlflow_name=mlflow_name, mlflow_version=mlflow_version,
+                                    model_data_url=model_data_url, kind=kind, metrics_uri=metrics_uri,
+                                    training_fingerprint=training_fingerprint, metrics=metrics)
+    arn = sm.create_model_package(**checked("CreateModelPackage", request))["ModelPackageArn"]
+    return _package(sm.describe_model_package(ModelPackageName=arn), reused=False)
+
+
+def model_package_request(spec: SageMakerModelPackageSpec, *, mlflow_name: str, mlflow_version: str,
+                          model_data_url: str, kind: str | None, metrics_uri: str, training_fingerprint: str,
+                          metrics: dict[str, float]) -> dict:
+    """CreateModelPackage arguments: the inference container, the metrics file, the MLflow identity as metadata."""
     environment = {**({"HF_TASK": kind} if kind else {}), **spec.environment}
-    metadata = {"mlflow_model": mlflow_name, "mlflow_version": str(mlflow_version),
-                "training_fingerprint": training_fingerprint[:METADATA_VALUE_MAX]}
+    metadata = {"mlflow_model": metadata_value(mlflow_name), "mlflow_version": str(mlflow_version),
+                "training_fingerprint": metadata_value(training_fingerprint)}
     metadata |= {f"metric.{k}": f"{v:.4f}" for k, v in sorted(metrics.items())}
-    arn = sm.create_model_package(
-        ModelPackageGroupName=spec.model_package_group,
-        ModelPackageDescription=f"MLflow '{mlflow_name}' version {mlflow_version}",
-        InferenceSpecification={
+    return {
+        "ModelPackageGroupName": spec.model_package_group,
+        "ModelPackageDescription": f"MLflow '{mlflow_name}' version {mlflow_version}",
+        "InferenceSpecification": {
             "Containers": [{"Image": spec.image_uri, "ModelDataUrl": model_data_url, "Environment": environment}],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
             "SupportedRealtimeInferenceInstanceTypes": spec.inference_instance_types,
         },
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
-        ModelApprovalStatus=PENDING,
-        CustomerMetadataProperties=metadata,
-    )["ModelPackageArn"]
-    return _package(sm.describe_model_package(ModelPackageName=arn), reused=False)
+        "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
+        "ModelApprovalStatus": PENDING,
+        "CustomerMetadataProperties": metadata,
+    }
+
+
+def metadata_value(text: str) -> str:
+    """Text as a CustomerMetadataProperties value: letters, digits, spaces and `_.:/=+-@` only (the service's
+    pattern; other characters become a space, runs of spaces one), at most 256 characters, never empty."""
+    return " ".join(_METADATA_FORBIDDEN.sub(" ", text).split())[:METADATA_VALUE_MAX].rstrip() or "-"
 
 
 def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
@@ -152,17 +172,24 @@ def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
     described = sm.describe_model_package(ModelPackageName=arn)
     if described["ModelApprovalStatus"] != PENDING:
         return described["ModelApprovalStatus"]
-    status = APPROVED if decision.approved else REJECTED
+    request = package_decision_request(described, decision)
+    sm.update_model_package(**checked("UpdateModelPackage", request))
+    return request["ModelApprovalStatus"]
+
+
+def package_decision_request(described: dict, decision: ApprovalDecision) -> dict:
+    """UpdateModelPackage arguments recording the decision on the described package."""
     # Send the whole metadata back: UpdateModelPackage must not drop what create wrote (a stand-in might replace it).
     metadata = {**(described.get("CustomerMetadataProperties") or {}),
-                "approval_reviewer": decision.reviewer[:METADATA_VALUE_MAX],
-                "approval_reason": decision.reason[:METADATA_VALUE_MAX],
+                "approval_reviewer": metadata_value(decision.reviewer),
+                "approval_reason": metadata_value(decision.reason),
                 "approval_automatic": str(decision.automatic).lower(),
                 "approval_decided_at": decision.decided_at.isoformat()}
-    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status,
-                            ApprovalDescription=f"{decision.reviewer}: {decision.reason}"[:1000],
-                            CustomerMetadataProperties=metadata)
-    return status
+    # ApprovalDescription is one line (its pattern is Java's `.*`)
+    description = " ".join(f"{decision.reviewer}: {decision.reason}".split())
+    return {"ModelPackageArn": described["ModelPackageArn"],
+            "ModelApprovalStatus": APPROVED if decision.approved else REJECTED,
+            "ApprovalDescription": description[:1000], "CustomerMetadataProperties": metadata}
 
 
 def require_approved_package(sm, arn: str) -> dict:

@@ -18,13 +18,13 @@ import time
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from llm_finetune.backends.service_model import checked, short_name
 from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.model_packages import require_approved_package
 from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, SageMakerInferenceClient
 from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
-NAME_MAX = 63  # SageMaker model, endpoint config and endpoint names
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "Deleting")
 
 
@@ -42,9 +42,10 @@ class SageMakerEndpointHandle(BaseModel):
 
 
 def resource_name(*parts: str) -> str:
-    """A valid SageMaker name ([a-zA-Z0-9-], at most 63 characters) from the given parts."""
+    """A valid SageMaker name ([a-zA-Z0-9-], at most 63 characters) from the given parts; a longer one is cut and
+    ends in a hash of the whole (so `<long endpoint>-v3` and `-v4` stay two names)."""
     name = re.sub(r"[^a-zA-Z0-9-]+", "-", "-".join(parts)).strip("-")
-    return re.sub(r"-{2,}", "-", name)[:NAME_MAX].rstrip("-")
+    return short_name(re.sub(r"-{2,}", "-", name))
 
 
 def _missing(e: ClientError) -> bool:
@@ -91,6 +92,13 @@ def model_request(package: dict, spec: SageMakerEndpointSpec, name: str, jumpsta
             "PrimaryContainer": {"ModelPackageName": package["ModelPackageArn"]}}
 
 
+def endpoint_config_request(spec: SageMakerEndpointSpec, name: str) -> dict:
+    """CreateEndpointConfig arguments: one variant serving the model of the same name."""
+    return {"EndpointConfigName": name, "ProductionVariants": [{
+        "VariantName": spec.variant_name, "ModelName": name, "InstanceType": spec.instance_type,
+        "InitialInstanceCount": spec.initial_instance_count, "InitialVariantWeight": 1.0}]}
+
+
 def deploy_model_package(
     sm, package_arn: str, spec: SageMakerEndpointSpec, *, endpoint_name: str, version: str,
     jumpstart: JumpStartSpec | None = None,
@@ -100,17 +108,15 @@ def deploy_model_package(
     package = require_approved_package(sm, package_arn)
     name = resource_name(endpoint_name, f"v{version}")
     if _describe(sm.describe_model, ModelName=name) is None:
-        sm.create_model(**model_request(package, spec, name, jumpstart))
+        sm.create_model(**checked("CreateModel", model_request(package, spec, name, jumpstart)))
     if _describe(sm.describe_endpoint_config, EndpointConfigName=name) is None:
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-            "VariantName": spec.variant_name, "ModelName": name, "InstanceType": spec.instance_type,
-            "InitialInstanceCount": spec.initial_instance_count, "InitialVariantWeight": 1.0}])
+        sm.create_endpoint_config(**checked("CreateEndpointConfig", endpoint_config_request(spec, name)))
     existing = _describe(sm.describe_endpoint, EndpointName=endpoint_name)
     previous_config = existing["EndpointConfigName"] if existing else None
     if existing is None:
-        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+        sm.create_endpoint(**checked("CreateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": name}))
     elif previous_config != name:  # a new champion: switch the running endpoint over, in place
-        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+        sm.update_endpoint(**checked("UpdateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": name}))
     described = wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
     if previous_config not in (None, name):
         _delete_config_and_models(sm, previous_config)

@@ -20,21 +20,10 @@ from llm_finetune.backends.sagemaker import (
 from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import RecipeError
 from llm_finetune.jumpstart import instruction_template
-from llm_finetune.recipes import InstructionRecipe, load_recipe
+from llm_finetune.recipes import load_recipe
 from llm_finetune.training.causal_lm import causal_job
 from tests.conftest import REPO
-from tests.sagemaker_helpers import jobs_spec, jumpstart_llama, unique
-
-
-def tiny_dolly_job(work, base_model: str = "tiny-llama", *overrides: str):
-    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
-                         ["training.epochs=2", "data.max_validation_records=4", *overrides])
-    validated = load_data(recipe.data, work)
-    if base_model == "build":
-        from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
-
-        base_model = str(build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "base"))
-    return causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work)
+from tests.sagemaker_helpers import jobs_spec, jumpstart_llama, tiny_dolly_job, unique
 
 
 @pytest.fixture(scope="module")
