@@ -29,6 +29,7 @@ def _check_eula(spec: JumpStartSpec) -> None:
 
 
 def _eula(source: dict, eula: bool) -> dict:
+    """The S3 data source with the EULA accepted on it when the model is gated."""
     return {**source, "ModelAccessConfig": {"AcceptEula": True}} if eula else source
 
 
@@ -97,9 +98,9 @@ def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_
     container = {"Image": spec.inference_image_uri, "Environment": dict(spec.inference_environment),
                  "ModelDataSource": {"S3DataSource": _weights_source(model_data_uri or spec.inference_model_uri,
                                                                      spec.requires_eula)}}
-    return checked("CreateModel", {"ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
-                                   "EnableNetworkIsolation": True,
-                                   "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]})
+    return checked("CreateModel", {
+        "ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
+        "EnableNetworkIsolation": True, "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]})
 
 
 # ---------------------------------------------------------------------------------------------------------------

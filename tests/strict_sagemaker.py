@@ -30,7 +30,8 @@ from llm_finetune.backends.service_model import request_problems, service_model
 
 JOBS = {"CreateTrainingJob": ("TrainingJobName", "training_jobs", "Training"),
         "CreateProcessingJob": ("ProcessingJobName", "processing_jobs", "Processing")}
-ECR_URI = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)[:@].+")
+ECR_URI = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?"
+                     r"/(?P<repo>[^:@]+)[:@].+")
 
 
 @cache

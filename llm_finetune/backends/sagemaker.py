@@ -94,12 +94,14 @@ class JobApi:
     name_param: str
     status: str
     summaries: str
+    arn: str
 
 
 TRAINING = JobApi("training", "create_training_job", "describe_training_job", "list_training_jobs",
-                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries")
+                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries", "TrainingJobArn")
 PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_job", "list_processing_jobs",
-                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries")
+                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries",
+                    "ProcessingJobArn")
 
 
 def is_stand_in(endpoint_url: str | None) -> bool:
@@ -374,8 +376,7 @@ def create_job(clients: AwsClients, api: JobApi, request: dict) -> None:
             raise
         name = request[api.name_param]
         existing = getattr(clients.sagemaker, api.describe)(**{api.name_param: name})
-        arn = existing[f"{api.name_param[:-4]}Arn"]
-        tags = {t["Key"]: t["Value"] for t in clients.sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+        tags = {t["Key"]: t["Value"] for t in clients.sagemaker.list_tags(ResourceArn=existing[api.arn])["Tags"]}
         wanted = {t["Key"]: t["Value"] for t in request.get("Tags", [])}
         if not wanted.items() <= tags.items() or existing[api.status] in ("Failed", "Stopped"):
             raise SageMakerJobError(f"SageMaker {api.kind} job {name} already exists and is not this request's "

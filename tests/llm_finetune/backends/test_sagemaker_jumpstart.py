@@ -14,6 +14,8 @@ from llm_finetune.backends.sagemaker import (
     clients_for,
     create_job,
     ensure_bucket,
+    job_prefix,
+    job_stem,
     jumpstart_training_request,
     TRAINING,
 )
@@ -139,7 +141,8 @@ def test_stand_in_trains_with_our_trainer_in_jumpstarts_place(moto_endpoint, tmp
     assert any("runs this project's trainer in place of " + spec.jumpstart.training_image_uri in line
                for line in lines)
     sm = clients_for(spec).sagemaker
-    (summary,) = sm.list_training_jobs(NameContains=result.fingerprint)["TrainingJobSummaries"]
+    stem = job_stem(job_prefix(spec, "tr", result.fingerprint))  # the prefix is too long to be kept whole
+    (summary,) = sm.list_training_jobs(NameContains=stem)["TrainingJobSummaries"]
     described = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert described["AlgorithmSpecification"]["TrainingImage"] == spec.jumpstart.training_image_uri
     assert described["HyperParameters"]["sagemaker_program"] == "transfer_learning.py"  # what the service got

@@ -121,7 +121,8 @@ def test_validator_names_each_problem_by_its_parameter_path():
     problems = request_problems("create_training_job", request)
     assert problems == [
         "TrainingJobName: length 69 is over the maximum 63",
-        f"TrainingJobName: {request['TrainingJobName']!r} does not match the pattern '[a-zA-Z0-9](-*[a-zA-Z0-9]){{0,62}}'",
+        f"TrainingJobName: {request['TrainingJobName']!r} does not match the pattern "
+        "'[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}'",
         "HyperParameters.job: length 2501 is over the maximum 2500",
         "InputDataConfig[0].DataSource.S3DataSource.S3DataType: 'S3Object' not one of "
         "['ManifestFile', 'S3Prefix', 'AugmentedManifestFile', 'Converse']",
