@@ -75,3 +75,16 @@ def rollback_reason() -> str:
     failure that triggered them, and passes them only the transaction."""
     error = sys.exception()
     return one_line(error) if error is not None else "the release did not complete"
+
+
+class SageMakerRequestError(RecipeError):
+    """A SageMaker request the service would reject (enum, length, pattern, type); it was not sent."""
+
+    MAX_LISTED = 20
+
+    def __init__(self, operation: str, problems: list[str]):
+        self.operation, self.problems = operation, problems
+        listed = "\n".join(f"  - {p}" for p in problems[: self.MAX_LISTED])
+        more = len(problems) - self.MAX_LISTED
+        super().__init__(f"SageMaker would reject this {operation} request ({len(problems)} problem(s)); nothing "
+                         f"was sent:\n{listed}" + (f"\n  ... and {more} more" if more > 0 else ""))

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from llm_finetune.backends.service_model import checked
 from llm_finetune.recipes.jumpstart import JumpStartSpec
 
 __all__ = ["EulaNotAcceptedError", "JumpStartSpec", "model_request", "resolve_jumpstart_spec", "training_job_request"]
@@ -27,12 +28,25 @@ def _check_eula(spec: JumpStartSpec) -> None:
                                    "accept_eula: true in the recipe's jumpstart section")
 
 
+def _eula(source: dict, eula: bool) -> dict:
+    """The S3 data source with the EULA accepted on it when the model is gated."""
+    return {**source, "ModelAccessConfig": {"AcceptEula": True}} if eula else source
+
+
 def _weights_source(uri: str, eula: bool) -> dict:
-    source = {"S3Uri": uri, "S3DataType": "S3Prefix" if uri.endswith("/") else "S3Object",
-              "CompressionType": "None" if uri.endswith("/") else "Gzip"}
-    if eula:
-        source["ModelAccessConfig"] = {"AcceptEula": True}
-    return source
+    """A model's ModelDataSource.S3DataSource: a prefix of files, or one model.tar.gz object."""
+    prefix = uri.endswith("/")
+    return _eula({"S3Uri": uri, "S3DataType": "S3Prefix" if prefix else "S3Object",
+                  "CompressionType": "None" if prefix else "Gzip"}, eula)
+
+
+def _model_channel(uri: str, eula: bool) -> dict:
+    """The base weights as a training job's `model` channel, as the sagemaker SDK sends JumpStart's: an S3Prefix
+    (training channels know no S3Object; a prefix naming one archive is that archive), uncompressed, content type
+    application/x-sagemaker-model (JumpStart's script unpacks an archive itself)."""
+    return {"ChannelName": "model", "ContentType": "application/x-sagemaker-model", "InputMode": "File",
+            "DataSource": {"S3DataSource": _eula({"S3Uri": uri, "S3DataType": "S3Prefix",
+                                                  "S3DataDistributionType": "FullyReplicated"}, eula)}}
 
 
 def training_job_request(
@@ -55,28 +69,26 @@ def training_job_request(
                          "training_script_uri are needed to fine-tune (resolve_jumpstart_spec fills them)")
     params = {**spec.default_hyperparameters, **{k: str(v) for k, v in (hyperparameters or {}).items()}}
     params |= {"sagemaker_program": "transfer_learning.py", "sagemaker_submit_directory": spec.training_script_uri}
-    channels = [("model", {"S3DataSource": _weights_source(spec.training_model_uri, spec.requires_eula)}),
-                ("training", {"S3DataSource": {"S3Uri": train_s3_uri, "S3DataType": "S3Prefix"}})]
-    if validation_s3_uri:
-        channels.append(("validation", {"S3DataSource": {"S3Uri": validation_s3_uri, "S3DataType": "S3Prefix"}}))
-    for _, source in channels:
-        source["S3DataSource"].setdefault("S3DataDistributionType", "FullyReplicated")
-        source["S3DataSource"].pop("CompressionType", None)  # training channels compress per channel, not source
+    data = {"training": train_s3_uri, "validation": validation_s3_uri}
+    channels = [_model_channel(spec.training_model_uri, spec.requires_eula)] + [
+        {"ChannelName": name, "DataSource": {"S3DataSource": {
+            "S3Uri": uri, "S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated"}}}
+        for name, uri in data.items() if uri]
     algorithm = {"TrainingImage": spec.training_image_uri, "TrainingInputMode": "File"}
     if spec.metric_definitions:
         algorithm["MetricDefinitions"] = [dict(m) for m in spec.metric_definitions]
-    return {
+    return checked("CreateTrainingJob", {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
         "AlgorithmSpecification": algorithm,
         "HyperParameters": params,
-        "InputDataConfig": [{"ChannelName": name, "DataSource": source} for name, source in channels],
+        "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": 1, "VolumeSizeInGB": 256},
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
         "EnableNetworkIsolation": True,  # as the SDK sends JumpStart jobs: the weights come as a channel
         "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}],
-    }
+    })
 
 
 def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_data_uri: str | None = None) -> dict:
@@ -86,9 +98,9 @@ def model_request(spec: JumpStartSpec, *, model_name: str, role_arn: str, model_
     container = {"Image": spec.inference_image_uri, "Environment": dict(spec.inference_environment),
                  "ModelDataSource": {"S3DataSource": _weights_source(model_data_uri or spec.inference_model_uri,
                                                                      spec.requires_eula)}}
-    return {"ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
-            "EnableNetworkIsolation": True,
-            "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]}
+    return checked("CreateModel", {
+        "ModelName": model_name, "ExecutionRoleArn": role_arn, "PrimaryContainer": container,
+        "EnableNetworkIsolation": True, "Tags": [{"Key": "sagemaker-sdk:jumpstart-model-id", "Value": spec.model_id}]})
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local AWS stand-in for the SageMaker backend: a moto server (S3 + SageMaker APIs) on 127.0.0.1, state in memory.
+# A local AWS stand-in for the SageMaker backend: a strict moto server (S3 + SageMaker APIs) on 127.0.0.1, state in memory.
 #   bash scripts/moto_server.sh [PORT]          (default 5000; Ctrl-C stops it)
 # Then point a recipe at it, e.g.
 #   llmft run dialogsum-flan-t5 training.backend=sagemaker data.preparation_backend=sagemaker \
@@ -9,4 +9,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/moto_server -H 127.0.0.1 -p "${1:-5000}"
+# moto with tests/strict_sagemaker.py installed: SageMaker requests the service would reject are refused (HTTP 400).
+exec .venv/bin/python -m tests.strict_sagemaker -H 127.0.0.1 -p "${1:-5000}"

@@ -88,8 +88,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """A real moto server on 127.0.0.1; boto3 clients reach it through endpoint_url, as they would real AWS."""
+    """A real moto server on 127.0.0.1; boto3 clients reach it through endpoint_url, as they would real AWS. Its
+    SageMaker refuses what the service refuses (tests/strict_sagemaker.py)."""
     from moto.server import ThreadedMotoServer
+
+    from tests.strict_sagemaker import install
+
+    install()
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

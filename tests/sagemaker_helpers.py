@@ -107,3 +107,19 @@ def sdk_table_images(region: str, instance_type: str) -> frozenset[str]:
                         except ValueError:  # not for this region or processor
                             pass
     return frozenset(found)
+
+
+def tiny_dolly_job(work: Path, base_model: str = "tiny-llama", *overrides: str):
+    """A causal-LM job on the Dolly sample (recipe dolly_llama2_tiny.yaml); base_model "build" builds a tiny Llama."""
+    from llm_finetune.data.shapes import load_data
+    from llm_finetune.recipes import InstructionRecipe, load_recipe
+    from llm_finetune.training.causal_lm import causal_job
+
+    recipe = load_recipe(JUMPSTART_RECIPE.parent / "dolly_llama2_tiny.yaml", InstructionRecipe,
+                         ["training.epochs=2", "data.max_validation_records=4", *overrides])
+    validated = load_data(recipe.data, work)
+    if base_model == "build":
+        from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
+
+        base_model = str(build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "base"))
+    return causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work)

@@ -49,6 +49,7 @@ from llm_finetune.backends import s3files
 from llm_finetune.backends.cost import CostEstimate, check_cost, estimate_cost
 from llm_finetune.backends.images import job_image
 from llm_finetune.backends.sagemaker_container import container_job, encode_job_hyperparameters, get_field
+from llm_finetune.backends.service_model import NAME_MAX, checked, short_name
 from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import RecipeError, SageMakerJobError
 from llm_finetune.fingerprint import (COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked,
@@ -64,6 +65,8 @@ PROCESSING_COMMAND = (f"mkdir -p {PROCESSING_ROOT}/code && tar -xzf {PROCESSING_
                       f"-C {PROCESSING_ROOT}/code && cd {PROCESSING_ROOT}/code && "
                       f"exec python3 {ENTRY_SCRIPT} processing --root {PROCESSING_ROOT}")
 MAX_HYPERPARAMETERS = 100
+TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
+TIMESTAMP = "YYYYmmddHHMMSS"  # its length
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
@@ -79,12 +82,14 @@ class JobApi:
     name_param: str
     status: str
     summaries: str
+    arn: str
 
 
 TRAINING = JobApi("training", "create_training_job", "describe_training_job", "list_training_jobs",
-                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries")
+                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries", "TrainingJobArn")
 PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_job", "list_processing_jobs",
-                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries")
+                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries",
+                    "ProcessingJobArn")
 
 
 def training_image(compute: SageMakerCompute, region: str, field: str = "sagemaker.training.image_uri") -> str:
@@ -301,18 +306,26 @@ def job_prefix(spec: SageMakerSpec, kind: str, key: str) -> str:
     return f"llmft-{kind}-{key}-{fingerprint(spec.bucket, spec.prefix)[:6]}"
 
 
+def job_stem(prefix: str) -> str:
+    """The prefix as it starts job names: cut to fit, with a hash of the whole prefix, when it is too long for a
+    name with its timestamp (so two long prefixes never share a stem)."""
+    room = NAME_MAX - len(TIMESTAMP) - 1
+    return prefix if len(prefix) <= room else short_name(prefix, room)
+
+
 def job_name(prefix: str) -> str:
-    """<prefix>-<UTC time>: unique (names are never reused) and at most 63 characters."""
-    return f"{prefix}-{datetime.now(timezone.utc).strftime('%Y%m%d%H%M%S')}"[:63]
+    """<stem>-<UTC time to the second>: unique (names are never reused) and at most 63 characters."""
+    return f"{job_stem(prefix)}-{datetime.now(timezone.utc).strftime(TIMESTAMP_FORMAT)}"
 
 
 def reusable_job(clients: AwsClients, api: JobApi, prefix: str, describe: Callable[[str], dict]) -> str | None:
-    """The newest job named <prefix>-* that is running or completed (a failed or stopped one is launched anew)."""
-    listing = getattr(clients.sagemaker, api.list)(NameContains=prefix, SortBy="CreationTime",
+    """The newest job named <stem>-* that is running or completed (a failed or stopped one is launched anew)."""
+    stem = job_stem(prefix)
+    listing = getattr(clients.sagemaker, api.list)(NameContains=stem, SortBy="CreationTime",
                                                    SortOrder="Descending", MaxResults=20)
     for summary in listing[api.summaries]:
         name = summary[api.name_param]
-        if not name.startswith(f"{prefix}-"):
+        if not name.startswith(f"{stem}-"):
             continue
         status = describe(name)[api.status]
         return name if status in ("InProgress", "Stopping", "Completed") else None
@@ -320,14 +333,23 @@ def reusable_job(clients: AwsClients, api: JobApi, prefix: str, describe: Callab
 
 
 def create_job(clients: AwsClients, api: JobApi, request: dict) -> None:
-    """Create the job; a retried create whose first attempt went through (ResourceInUse) is that job."""
+    """Create the job (SageMakerRequestError, nothing sent, if the service would reject the request). ResourceInUse
+    means a job of that name exists: it is this request's (a retried create whose first attempt went through) only if
+    it carries the same tags (the step's fingerprint) and is not over; otherwise SageMakerJobError."""
     from botocore.exceptions import ClientError
 
     try:
-        getattr(clients.sagemaker, api.create)(**request)
+        getattr(clients.sagemaker, api.create)(**checked(api.create, request))
     except ClientError as e:
         if e.response.get("Error", {}).get("Code") != "ResourceInUse":
             raise
+        name = request[api.name_param]
+        existing = getattr(clients.sagemaker, api.describe)(**{api.name_param: name})
+        tags = {t["Key"]: t["Value"] for t in clients.sagemaker.list_tags(ResourceArn=existing[api.arn])["Tags"]}
+        wanted = {t["Key"]: t["Value"] for t in request.get("Tags", [])}
+        if not wanted.items() <= tags.items() or existing[api.status] in ("Failed", "Stopped"):
+            raise SageMakerJobError(f"SageMaker {api.kind} job {name} already exists and is not this request's "
+                                    f"({existing[api.status]}, tags {tags}); run again for a new name") from None
 
 
 def stop_job(clients: AwsClients, api: JobApi, name: str, on_output: Callable[[str], None]) -> None:

@@ -15,11 +15,13 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+import regex
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.backends.images import package_image
+from llm_finetune.backends.service_model import checked
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.registry.mlflow_registry import RELEASE_REASON, RELEASE_STATUS, ROLLED_BACK
 from llm_finetune.recipes import SageMakerModelPackageSpec
@@ -28,6 +30,7 @@ from llm_finetune.serving.kinds import served_kind
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
 MODEL_ARCHIVE = "model.tar.gz"
 METADATA_VALUE_MAX = 256  # SageMaker CustomerMetadataProperties values are at most 256 characters
+_METADATA_FORBIDDEN = regex.compile(r"[^\p{L}\p{Z}\p{N}_.:/=+\-@]+")
 
 
 class ModelPackage(BaseModel):
@@ -76,7 +79,8 @@ def ensure_group(sm, group: str, description: str) -> None:
     except ClientError as e:
         if e.response["Error"]["Code"] != "ValidationException":
             raise
-        sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description[:1024])
+        sm.create_model_package_group(**checked("CreateModelPackageGroup", {
+            "ModelPackageGroupName": group, "ModelPackageGroupDescription": description[:1024]}))
 
 
 def _package(described: dict, reused: bool) -> ModelPackage:
@@ -128,25 +132,41 @@ def register_model_package(
     _, metrics_key = split_s3_uri(metrics_uri)
     s3.put_object(Bucket=bucket, Key=metrics_key, ContentType="application/json",
                   Body=json.dumps({name: {"value": value} for name, value in metrics.items()}, indent=2).encode())
+    request = model_package_request(spec, image=package_image(spec, sm.meta.region_name), mlflow_name=mlflow_name,
+                                    mlflow_version=mlflow_version,
+                                    model_data_url=model_data_url, kind=kind, metrics_uri=metrics_uri,
+                                    training_fingerprint=training_fingerprint, metrics=metrics)
+    arn = sm.create_model_package(**checked("CreateModelPackage", request))["ModelPackageArn"]
+    return _package(sm.describe_model_package(ModelPackageName=arn), reused=False)
+
+
+def model_package_request(spec: SageMakerModelPackageSpec, *, image: str, mlflow_name: str, mlflow_version: str,
+                          model_data_url: str, kind: str | None, metrics_uri: str, training_fingerprint: str,
+                          metrics: dict[str, float]) -> dict:
+    """CreateModelPackage arguments: the inference container, the metrics file, the MLflow identity as metadata."""
     environment = {**({"HF_TASK": kind} if kind else {}), **spec.environment}
-    image = package_image(spec, sm.meta.region_name)
-    metadata = {"mlflow_model": mlflow_name, "mlflow_version": str(mlflow_version),
-                "training_fingerprint": training_fingerprint[:METADATA_VALUE_MAX]}
+    metadata = {"mlflow_model": metadata_value(mlflow_name), "mlflow_version": str(mlflow_version),
+                "training_fingerprint": metadata_value(training_fingerprint)}
     metadata |= {f"metric.{k}": f"{v:.4f}" for k, v in sorted(metrics.items())}
-    arn = sm.create_model_package(
-        ModelPackageGroupName=spec.model_package_group,
-        ModelPackageDescription=f"MLflow '{mlflow_name}' version {mlflow_version}",
-        InferenceSpecification={
+    return {
+        "ModelPackageGroupName": spec.model_package_group,
+        "ModelPackageDescription": f"MLflow '{mlflow_name}' version {mlflow_version}",
+        "InferenceSpecification": {
             "Containers": [{"Image": image, "ModelDataUrl": model_data_url, "Environment": environment}],
             "SupportedContentTypes": ["application/json"],
             "SupportedResponseMIMETypes": ["application/json"],
             "SupportedRealtimeInferenceInstanceTypes": spec.inference_instance_types,
         },
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
-        ModelApprovalStatus=PENDING,
-        CustomerMetadataProperties=metadata,
-    )["ModelPackageArn"]
-    return _package(sm.describe_model_package(ModelPackageName=arn), reused=False)
+        "ModelMetrics": {"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}}},
+        "ModelApprovalStatus": PENDING,
+        "CustomerMetadataProperties": metadata,
+    }
+
+
+def metadata_value(text: str) -> str:
+    """Text as a CustomerMetadataProperties value: letters, digits, spaces and `_.:/=+-@` only (the service's
+    pattern; other characters become a space, runs of spaces one), at most 256 characters, never empty."""
+    return " ".join(_METADATA_FORBIDDEN.sub(" ", text).split())[:METADATA_VALUE_MAX].rstrip() or "-"
 
 
 def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
@@ -158,17 +178,24 @@ def record_package_decision(sm, arn: str, decision: ApprovalDecision) -> str:
     rolled_back = described["ModelApprovalStatus"] == REJECTED and meta.get(RELEASE_STATUS) == ROLLED_BACK
     if described["ModelApprovalStatus"] != PENDING and not rolled_back:
         return described["ModelApprovalStatus"]
-    status = APPROVED if decision.approved else REJECTED
+    request = package_decision_request(described, decision)
+    sm.update_model_package(**checked("UpdateModelPackage", request))
+    return request["ModelApprovalStatus"]
+
+
+def package_decision_request(described: dict, decision: ApprovalDecision) -> dict:
+    """UpdateModelPackage arguments recording the decision on the described package."""
     # Send the whole metadata back: UpdateModelPackage must not drop what create wrote (a stand-in might replace it).
     metadata = {**(described.get("CustomerMetadataProperties") or {}),
-                "approval_reviewer": decision.reviewer[:METADATA_VALUE_MAX],
-                "approval_reason": decision.reason[:METADATA_VALUE_MAX],
+                "approval_reviewer": metadata_value(decision.reviewer),
+                "approval_reason": metadata_value(decision.reason),
                 "approval_automatic": str(decision.automatic).lower(),
                 "approval_decided_at": decision.decided_at.isoformat()}
-    sm.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status,
-                            ApprovalDescription=f"{decision.reviewer}: {decision.reason}"[:1000],
-                            CustomerMetadataProperties=metadata)
-    return status
+    # ApprovalDescription is one line (its pattern is Java's `.*`)
+    description = " ".join(f"{decision.reviewer}: {decision.reason}".split())
+    return {"ModelPackageArn": described["ModelPackageArn"],
+            "ModelApprovalStatus": APPROVED if decision.approved else REJECTED,
+            "ApprovalDescription": description[:1000], "CustomerMetadataProperties": metadata}
 
 
 def record_package_release(sm, arn: str, status: str, reason: str) -> None:
@@ -176,14 +203,15 @@ def record_package_release(sm, arn: str, status: str, reason: str) -> None:
     sets an Approved package `Rejected` with the reason, so nothing deploys it from SageMaker's side."""
     described = sm.describe_model_package(ModelPackageName=arn)
     metadata = {**(described.get("CustomerMetadataProperties") or {}), RELEASE_STATUS: status,
-                RELEASE_REASON: reason[:METADATA_VALUE_MAX]}
+                RELEASE_REASON: metadata_value(reason)}
     # Status and description are sent as they are, as the whole metadata: UpdateModelPackage must not drop them (a
     # stand-in might).
     update = {"ModelPackageArn": arn, "CustomerMetadataProperties": metadata,
               **{k: described[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if k in described}}
     if status == ROLLED_BACK and described["ModelApprovalStatus"] == APPROVED:
-        update |= {"ModelApprovalStatus": REJECTED, "ApprovalDescription": f"release rolled back: {reason}"[:1000]}
-    sm.update_model_package(**update)
+        description = " ".join(f"release rolled back: {reason}".split())  # one line, as its pattern asks
+        update |= {"ModelApprovalStatus": REJECTED, "ApprovalDescription": description[:1000]}
+    sm.update_model_package(**checked("UpdateModelPackage", update))
 
 
 def require_approved_package(sm, arn: str) -> dict:

@@ -21,6 +21,7 @@ import time
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from llm_finetune.backends.service_model import checked, short_name
 from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import JumpStartSpec, SageMakerEndpointSpec
 from llm_finetune.registry.model_packages import require_approved_package
@@ -28,7 +29,6 @@ from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, Sa
 from llm_finetune.serving.containers import DIALECTS, Dialect, SageMakerContainer, container_for_image
 from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
-NAME_MAX = 63  # SageMaker model, endpoint config and endpoint names
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "Deleting")
 TRANSITIONAL_STATES = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 
@@ -49,9 +49,10 @@ class SageMakerEndpointHandle(BaseModel):
 
 
 def resource_name(*parts: str) -> str:
-    """A valid SageMaker name ([a-zA-Z0-9-], at most 63 characters) from the given parts."""
+    """A valid SageMaker name ([a-zA-Z0-9-], at most 63 characters) from the given parts; a longer one is cut and
+    ends in a hash of the whole (so `<long endpoint>-v3` and `-v4` stay two names)."""
     name = re.sub(r"[^a-zA-Z0-9-]+", "-", "-".join(parts)).strip("-")
-    return re.sub(r"-{2,}", "-", name)[:NAME_MAX].rstrip("-")
+    return short_name(re.sub(r"-{2,}", "-", name))
 
 
 def _missing(e: ClientError) -> bool:
@@ -98,6 +99,13 @@ def model_request(package: dict, spec: SageMakerEndpointSpec, name: str, jumpsta
             "PrimaryContainer": {"ModelPackageName": package["ModelPackageArn"]}}
 
 
+def endpoint_config_request(spec: SageMakerEndpointSpec, name: str) -> dict:
+    """CreateEndpointConfig arguments: one variant serving the model of the same name."""
+    return {"EndpointConfigName": name, "ProductionVariants": [{
+        "VariantName": spec.variant_name, "ModelName": name, "InstanceType": spec.instance_type,
+        "InitialInstanceCount": spec.initial_instance_count, "InitialVariantWeight": 1.0}]}
+
+
 def deploy_model_package(
     sm, package_arn: str, spec: SageMakerEndpointSpec, *, endpoint_name: str, version: str,
     jumpstart: JumpStartSpec | None = None, retire_previous: bool = True,
@@ -112,17 +120,15 @@ def deploy_model_package(
     container = spec.container or container_for_image(image)  # before anything is created
     name = resource_name(endpoint_name, f"v{version}")
     if _describe(sm.describe_model, ModelName=name) is None:
-        sm.create_model(**model_request(package, spec, name, jumpstart))
+        sm.create_model(**checked("CreateModel", model_request(package, spec, name, jumpstart)))
     if _describe(sm.describe_endpoint_config, EndpointConfigName=name) is None:
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-            "VariantName": spec.variant_name, "ModelName": name, "InstanceType": spec.instance_type,
-            "InitialInstanceCount": spec.initial_instance_count, "InitialVariantWeight": 1.0}])
+        sm.create_endpoint_config(**checked("CreateEndpointConfig", endpoint_config_request(spec, name)))
     existing = _describe(sm.describe_endpoint, EndpointName=endpoint_name)
     previous_config = existing["EndpointConfigName"] if existing else None
     if existing is None:
-        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+        sm.create_endpoint(**checked("CreateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": name}))
     elif previous_config != name:  # a new champion: switch the running endpoint over, in place
-        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+        sm.update_endpoint(**checked("UpdateEndpoint", {"EndpointName": endpoint_name, "EndpointConfigName": name}))
     try:
         described = wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
     except EndpointError:
@@ -162,10 +168,11 @@ def restore_endpoint_config(sm, spec: SageMakerEndpointSpec, *, endpoint_name: s
     if described is not None and described["EndpointStatus"] == "Failed":
         _delete(sm.delete_endpoint, EndpointName=endpoint_name)
         described = _settled(sm, endpoint_name, spec)
+    request = {"EndpointName": endpoint_name, "EndpointConfigName": config_name}
     if described is None:
-        sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        sm.create_endpoint(**checked("CreateEndpoint", request))
     elif described["EndpointConfigName"] != config_name:
-        sm.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        sm.update_endpoint(**checked("UpdateEndpoint", request))
     wait_in_service(sm, endpoint_name, spec.wait_timeout_s, spec.poll_interval_s)
 
 

@@ -14,27 +14,18 @@ from llm_finetune.backends.sagemaker import (
     clients_for,
     create_job,
     ensure_bucket,
+    job_prefix,
+    job_stem,
     jumpstart_training_request,
     TRAINING,
 )
 from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import RecipeError
 from llm_finetune.jumpstart import instruction_template
-from llm_finetune.recipes import InstructionRecipe, load_recipe
+from llm_finetune.recipes import load_recipe
 from llm_finetune.training.causal_lm import causal_job
 from tests.conftest import REPO
-from tests.sagemaker_helpers import jobs_spec, jumpstart_llama, unique
-
-
-def tiny_dolly_job(work, base_model: str = "tiny-llama", *overrides: str):
-    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
-                         ["training.epochs=2", "data.max_validation_records=4", *overrides])
-    validated = load_data(recipe.data, work)
-    if base_model == "build":
-        from llm_finetune.models.tiny_causal import build_tiny_causal_for_instructions
-
-        base_model = str(build_tiny_causal_for_instructions(recipe.model.tiny, recipe.data, validated, work / "base"))
-    return causal_job(base_model, validated, recipe.data, recipe.lora, recipe.training, work)
+from tests.sagemaker_helpers import jobs_spec, jumpstart_llama, tiny_dolly_job, unique
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +141,8 @@ def test_stand_in_trains_with_our_trainer_in_jumpstarts_place(moto_endpoint, tmp
     assert any("runs this project's trainer in place of " + spec.jumpstart.training_image_uri in line
                for line in lines)
     sm = clients_for(spec).sagemaker
-    (summary,) = sm.list_training_jobs(NameContains=result.fingerprint)["TrainingJobSummaries"]
+    stem = job_stem(job_prefix(spec, "tr", result.fingerprint))  # the prefix is too long to be kept whole
+    (summary,) = sm.list_training_jobs(NameContains=stem)["TrainingJobSummaries"]
     described = sm.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert described["AlgorithmSpecification"]["TrainingImage"] == spec.jumpstart.training_image_uri
     assert described["HyperParameters"]["sagemaker_program"] == "transfer_learning.py"  # what the service got
