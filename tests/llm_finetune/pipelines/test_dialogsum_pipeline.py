@@ -181,3 +181,51 @@ def test_flow_upserts_starts_and_waits(sdk_on_moto, moto_endpoint, prefect_serve
     assert {e["PipelineExecutionArn"] for e in executions} == {first.execution_arn, second.execution_arn}
     params = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=second.execution_arn)["PipelineParameters"]
     assert {p["Name"]: p["Value"] for p in params}["MinRouge"] == "0.4"
+
+
+STEP_OPERATIONS = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob",
+                   "RegisterModel": "CreateModelPackage"}
+
+
+def substituted(value, parameters: dict, step_outputs: str):
+    """A step's arguments as the service gets them: parameters at their defaults, other steps' outputs as the S3 URI
+    they would be, joins joined."""
+    if isinstance(value, dict):
+        if set(value) == {"Get"}:
+            name = value["Get"]
+            return parameters[name.removeprefix("Parameters.")] if name.startswith("Parameters.") else step_outputs
+        if set(value) == {"Std:Join"}:
+            join = value["Std:Join"]
+            return join["On"].join(str(substituted(v, parameters, step_outputs)) for v in join["Values"])
+        return {k: substituted(v, parameters, step_outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substituted(v, parameters, step_outputs) for v in value]
+    return value
+
+
+def all_steps(steps: list[dict]):
+    for step in steps:
+        yield step
+        yield from all_steps(step.get("Arguments", {}).get("IfSteps", []) + step.get("Arguments", {}).get(
+            "ElseSteps", []))
+
+
+def test_every_step_request_is_one_the_service_accepts(sdk_on_moto, moto_endpoint, tmp_path):
+    """Each job / package step of the definition, placeholders substituted, against botocore's service model."""
+    from llm_finetune.backends.service_model import request_problems
+
+    recipe = pipeline_recipe(moto_endpoint)
+    definition = definition_of(recipe, tmp_path)
+    parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    names = {"CreateProcessingJob": "ProcessingJobName", "CreateTrainingJob": "TrainingJobName"}
+    checked = []
+    for step in all_steps(definition["Steps"]):
+        operation = STEP_OPERATIONS.get(step["Type"])
+        if operation is None:
+            continue
+        request = substituted(step["Arguments"], parameters, f"s3://{recipe.pipeline.bucket}/steps/output")
+        if operation in names:  # the pipeline names each execution's job itself
+            request[names[operation]] = f"pipelines-{step['Name'].lower()}-0123456789ab"
+        assert request_problems(operation, request) == [], step["Name"]
+        checked.append(step["Name"])
+    assert {"Prepare", "Train", "Evaluate"} <= set(checked) and len(checked) >= 4  # and the registration
