@@ -191,11 +191,15 @@ def package_decision_request(described: dict, decision: ApprovalDecision) -> dic
                 "approval_reason": metadata_value(decision.reason),
                 "approval_automatic": str(decision.automatic).lower(),
                 "approval_decided_at": decision.decided_at.isoformat()}
-    # ApprovalDescription is one line (its pattern is Java's `.*`)
-    description = " ".join(f"{decision.reviewer}: {decision.reason}".split())
     return {"ModelPackageArn": described["ModelPackageArn"],
             "ModelApprovalStatus": APPROVED if decision.approved else REJECTED,
-            "ApprovalDescription": description[:1000], "CustomerMetadataProperties": metadata}
+            "ApprovalDescription": approval_description(f"{decision.reviewer}: {decision.reason}"),
+            "CustomerMetadataProperties": metadata}
+
+
+def approval_description(text: str) -> str:
+    """Text as an ApprovalDescription: one line (its pattern is Java's `.*`), at most 1,000 characters."""
+    return " ".join(text.split())[:1000]
 
 
 def record_package_release(sm, arn: str, status: str, reason: str) -> None:
@@ -209,8 +213,8 @@ def record_package_release(sm, arn: str, status: str, reason: str) -> None:
     update = {"ModelPackageArn": arn, "CustomerMetadataProperties": metadata,
               **{k: described[k] for k in ("ModelApprovalStatus", "ApprovalDescription") if k in described}}
     if status == ROLLED_BACK and described["ModelApprovalStatus"] == APPROVED:
-        description = " ".join(f"release rolled back: {reason}".split())  # one line, as its pattern asks
-        update |= {"ModelApprovalStatus": REJECTED, "ApprovalDescription": description[:1000]}
+        update |= {"ModelApprovalStatus": REJECTED,
+                   "ApprovalDescription": approval_description(f"release rolled back: {reason}")}
     sm.update_model_package(**checked("UpdateModelPackage", update))
 
 
