@@ -1,28 +1,28 @@
-"""Helpers for training tests: kill a real training process at its first complete checkpoint."""
+"""Helpers for training tests: kill a real training process right after its first complete checkpoint."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from llm_finetune.training.job import last_complete_checkpoint
 
+HERE = Path(__file__).parent
+
 
 def kill_at_first_checkpoint(cmd: list[str], cwd: Path, checkpoints: Path, timeout_s: float = 240) -> int:
-    """Start `cmd`, SIGKILL it once a complete checkpoint exists, and return that checkpoint's global step."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout_s
-    while last_complete_checkpoint(checkpoints) is None:
-        assert proc.poll() is None, "training ended before the first checkpoint"
-        assert time.monotonic() < deadline, f"no checkpoint within {timeout_s:.0f} s"
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    """Run `cmd` (`python -m ENTRY ...`) so that it is SIGKILLed right after its first checkpoint is saved, and
+    return that checkpoint's global step. The process kills itself (tests/die_after_first_checkpoint.py): polling
+    from outside raced a fast machine, which trained to the end between two looks."""
+    python, flag, module, *rest = cmd
+    assert flag == "-m", f"expected `python -m ENTRY ...`, got {cmd}"
+    proc = subprocess.run([python, str(HERE / "die_after_first_checkpoint.py"), module, *rest], cwd=cwd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+    assert proc.returncode == -signal.SIGKILL, f"training was not killed (exit {proc.returncode}): {proc.stderr[-2000:]}"
     killed_at = last_complete_checkpoint(checkpoints)
+    assert killed_at is not None, "killed without a complete checkpoint"
     return json.loads((killed_at / "trainer_state.json").read_text())["global_step"]
 
 
