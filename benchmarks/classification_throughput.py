@@ -82,7 +82,7 @@ def evaluate(model_dir: str, validated, data, *, padded: bool, batch_size: int) 
     """Real tokens/s scoring the validation reviews: padded to max_length in file order, or TextClassifier."""
     import torch
 
-    from llm_finetune.classifier import TextClassifier
+    from llm_finetune.inference.classifier import TextClassifier
 
     classifier = TextClassifier(model_dir)
     texts = list(validated.load("validation")[data.text_field])

@@ -27,11 +27,7 @@ import time
 from pathlib import Path
 
 from llm_finetune.data.shapes import load_data
-from llm_finetune.data.summarization import (
-    build_prompt,
-    prepare_summarization_dataset,
-    summarization_records,
-)
+from llm_finetune.data.summarization import build_prompt, prepare_summarization_dataset, summarization_records
 from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import load_recipe
 from llm_finetune.training.collators import TokenCountingCollator
@@ -108,7 +104,7 @@ def train_padded_baseline(base_model: str, validated, data, params, output_dir: 
 def time_generation(model_dir: str, dialogues: list[str], batch_size: int, max_new_tokens: int, max_source: int):
     """Greedy summaries of `dialogues` and the seconds they took (after a one-record warm-up)."""
     from llm_finetune.generation import GenerationParams
-    from llm_finetune.summarizer import Summarizer
+    from llm_finetune.inference.summarizer import Summarizer
 
     summarizer = Summarizer(model_dir)
     generation = GenerationParams(max_new_tokens=max_new_tokens, num_beams=1)

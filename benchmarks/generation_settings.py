@@ -20,10 +20,7 @@ from pathlib import Path
 
 from benchmarks.machine import cpu_model
 from llm_finetune.data.shapes import load_data
-from llm_finetune.data.summarization import (
-    prepare_summarization_dataset,
-    summarization_records,
-)
+from llm_finetune.data.summarization import prepare_summarization_dataset, summarization_records
 from llm_finetune.evaluation.rouge import ROUGE_KEYS, evaluate_summarizer
 from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
 from llm_finetune.recipes import load_recipe

@@ -90,21 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        Trainer,
-        default_data_collator,
-    )
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, default_data_collator
 
     from llm_finetune.data.raw_text import prepare_blocks, tokenize_documents
     from llm_finetune.models.gpt2 import build_gpt2
     from llm_finetune.recipes import GPT2ConfigSpec, PretrainParams
-    from llm_finetune.training.pretrain import (
-        pretrain_job,
-        train_pretraining,
-        training_arguments,
-    )
+    from llm_finetune.training.pretrain import pretrain_job, train_pretraining, training_arguments
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     texts = [json.loads(line)["text"] for line in PLOTS.read_text().splitlines()]

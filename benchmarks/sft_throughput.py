@@ -131,13 +131,7 @@ def seed_padded(recipe, base: str, validated, out: Path, steps: int) -> dict:
     import torch
     from datasets import Dataset
     from peft import get_peft_model
-    from transformers import (
-        AutoModelForCausalLM,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
-        set_seed,
-    )
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator, set_seed
 
     from llm_finetune.data.instructions import instruction_dataset, render_ids
     from llm_finetune.training.causal_lm import load_tokenizer, lora_config

@@ -16,12 +16,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
 from flows.release import ReleaseOutcome, release_model
-from llm_finetune.data.raw_text import (
-    CorpusCheck,
-    DocumentSelection,
-    continuation_test_cases,
-    documents,
-)
+from llm_finetune.data.raw_text import CorpusCheck, DocumentSelection, continuation_test_cases, documents
 from llm_finetune.models.base import StartingModel
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
 from llm_finetune.training.pretrain import PretrainingResult, pretrain_job

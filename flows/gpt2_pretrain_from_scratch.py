@@ -14,9 +14,9 @@ from prefect import flow
 
 from flows.release import ReleaseOutcome, release_model
 from llm_finetune.data.raw_text import DocumentSelection
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.models.base import StartingModel
 from llm_finetune.recipes import CodePretrainingRecipe, load_recipe
-from llm_finetune.serving.endpoint import EndpointTestCase
 from llm_finetune.training.pretrain import PretrainingResult, pretrain_job
 from tasks.data import validate_data, validate_held_out_sets
 from tasks.evaluation import evaluate_code_completions, evaluate_held_out_perplexity

@@ -22,14 +22,14 @@ from prefect.transactions import transaction
 from pydantic import BaseModel, Field
 
 from llm_finetune.approval import ApprovalDecision
+from llm_finetune.backends.sagemaker_endpoint import SageMakerEndpointHandle
 from llm_finetune.errors import ReleaseRolledBackError, one_line
 from llm_finetune.evaluation.comparison import ReleaseEvidence
+from llm_finetune.kinds import EndpointTestCase, ServedKind
 from llm_finetune.probes.results import ProbeComparison
 from llm_finetune.recipes import RecipeBase
 from llm_finetune.registry.mlflow_registry import RegisteredModelVersion
-from llm_finetune.serving.endpoint import EndpointHandle, EndpointTestCase
-from llm_finetune.serving.kinds import ServedKind
-from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle
+from llm_finetune.serving.endpoint import EndpointHandle
 from llm_finetune.training.job import TrainingResult
 from tasks.approval import approval_gate
 from tasks.endpoint import deploy_local_endpoint, deploy_sagemaker_endpoint, stop_endpoint

@@ -13,9 +13,9 @@ from typing import ClassVar
 from prefect import flow
 from pydantic import BaseModel
 
+from llm_finetune.inference.text_to_image import counting_prompts
 from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
-from llm_finetune.text_to_image import counting_prompts
 from tasks.text_to_image import (
     CountingReport,
     count_generated_objects,

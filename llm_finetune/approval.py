@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence, aggregate
@@ -53,8 +54,6 @@ def paired_bootstrap(metric: str, scores: PairedScores, *, relative: bool, level
                      seed: int = BOOTSTRAP_SEED) -> GainInterval:
     """Percentile interval of fine-tuned minus base (or the relative change) over `samples` resamples of the
     records, each resample drawing the same records for both models."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     n = len(scores)
     draws = rng.integers(0, n, size=(samples, n))

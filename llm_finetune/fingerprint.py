@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 # The pydantic serialization context of a fingerprint: a model may leave out what does not change the result.
 FINGERPRINT_CONTEXT = {"fingerprint": True}
 
@@ -64,8 +66,6 @@ def mark_complete(directory: str | Path) -> None:
 @contextmanager
 def locked(directory: str | Path) -> Iterator[None]:
     """An inter-process lock beside `directory` (released by the OS if the holder dies)."""
-    from filelock import FileLock
-
     path = Path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):

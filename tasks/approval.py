@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision, PolicyCheck, check_policy, intervals_markdown, policy_summary
 from llm_finetune.aws import sagemaker_client
+from llm_finetune.backends.model_packages import record_package_decision, record_package_release
 from llm_finetune.errors import rollback_reason
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import ApprovalPolicy
@@ -29,7 +30,6 @@ from llm_finetune.registry.mlflow_registry import (
     release_status,
     restore_aliases,
 )
-from llm_finetune.registry.model_packages import record_package_decision, record_package_release
 
 POLL_INTERVAL_S = 2
 

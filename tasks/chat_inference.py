@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from llm_finetune.data.suites import PromptSuite, load_suite, suite_prompts
 from llm_finetune.errors import DataValidationError
-from llm_finetune.evaluation.chat_inference import (
+from llm_finetune.probes.chat_inference import (
     SuiteRun,
     TokenCounter,
     bearer_token,

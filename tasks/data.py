@@ -7,11 +7,15 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from llm_finetune.backends.sagemaker_preparation import prepare_summarization_dataset_on_sagemaker
 from llm_finetune.data import raw_text, summarization
-from llm_finetune.data.intake import ValidatedData
-from llm_finetune.data.summarization import PreparedDataset
+from llm_finetune.data.classification import class_balance
 from llm_finetune.data.instructions import SFTDataReport, check_sft_records
+from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.qa import qa_records
 from llm_finetune.data.shapes import load_data
+from llm_finetune.data.summarization import PreparedDataset
+from llm_finetune.inference.extractive import windows
 from llm_finetune.recipes import (
     ClassificationData,
     DataSource,
@@ -22,6 +26,8 @@ from llm_finetune.recipes import (
     SageMakerSpec,
     SummarizationData,
 )
+from llm_finetune.training.causal_lm import load_tokenizer
+from llm_finetune.training.extractive_qa import window_settings
 
 
 @task(name="validate-data")
@@ -42,7 +48,7 @@ def prepare_summarization_dataset(
     `data.preparation_backend: sagemaker` the same code runs as a SageMaker Processing job."""
     cache = Path(work_dir) / "datasets"
     if data.preparation_backend == "sagemaker":
-        prepared = summarization.prepare_summarization_dataset_on_sagemaker(
+        prepared = prepare_summarization_dataset_on_sagemaker(
             data, validated, tokenizer, cache, sagemaker, on_output=get_run_logger().info,
             on_estimate=lambda e: create_markdown_artifact(key=f"sagemaker-{e.kind}-cost", markdown=e.markdown(),
                                                            description=e.summary()))
@@ -64,8 +70,6 @@ def prepare_summarization_dataset(
 def check_sft_data(data: InstructionData | QAData, validated: ValidatedData, base_model: str) -> SFTDataReport:
     """Before training: the chat template ends responses with EOS, max_length leaves every response something to
     learn, padding is not EOS; fails naming every bad record, else publishes the token counts."""
-    from llm_finetune.training.causal_lm import load_tokenizer
-
     report = check_sft_records(validated, data, load_tokenizer(base_model))
     create_table_artifact(
         key="sft-data-check",
@@ -88,8 +92,6 @@ def validate_held_out_sets(params: PerplexityEvaluationParams, work_dir: str) ->
 @task(name="report-class-balance")
 def report_class_balance(data: ClassificationData, validated: ValidatedData) -> dict[str, dict[str, int]]:
     """Records per label per split (labels were checked against the recipe's set at validation)."""
-    from llm_finetune.data.classification import class_balance
-
     balance = class_balance(validated, data)
     create_table_artifact(
         key="class-balance",
@@ -107,10 +109,6 @@ def check_qa_data(recipe: QARecipe, validated: ValidatedData, base_model: str) -
     if recipe.generative is not None:
         return check_sft_data.fn(recipe.data, validated, base_model).model_dump()
     from transformers import AutoTokenizer
-
-    from llm_finetune.data.qa import qa_records
-    from llm_finetune.extractive import windows
-    from llm_finetune.training.extractive_qa import window_settings
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     table = []

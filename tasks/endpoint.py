@@ -13,11 +13,7 @@ from prefect import get_run_logger, task
 from prefect.transactions import Transaction, get_transaction
 
 from llm_finetune.aws import sagemaker_client
-from llm_finetune.errors import ApprovalRequiredError
-from llm_finetune.recipes import EndpointSpec, JumpStartSpec, SageMakerEndpointSpec
-from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, download_approved_model
-from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
-from llm_finetune.serving.sagemaker_endpoint import (
+from llm_finetune.backends.sagemaker_endpoint import (
     SageMakerEndpointHandle,
     delete_config_and_models,
     delete_endpoint,
@@ -25,6 +21,10 @@ from llm_finetune.serving.sagemaker_endpoint import (
     endpoint_config,
     undo_deploy,
 )
+from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.recipes import EndpointSpec, JumpStartSpec, SageMakerEndpointSpec
+from llm_finetune.registry.mlflow_registry import RegisteredModelVersion, download_approved_model
+from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
 
 
 @task(name="deploy-local-endpoint")

@@ -11,22 +11,13 @@ from typing import TypeVar
 
 from prefect import task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
-from llm_finetune.data.intake import ValidatedData
-from llm_finetune.data.summarization import summarization_records
-from llm_finetune.evaluation.rouge import SummarizationComparison, evaluate_summarizer
-from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
-from llm_finetune.data.instructions import instruction_eval_records
-from llm_finetune.evaluation.causal import (
-    InstructionComparison,
-    compare,
-    evaluate_instruction_model,
-    expert_routing_shares,
-    routing_shares_markdown,
-)
 from pydantic import BaseModel
 
+from llm_finetune.data.instructions import instruction_eval_records
+from llm_finetune.data.intake import ValidatedData
 from llm_finetune.data.qa import qa_records
 from llm_finetune.data.raw_text import held_out_texts
+from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.arms import METRICS as ARM_METRICS
 from llm_finetune.evaluation.arms import (
     ArmRun,
@@ -38,6 +29,13 @@ from llm_finetune.evaluation.arms import (
     summarize,
     table_rows,
 )
+from llm_finetune.evaluation.causal import (
+    InstructionComparison,
+    compare,
+    evaluate_instruction_model,
+    expert_routing_shares,
+    routing_shares_markdown,
+)
 from llm_finetune.evaluation.classification import (
     ClassificationComparison,
     classification_eval_records,
@@ -45,16 +43,10 @@ from llm_finetune.evaluation.classification import (
     evaluate_classifier,
 )
 from llm_finetune.evaluation.pretraining import CompletionEval, PretrainComparison, compare_held_out, complete_code
-from llm_finetune.evaluation.qa import (
-    QAComparison,
-    compare_qa,
-    eval_limit,
-    evaluate_extractive,
-    evaluate_generative,
-)
+from llm_finetune.evaluation.qa import QAComparison, compare_qa, eval_limit, evaluate_extractive, evaluate_generative
+from llm_finetune.evaluation.rouge import SummarizationComparison, evaluate_summarizer
+from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
 from llm_finetune.models.base import StartingModel
-from llm_finetune.registry.mlflow_registry import log_report
-from llm_finetune.training.extractive_qa import window_settings
 from llm_finetune.recipes import (
     CausalEvaluationParams,
     ClassificationData,
@@ -67,8 +59,9 @@ from llm_finetune.recipes import (
     RawTextData,
     SummarizationData,
 )
+from llm_finetune.registry.mlflow_registry import log_report
+from llm_finetune.training.extractive_qa import window_settings
 from llm_finetune.training.job import TrainingResult
-
 
 C = TypeVar("C", bound=BaseModel)
 

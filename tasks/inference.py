@@ -9,10 +9,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from llm_finetune.backends.sagemaker_endpoint import SageMakerEndpointHandle, client_for, dialect_for
+from llm_finetune.kinds import EndpointTestCase, ServedKind
 from llm_finetune.recipes import EndpointSpec
-from llm_finetune.serving.endpoint import EndpointError, EndpointHandle, EndpointTestCase
-from llm_finetune.serving.kinds import ServedKind
-from llm_finetune.serving.sagemaker_endpoint import SageMakerEndpointHandle, client_for, dialect_for
+from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
 
 class EndpointTestReport(BaseModel):

@@ -23,12 +23,7 @@ from llm_finetune.data.raw_text import (
 )
 from llm_finetune.models.base import StartingModel, base_model_path
 from llm_finetune.recipes import PretrainingRecipe
-from llm_finetune.registry.mlflow_registry import (
-    alias_version,
-    download_approved_model,
-    model_tags,
-    set_model_tag,
-)
+from llm_finetune.registry.mlflow_registry import alias_version, download_approved_model, model_tags, set_model_tag
 
 CORPUS_TAG = "last_trained_corpus"  # registered-model tag: the corpus listing of the last successful run
 

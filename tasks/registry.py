@@ -7,9 +7,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.transactions import Transaction, get_transaction
 
-from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.aws import s3_client, sagemaker_client
+from llm_finetune.backends.model_packages import record_package_release, register_model_package
 from llm_finetune.errors import RecipeError, rollback_reason
+from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.recipes import RecipeBase, SageMakerModelPackageSpec
 from llm_finetune.registry.mlflow_registry import (
     RELEASED,
@@ -21,9 +22,7 @@ from llm_finetune.registry.mlflow_registry import (
     rollback_alias,
     set_version_tag,
 )
-from llm_finetune.registry.model_packages import record_package_release, register_model_package
 from llm_finetune.training.job import TrainingResult
-
 
 MODEL_PACKAGE_TAG = "sagemaker_model_package_arn"
 

@@ -10,18 +10,14 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.settings import get_current_settings
 from pydantic import BaseModel
 
-from llm_finetune.evaluation.counting import (
-    CountingResult,
-    accuracy_rows,
-    confusion_rows,
-    count_objects,
-    image_grid,
-)
+from llm_finetune.evaluation.counting import CountingResult, accuracy_rows, confusion_rows, count_objects, image_grid
+from llm_finetune.inference.text_to_image import CountPrompt, ImageSet, generate_images
+from llm_finetune.models.tiny_diffusion import build_tiny_image_model
 from llm_finetune.recipes.text_to_image import DetectorSpec, DiffusionModelSpec, TextToImageCountingRecipe
 from llm_finetune.registry.mlflow_registry import log_run
-from llm_finetune.text_to_image import CountPrompt, ImageSet, generate_images
 
 
 class CountingReport(BaseModel):
@@ -40,8 +36,6 @@ def materialize_image_model(spec: DiffusionModelSpec | DetectorSpec, corpus: lis
     prompts and detector queries."""
     if spec.name_or_path:
         return spec.name_or_path
-    from llm_finetune.models.tiny_diffusion import build_tiny_image_model
-
     return str(build_tiny_image_model(spec.tiny, corpus, Path(work_dir) / "base-models"))
 
 
@@ -103,8 +97,6 @@ def report_counting(images: ImageSet, result: CountingResult, recipe: TextToImag
 def grid_artifact_url(grid, width: int = 1600) -> str:
     """The grid as a JPEG data URL at most `width` wide, halved until it fits half of the server's event size limit:
     an artifact's data rides its events, which the server drops above the limit (the full grid is grid.png)."""
-    from prefect.settings import get_current_settings
-
     budget = get_current_settings().server.events.maximum_size_bytes // 2
     while True:
         image = grid.resize((width, round(grid.height * width / grid.width))) if grid.width > width else grid

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 
 from llm_finetune.backends.cost import CostEstimate
 from llm_finetune.backends.local import run_training_process
+from llm_finetune.backends.sagemaker import run_sagemaker_training
 from llm_finetune.recipes import SageMakerSpec
 from llm_finetune.training.job import TrainingResult, TrainJob
 from llm_finetune.training.progress import TrainingProgress
@@ -34,8 +35,6 @@ def train_model(job: TrainJob, sagemaker: SageMakerSpec | None = None) -> Traini
             + (f", loss {progress.loss:.4f}" if progress.loss is not None else "")))
 
     if job.backend == "sagemaker":
-        from llm_finetune.backends.sagemaker import run_sagemaker_training
-
         if sagemaker is None:
             raise ValueError("training.backend is 'sagemaker': pass the recipe's `sagemaker` section")
         result = run_sagemaker_training(job, sagemaker, on_progress=report, on_output=logger.info,

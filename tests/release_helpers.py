@@ -6,7 +6,7 @@ from __future__ import annotations
 from flows.release import ReleaseOutcome, release_model
 from llm_finetune.data.summarization import summarization_test_cases
 from llm_finetune.evaluation.comparison import ReleaseEvidence
-from llm_finetune.serving.endpoint import EndpointTestCase
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.training.job import TrainingResult
 from tests.conftest import small_recipe
 from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, ROLE_ARN, package_spec, unique

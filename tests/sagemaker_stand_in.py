@@ -31,7 +31,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from llm_finetune.aws import s3_client
-from llm_finetune.registry.model_packages import split_s3_uri
+from llm_finetune.backends.model_packages import split_s3_uri
 from tests.container_doubles import Refused, container_double
 
 

@@ -6,7 +6,7 @@ import threading
 import time
 
 from llm_finetune.generation import Completion
-from llm_finetune.serving.kinds import Encoded
+from llm_finetune.inference.served import Encoded
 
 
 class FlakyModel:

@@ -18,14 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llm_finetune.fingerprint import locked
-from llm_finetune.training.job import (
-    JOB_FILE,
-    PROGRESS_FILE,
-    RESULT_FILE,
-    TrainingResult,
-    TrainJob,
-    finished_result,
-)
+from llm_finetune.training.job import JOB_FILE, PROGRESS_FILE, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress, read_progress
 
 LOG_FILE = "train.log"

@@ -12,7 +12,7 @@ another. A flow cancelled while waiting stops the job.
 
 JumpStart (recipe `sagemaker.jumpstart`): the job runs JumpStart's image, training script and base weights instead of
 the project's trainer; the job's records go as JumpStart's instruction data (train.jsonl + template.json, see
-llm_finetune.jumpstart) with the recipe's settings as JumpStart hyperparameters; instances, limits, spot, checkpoints,
+llm_finetune.backends.jumpstart) with the recipe's settings as JumpStart hyperparameters; instances, limits, spot, checkpoints,
 polling, cost guard and FailureReason are handled as for any job. Its model.tar.gz holds only the model, which becomes
 <output>/model with a result from the job's description.
 
@@ -44,16 +44,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llm_finetune.aws import RETRYING, s3_client, sagemaker_client
 from llm_finetune.backends import s3files
 from llm_finetune.backends.cost import CostEstimate, check_cost, estimate_cost
 from llm_finetune.backends.images import job_image
+from llm_finetune.backends.jumpstart import training_data, training_job_request
+from llm_finetune.backends.sagemaker_api import PROCESSING, TRAINING, AwsClients, JobApi, S3Layout, clients_for
 from llm_finetune.backends.sagemaker_container import container_job, encode_job_hyperparameters, get_field
+from llm_finetune.backends.sagemaker_contract import StandIn, write_substitute
 from llm_finetune.backends.service_model import NAME_MAX, checked, short_name
 from llm_finetune.backends.sourcedir import ENTRY_SCRIPT, pack_sourcedir
 from llm_finetune.errors import RecipeError, SageMakerJobError
-from llm_finetune.fingerprint import (COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked,
-                                      mark_complete)
+from llm_finetune.fingerprint import COMPLETE_MARKER, build_once, directory_sha256, fingerprint, locked, mark_complete
 from llm_finetune.recipes import JumpStartSpec, SageMakerCompute, SageMakerSpec
 from llm_finetune.training.job import JOB_FILE, MODEL_DIR, RESULT_FILE, TrainingResult, TrainJob, finished_result
 from llm_finetune.training.progress import TrainingProgress
@@ -70,82 +71,10 @@ TIMESTAMP = "YYYYmmddHHMMSS"  # its length
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
-@dataclass(frozen=True)
-class JobApi:
-    """The SageMaker API calls of one job kind."""
-
-    kind: str
-    create: str
-    describe: str
-    list: str
-    stop: str
-    name_param: str
-    status: str
-    summaries: str
-    arn: str
-
-
-TRAINING = JobApi("training", "create_training_job", "describe_training_job", "list_training_jobs",
-                  "stop_training_job", "TrainingJobName", "TrainingJobStatus", "TrainingJobSummaries", "TrainingJobArn")
-PROCESSING = JobApi("processing", "create_processing_job", "describe_processing_job", "list_processing_jobs",
-                    "stop_processing_job", "ProcessingJobName", "ProcessingJobStatus", "ProcessingJobSummaries",
-                    "ProcessingJobArn")
-
-
 def training_image(compute: SageMakerCompute, region: str, field: str = "sagemaker.training.image_uri") -> str:
     """A training or processing job's image: the recipe's image_uri, else the one the SDK's tables give for the region
     and instance type (a CPU image on a CPU instance)."""
     return compute.image_uri or job_image(region, compute.instance_type, field)
-
-
-@dataclass
-class AwsClients:
-    sagemaker: Any
-    s3: Any
-
-
-def clients_for(spec: SageMakerSpec) -> AwsClients:
-    """Clients for the recipe's region and endpoint. A stand-in accepts any signature, so when no AWS credentials are
-    configured it gets placeholder ones."""
-    import boto3
-
-    if spec.stand_in and boto3.Session().get_credentials() is None:
-        session = boto3.Session(aws_access_key_id="stand-in", aws_secret_access_key="stand-in",
-                                region_name=spec.region)
-        return AwsClients(session.client("sagemaker", endpoint_url=spec.endpoint_url, config=RETRYING),
-                          session.client("s3", endpoint_url=spec.endpoint_url))
-    return AwsClients(sagemaker_client(spec.endpoint_url, spec.region), s3_client(spec.endpoint_url, spec.region))
-
-
-class S3Layout:
-    """Where each thing goes under s3://<bucket>/<prefix>/."""
-
-    def __init__(self, spec: SageMakerSpec):
-        self.base = f"s3://{spec.bucket}/{spec.prefix.strip('/')}" if spec.prefix.strip("/") else f"s3://{spec.bucket}"
-        self.checkpoint_base = spec.checkpoint_s3_uri or s3files.join_s3(self.base, "checkpoints")
-
-    def code(self, sha: str) -> str:
-        return s3files.join_s3(self.base, "code", sha[:16], "sourcedir.tar.gz")
-
-    def input(self, name: str, sha: str) -> str:
-        return s3files.join_s3(self.base, "inputs", name, sha[:16]) + "/"
-
-    @property
-    def training_output(self) -> str:
-        return s3files.join_s3(self.base, "training-jobs")
-
-    def checkpoints(self, key: str) -> str:
-        return s3files.join_s3(self.checkpoint_base, key) + "/"
-
-    def processing_output(self, key: str) -> str:
-        return s3files.join_s3(self.base, "processing", key) + "/"
-
-    def stand_in_status(self, api: JobApi, name: str) -> str:
-        return s3files.join_s3(self.base, "stand-in", api.kind, f"{name}.json")
-
-    def stand_in_substitute(self, name: str) -> str:
-        """What a stand-in runs in place of a JumpStart training job (llm_finetune.backends.sagemaker_contract)."""
-        return s3files.join_s3(self.base, "stand-in", "training", f"{name}.substitute.json")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -255,9 +184,7 @@ def jumpstart_training_request(name: str, key: str, job: TrainJob, spec: SageMak
                                clients: AwsClients) -> dict:
     """CreateTrainingJob arguments of a JumpStart fine-tune (spec.jumpstart): the job's data written in JumpStart's
     format and staged as the `training` (and `validation`) channel, JumpStart's image, script and base weights
-    (llm_finetune.jumpstart.training_job_request), and our instances, limits, spot and checkpoint settings."""
-    from llm_finetune.jumpstart import training_data, training_job_request
-
+    (llm_finetune.backends.jumpstart.training_job_request), and our instances, limits, spot and checkpoint settings."""
     with tempfile.TemporaryDirectory() as tmp:
         folders, hyperparameters = training_data(spec.jumpstart, job, Path(tmp))
         uris = {channel: stage_folder(clients, layout, f"jumpstart-{channel}", folder)
@@ -424,8 +351,6 @@ def _run_job(clients: AwsClients, spec: SageMakerSpec, api: JobApi, prefix: str,
     description. `launch(name)` stages what the job needs and returns its Create*Job arguments."""
     stand_in = None
     if spec.stand_in:
-        from llm_finetune.backends.sagemaker_contract import StandIn
-
         stand_in = StandIn(clients, S3Layout(spec), work_root)
         describe = lambda name: stand_in.describe(api, name)  # noqa: E731
     else:
@@ -502,8 +427,6 @@ def _run_sagemaker_training(job: TrainJob, spec: SageMakerSpec, clients: AwsClie
                                         stage_code(clients, layout))
             request = jumpstart_training_request(name, key, job, spec, layout, clients)
             if spec.stand_in:  # JumpStart's script and weights are out of its reach: ours run
-                from llm_finetune.backends.sagemaker_contract import write_substitute
-
                 own = training_request(name, key, job, spec, layout, stage_inputs(clients, layout, job),
                                        stage_code(clients, layout))
                 write_substitute(clients, layout, name, own, replaces=("model",))

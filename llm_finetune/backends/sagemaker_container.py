@@ -42,6 +42,10 @@ from collections import deque
 from importlib import metadata
 from pathlib import Path
 
+import llm_finetune
+from llm_finetune.backends.local import entry_command
+from llm_finetune.training.job import CHECKPOINTS_DIR, JOB_FILE
+
 JOB_HP_PREFIX = "llmft_job_"
 HP_MAX_CHARS = 2500  # SageMaker's limit on one hyperparameter value
 FAILURE_MAX_CHARS = 1000  # FailureReason holds up to 1,024 characters
@@ -147,8 +151,6 @@ def run_and_report(cmd: list[str], failure_file: Path) -> int:
 
 def launch_command(env: dict[str, str], entry_module: str, job_file: Path) -> list[str]:
     """The entry point for this instance: one process per GPU (one on CPU), torchrun when there are several in all."""
-    from llm_finetune.backends.local import entry_command
-
     hosts = json.loads(env.get("SM_HOSTS", '["algo-1"]'))
     current = env.get("SM_CURRENT_HOST", hosts[0])
     return entry_command(entry_module, job_file, nproc_per_node=max(int(env.get("SM_NUM_GPUS", "0")), 1),
@@ -159,8 +161,6 @@ def launch_command(env: dict[str, str], entry_module: str, job_file: Path) -> li
 
 def train(env: dict[str, str] | None = None) -> int:
     """The training contract: the job from SM_HPS, its inputs from SM_CHANNEL_*, its output in SM_MODEL_DIR."""
-    from llm_finetune.training.job import CHECKPOINTS_DIR, JOB_FILE
-
     env = dict(os.environ if env is None else env)
     payload = decode_job_hyperparameters(json.loads(env["SM_HPS"]))
     job = payload["job"]
@@ -202,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     code_dir = Path(__file__).resolve().parents[2]  # the unpacked source dir
     ensure_requirements(code_dir)
-    import llm_finetune
-
     print(f"llm_finetune from {Path(llm_finetune.__file__).parent}", flush=True)
     if argv[:1] == ["processing"]:
         root = Path(argv[argv.index("--root") + 1]) if "--root" in argv else Path("/opt/ml/processing")

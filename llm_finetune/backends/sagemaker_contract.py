@@ -40,6 +40,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -49,7 +50,7 @@ from pathlib import Path
 
 from llm_finetune.backends import s3files
 from llm_finetune.backends.local import die_with_parent
-from llm_finetune.backends.sagemaker import PROCESSING, TRAINING, AwsClients, JobApi, S3Layout
+from llm_finetune.backends.sagemaker_api import PROCESSING, TRAINING, AwsClients, JobApi, S3Layout
 from llm_finetune.training.job import PROGRESS_FILE
 from llm_finetune.training.progress import read_progress
 
@@ -76,8 +77,6 @@ def write_substitute(clients: AwsClients, layout: S3Layout, name: str, request: 
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

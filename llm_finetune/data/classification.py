@@ -7,7 +7,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from llm_finetune.data.intake import FieldRule, ValidatedData
+from llm_finetune.data.shapes import DataShape
 from llm_finetune.errors import DataValidationError, RecordProblem
+from llm_finetune.fingerprint import fingerprint, name_or_path_key
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.recipes import ClassificationData
 
 SPLITS = ("train", "validation")
@@ -111,8 +114,6 @@ def classification_dataset(validated: ValidatedData, split: str, data: Classific
         out["labels"] = [label2id[label] for label in batch[data.label_field]]
         return out
 
-    from llm_finetune.fingerprint import fingerprint, name_or_path_key
-
     key = fingerprint("classification-tokens-v1", validated.fingerprint, split, limit, data,
                       name_or_path_key(tokenizer.name_or_path) if tokenizer.name_or_path else len(tokenizer))
     return ds.map(encode, batched=True, remove_columns=ds.column_names, keep_in_memory=True, new_fingerprint=key)
@@ -125,8 +126,20 @@ def tokenizer_corpus(validated: ValidatedData, data: ClassificationData) -> list
 
 def classification_test_cases(validated: ValidatedData, data: ClassificationData, limit: int):
     """Validation texts and their labels, as endpoint test requests."""
-    from llm_finetune.serving.endpoint import EndpointTestCase
-
     rows = validated.load("validation", limit).to_list()
     return [EndpointTestCase(id=str(r[data.id_field]) if data.id_field and r.get(data.id_field) is not None else str(i),
                              inputs=r[data.text_field], reference=r[data.label_field]) for i, r in enumerate(rows)]
+
+
+class _ClassificationShape(DataShape):
+    def rules(self, data):
+        return classification_rules(data)
+
+    def check(self, validated, data):
+        check_labels(validated, data)
+
+    def tokenizer_corpus(self, validated, data):
+        return tokenizer_corpus(validated, data)
+
+
+SHAPE = _ClassificationShape()

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from llm_finetune.data.intake import FieldRule, ValidatedData
+from llm_finetune.data.shapes import DataShape, sft_examples
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import fingerprint
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.recipes import InstructionData, QAData
-from llm_finetune.serving.endpoint import EndpointTestCase
 
 if TYPE_CHECKING:
     import datasets
@@ -159,8 +160,6 @@ def check_sft_records(validated: ValidatedData, data: InstructionData | QAData, 
         (TRL drops such records silently; with `overlong_records: drop` they are counted instead); (c) the pad token
         exists and is not EOS (see `prepare_tokenizer` for the choice made when a tokenizer has none).
     """
-    from llm_finetune.data.shapes import sft_examples
-
     problems: list[RecordProblem] = []
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         what = "has no pad token" if tokenizer.pad_token is None else f"pads with its EOS token {tokenizer.eos_token!r}"
@@ -265,3 +264,14 @@ def instruction_test_cases(validated: ValidatedData, data: InstructionData, toke
             text = text[len(tokenizer.bos_token):]  # the tokenizer adds BOS itself to a raw prompt
         cases.append(EndpointTestCase(id=str(i), inputs=text, reference=messages["completion"][0]["content"]))
     return cases
+
+
+class _InstructionShape(DataShape):
+    def rules(self, data):
+        return instruction_rules(data)
+
+    def sft_examples(self, validated, split, data, tokenizer, limit):
+        return instruction_dataset(validated, split, data, limit)
+
+
+SHAPE = _InstructionShape()

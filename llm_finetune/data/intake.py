@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlparse
 
 from pydantic import BaseModel
 
+from llm_finetune.aws import s3_client
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import build_once, directory_sha256, file_sha256, fingerprint
 
@@ -108,8 +109,6 @@ def _fetch_s3(uri: str, cache_dir: Path, s3) -> Path:
     """Download an object or every object under a prefix (ending in '/'); re-downloaded only when an ETag changes."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from llm_finetune.aws import s3_client
-
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, parsed.path.lstrip("/")
     if not bucket or not key:
@@ -151,8 +150,6 @@ def source_listing(uri: str, s3=None) -> list[tuple[str, str]] | None:
         return None
     if base.startswith("s3://"):
         from botocore.exceptions import BotoCoreError, ClientError
-
-        from llm_finetune.aws import s3_client
 
         parsed = urlparse(base)
         try:

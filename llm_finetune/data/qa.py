@@ -4,7 +4,7 @@ two formats built from it.
 Generative: prompt (context and question) / completion (" answer" + EOS) strings for the SFT trainer. A context
 too long for max_length is cut to a window of whole tokens: around the answer for training, from its start for
 evaluation (where the answer is not known), counting the questions whose answer the cut removed.
-Extractive: see llm_finetune.extractive (the run_qa windows and their mapping back to characters).
+Extractive: see llm_finetune.inference.extractive (the run_qa windows and their mapping back to characters).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from llm_finetune.data.intake import FieldRule, ValidatedData
+from llm_finetune.data.shapes import DataShape
 from llm_finetune.errors import DataValidationError, RecordProblem
 from llm_finetune.fingerprint import fingerprint
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.recipes import QAData
 
 if TYPE_CHECKING:
@@ -185,8 +187,6 @@ def qa_test_cases(validated: ValidatedData, data: QAData, kind: str, tokenizer_d
                   max_new_tokens: int = 0):
     """Validation questions as endpoint test requests: the prompt text (text-generation) or {question, context}
     (question-answering); the reference is the first gold answer."""
-    from llm_finetune.serving.endpoint import EndpointTestCase
-
     records = qa_records(validated, "validation", data, limit)
     if kind == "question-answering":
         inputs = [{"question": r["question"], "context": r["context"]} for r in records]
@@ -198,3 +198,20 @@ def qa_test_cases(validated: ValidatedData, data: QAData, kind: str, tokenizer_d
         inputs = [generative_example(r, data, tokenizer, for_training=False, max_new_tokens=max_new_tokens)[0]["prompt"]
                   for r in rows]
     return [EndpointTestCase(id=r["id"], inputs=i, reference=r["answers"][0]) for r, i in zip(records, inputs)]
+
+
+class _QAShape(DataShape):
+    def rules(self, data):
+        return qa_rules(data)
+
+    def check(self, validated, data):
+        check_answers(validated, data)
+
+    def sft_examples(self, validated, split, data, tokenizer, limit):
+        return qa_sft_examples(validated, split, data, tokenizer, limit)
+
+    def tokenizer_corpus(self, validated, data):
+        return tokenizer_corpus(validated, data)
+
+
+SHAPE = _QAShape()

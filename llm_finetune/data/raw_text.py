@@ -12,10 +12,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.data.intake import FieldRule, ValidatedData
+from llm_finetune.data.intake import FieldRule, ValidatedData, intake, source_listing
+from llm_finetune.data.shapes import DataShape
+from llm_finetune.errors import DataValidationError
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.recipes import PerplexityEvaluationParams, RawTextData
-from llm_finetune.serving.endpoint import EndpointTestCase
 
 DOCUMENTS_FILE = "llmft_documents.json"  # in a trained model's folder: every document it has been trained on
 IN_DOMAIN, OUT_OF_DOMAIN = "in_domain", "out_of_domain"  # held-out set names: the validation split, all others
@@ -175,9 +177,6 @@ def continuation_test_cases(texts: Sequence[str], tokenizer_dir: str, prompt_tok
 
 def validate_held_out_sets(params: PerplexityEvaluationParams, work_dir: str | Path) -> dict[str, ValidatedData]:
     """Every out-of-domain set through the intake layer (all problems at once), before any training."""
-    from llm_finetune.data.intake import intake
-    from llm_finetune.errors import DataValidationError
-
     checked, problems = {}, []
     for name, held_out in params.out_of_domain.items():
         try:
@@ -219,7 +218,13 @@ class CorpusCheck(BaseModel):
 def corpus_fingerprint(uri: str, s3=None) -> tuple[str | None, int]:
     """(fingerprint of the listing: every file's name and content hash or ETag, number of files); nothing is read
     beyond the listing for S3."""
-    from llm_finetune.data.intake import source_listing
-
     listing = source_listing(uri, s3=s3)
     return (None, 0) if listing is None else (fingerprint("corpus-listing-v1", listing), len(listing))
+
+
+class _RawTextShape(DataShape):
+    def rules(self, data):
+        return raw_text_rules(data)
+
+
+SHAPE = _RawTextShape()

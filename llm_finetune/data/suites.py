@@ -22,9 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from llm_finetune.data.answers import extract_final_answer, is_correct
 from llm_finetune.data.intake import decode_utf8, read_split
 from llm_finetune.errors import DataValidationError, RecordProblem
-from llm_finetune.evaluation.answers import extract_final_answer, is_correct
 from llm_finetune.recipes.base import Strict
 from llm_finetune.recipes.chat_inference import CotStyle, PromptSuiteSpec, Route, SuiteKind
 

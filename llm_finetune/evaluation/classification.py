@@ -11,6 +11,7 @@ from llm_finetune.data.classification import TruncationRule, label_ids
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.evaluation.metrics import classification_scores, confusion
+from llm_finetune.inference.classifier import TextClassifier
 from llm_finetune.recipes import ClassificationData
 
 METRIC_KEYS = ("accuracy", "macro_f1")
@@ -40,8 +41,6 @@ def classification_eval_records(validated: ValidatedData, data: ClassificationDa
 def evaluate_classifier(model_dir: str, records: list[dict], data: ClassificationData, *, batch_size: int,
                         seed: int = 0, new_head: bool = False) -> ClassificationEval:
     """Score one model; `new_head` puts a seeded, untrained head on a base model (the before-fine-tuning score)."""
-    from llm_finetune.classifier import TextClassifier
-
     head = None
     if new_head:
         id2label, label2id = label_ids(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 
@@ -47,8 +48,6 @@ class PairedScores(BaseModel):
 
 def aggregate(values, weights, transform: str = "identity", scale: float = 1.0):
     """The metric of one or many resamples: numpy arrays (records last), weights None for a mean."""
-    import numpy as np
-
     total = np.sum(values, axis=-1)
     count = np.sum(weights, axis=-1) if weights is not None else values.shape[-1]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from llm_finetune.fingerprint import build_once, fingerprint, name_or_path_key
+from llm_finetune.inference.text_to_image import ImageRecord, ImageSet
 from llm_finetune.recipes.text_to_image import DetectorSpec
-from llm_finetune.text_to_image import ImageRecord, ImageSet
 
 COUNTS_FILE = "counts.json"
 

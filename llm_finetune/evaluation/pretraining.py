@@ -10,13 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.data.raw_text import (
-    IN_DOMAIN,
-    OUT_OF_DOMAIN,
-    continuation_prompts,
-    pack_blocks,
-    tokenize_documents,
-)
+from llm_finetune.data.raw_text import IN_DOMAIN, OUT_OF_DOMAIN, continuation_prompts, pack_blocks, tokenize_documents
 from llm_finetune.evaluation.comparison import PairedScores, ReleaseEvidence
 from llm_finetune.generation import CausalGenerator, GenerationParams
 from llm_finetune.recipes import PerplexityEvaluationParams

@@ -8,8 +8,11 @@ import time
 from pydantic import BaseModel
 
 from llm_finetune.data.intake import ValidatedData
+from llm_finetune.data.qa import generative_eval_set
 from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.evaluation.metrics import squad_per_question, squad_scores
+from llm_finetune.generation import CausalGenerator, GenerationParams
+from llm_finetune.inference.extractive import ExtractiveReader
 from llm_finetune.recipes import QAData, QAEvaluationParams
 
 METRIC_KEYS = ("exact_match", "f1")
@@ -41,9 +44,6 @@ def eval_limit(data: QAData, params: QAEvaluationParams) -> int | None:
 
 def evaluate_generative(model_dir: str, validated: ValidatedData, data: QAData, params: QAEvaluationParams) -> QAEval:
     """Greedy answers after the prompt (context cut from its start to fit), first line only."""
-    from llm_finetune.data.qa import generative_eval_set
-    from llm_finetune.generation import CausalGenerator, GenerationParams
-
     generator = CausalGenerator(model_dir)
     evalset = generative_eval_set(validated, data, generator.tokenizer, eval_limit(data, params),
                                   params.max_new_tokens)
@@ -58,8 +58,6 @@ def evaluate_extractive(model_dir: str, records: list[dict], settings, params: Q
                         seed: int = 0) -> QAEval:
     """Best span over all windows of each context; a base model without a span head gets a new one, seeded."""
     import torch
-
-    from llm_finetune.extractive import ExtractiveReader
 
     torch.manual_seed(seed)
     reader = ExtractiveReader(model_dir, settings)

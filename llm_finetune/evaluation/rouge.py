@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from llm_finetune.evaluation.comparison import ReleaseEvidence, paired_means
 from llm_finetune.evaluation.sentences import sentences
 from llm_finetune.generation import GenerationParams
+from llm_finetune.inference.summarizer import Summarizer
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -64,8 +65,6 @@ def evaluate_summarizer(
     max_source_tokens: int = 512,
 ) -> SummarizationEval:
     """Generate summaries for `records` ({'dialogue', 'summary'}) and score them against the references."""
-    from llm_finetune.summarizer import Summarizer
-
     summarizer = Summarizer(model_dir, prompt_template=prompt_template)
     start = time.perf_counter()
     predictions = summarizer.summarize(

@@ -16,7 +16,12 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from llm_finetune.data.shapes import load_data
+from llm_finetune.data.summarization import prepare_summarization_dataset, summarization_records
+from llm_finetune.evaluation.rouge import evaluate_summarizer
+from llm_finetune.models.base import base_model_path
 from llm_finetune.recipes import DialogsumPipelineRecipe, SummarizationData
+from llm_finetune.training.seq2seq import seq2seq_job, train_seq2seq
 
 RECIPE_FILE = "recipe.json"
 PREPARED_FILE = "prepared.json"
@@ -39,10 +44,6 @@ def local_data(data: SummarizationData, data_dir: Path) -> SummarizationData:
 
 def prepare(recipe: DialogsumPipelineRecipe, data_dir: Path, output_dir: Path) -> dict:
     """Validate the data, materialize the base model (a tiny one is built here), tokenize; all into output_dir."""
-    from llm_finetune.data.shapes import load_data
-    from llm_finetune.data.summarization import prepare_summarization_dataset
-    from llm_finetune.models.base import base_model_path
-
     data = local_data(recipe.data, data_dir)
     validated = load_data(data, output_dir / "checked")
     base = base_model_path(recipe.model, data, validated, output_dir / "base-models")
@@ -60,8 +61,6 @@ def train(recipe: DialogsumPipelineRecipe, dataset_dir: Path, model_dir: Path, c
     resumes) and leave the model's files at the root of model_dir (SageMaker archives it as model.tar.gz). The run's
     folder there is keyed by base model, data and training parameters, as a local run's: a finished model is reused
     only for the same ones."""
-    from llm_finetune.training.seq2seq import seq2seq_job, train_seq2seq
-
     prepared = json.loads((dataset_dir / PREPARED_FILE).read_text())
     base = str(dataset_dir / prepared["base_model"]) if prepared["base_model_is_local"] else prepared["base_model"]
     job = seq2seq_job(base, str(dataset_dir / prepared["dataset_dir"]), prepared["fingerprint"],
@@ -74,10 +73,6 @@ def train(recipe: DialogsumPipelineRecipe, dataset_dir: Path, model_dir: Path, c
 def evaluate(recipe: DialogsumPipelineRecipe, model_dir: Path, data_dir: Path, output_dir: Path) -> dict:
     """ROUGE of the trained model (model.tar.gz as the training job wrote it) on the validation split, written as
     evaluation.json {"metrics": {"rougeL": {"value": ...}, ...}}: the pipeline's condition reads it."""
-    from llm_finetune.data.shapes import load_data
-    from llm_finetune.data.summarization import summarization_records
-    from llm_finetune.evaluation.rouge import evaluate_summarizer
-
     archive = model_dir / "model.tar.gz"
     if archive.exists():
         with tarfile.open(archive) as tar:

@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.generation import CausalGenerator, GenerationParams
+from llm_finetune.models.tiny_causal import build_tiny_causal_lm
 from llm_finetune.recipes.base import ChatSettings
 from llm_finetune.recipes.probes import ProbeModelSpec
+from llm_finetune.registry.mlflow_registry import download_model_version, resolve_model_uri
 from llm_finetune.serving.client import EndpointError, InferenceClient, open_client
 
 log = logging.getLogger(__name__)
@@ -113,12 +115,8 @@ def resolve_target(spec: ProbeModelSpec, corpus: list[str], work_dir: str | Path
     if spec.sagemaker_endpoint:
         return ProbeTarget(name=spec.name, kind="sagemaker", location=spec.sagemaker_endpoint)
     if spec.tiny:
-        from llm_finetune.models.tiny_causal import build_tiny_causal_lm
-
         location = str(build_tiny_causal_lm(spec.tiny, corpus, work_dir / "base-models", fingerprint(corpus)))
     elif spec.registered:
-        from llm_finetune.registry.mlflow_registry import download_model_version, resolve_model_uri
-
         name, version = resolve_model_uri(tracking_uri, spec.registered)
         dst = work_dir / "registered-models" / fingerprint(tracking_uri, name, version)
         location = str(download_model_version(tracking_uri, name, version, dst))

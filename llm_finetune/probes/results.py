@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import get_args
 
+import numpy as np
 from pydantic import BaseModel
 
 from llm_finetune.fingerprint import build_once, fingerprint
@@ -134,8 +135,6 @@ def pass_rate_chart(rates: list[PassRate], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
     models = sorted({r.model for r in rates})
     types = sorted({r.check_type for r in rates if r.check_type != OVERALL}) + [OVERALL]
     present = {r.variant for r in rates}

@@ -27,6 +27,15 @@ from llm_finetune.recipes.chat_inference import (
     RegisteredModelRef,
     TrackingSpec,
 )
+from llm_finetune.recipes.classification import (
+    ClassificationData,
+    ClassificationEvaluationParams,
+    ClassificationRecipe,
+    ClassifierModelSpec,
+    SentimentArm,
+    SentimentComparisonRecipe,
+    TrainerParams,
+)
 from llm_finetune.recipes.instruction import (
     ATTENTION_MODULES,
     MIXTRAL_EXPERT_PARAMETERS,
@@ -40,6 +49,7 @@ from llm_finetune.recipes.instruction import (
     TinyCausalSpec,
 )
 from llm_finetune.recipes.jumpstart import JumpStartSpec
+from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.pipeline import DialogsumPipelineRecipe, SageMakerPipelineSpec
 from llm_finetune.recipes.pretraining import (
     CodeCompletionParams,
@@ -53,16 +63,6 @@ from llm_finetune.recipes.pretraining import (
     PretrainParams,
     RawTextData,
 )
-from llm_finetune.recipes.classification import (
-    ClassificationData,
-    ClassificationEvaluationParams,
-    ClassificationRecipe,
-    ClassifierModelSpec,
-    SentimentArm,
-    SentimentComparisonRecipe,
-    TrainerParams,
-)
-from llm_finetune.recipes.loading import apply_overrides, load_recipe, parse_override
 from llm_finetune.recipes.qa import ExtractiveQA, GenerativeQA, QAData, QAEvaluationParams, QARecipe
 from llm_finetune.recipes.summarization import (
     ModelSpec,

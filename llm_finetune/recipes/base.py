@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
@@ -16,13 +17,17 @@ from pydantic import (
     model_validator,
 )
 
+from llm_finetune.containers import DIALECTS, ContainerMismatch, SageMakerContainer, container_for_image
 from llm_finetune.fingerprint import FINGERPRINT_CONTEXT
 from llm_finetune.generation import GenerationParams
-from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.recipes.jumpstart import JumpStartSpec
-from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
-from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, SageMakerContainer, container_for_image
-from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
+
+# Defaults the recipe sets and the code that uses them reads from here (the lower layer owns them).
+DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "probes" / "suites" / "instruction_following.yaml"
+DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
 
 
 def resolve_local(uri: str, base: Path) -> str:
@@ -57,6 +62,7 @@ class DataSource(Strict):
     format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = Field(
         None, description="File format; by default taken from the extension (.jsonl/.json, .csv, .parquet, ...)"
     )
+    shape_module: ClassVar[str | None] = None  # the data module whose SHAPE holds this data type's record rules
     max_train_records: int | None = Field(None, gt=0, description="Use only the first N training records")
     max_validation_records: int | None = Field(None, gt=0)
 

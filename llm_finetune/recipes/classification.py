@@ -4,12 +4,20 @@ with LoRA or Gemma-2 with LoRA; one run (`ClassificationRecipe`) or several arms
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import (PRECISION_HELP, ApprovalPolicy, DataSource, Precision, RecipeBase, RegistrySpec,
-                                       Strict, TrainingLoopParams)
+from llm_finetune.recipes.base import (
+    PRECISION_HELP,
+    ApprovalPolicy,
+    DataSource,
+    Precision,
+    RecipeBase,
+    RegistrySpec,
+    Strict,
+    TrainingLoopParams,
+)
 from llm_finetune.recipes.instruction import LoraSpec, TinyCausalSpec
 from llm_finetune.recipes.pretraining import GPT2ConfigSpec
 
@@ -19,6 +27,8 @@ TRUNCATION_SIDES = ("head", "tail", "head+tail")
 
 class ClassificationData(DataSource):
     """Text/label records (IMDB layout by default) and how long texts are cut to max_length tokens."""
+
+    shape_module: ClassVar[str] = "llm_finetune.data.classification"  # its record rules: a DataShape named SHAPE
 
     text_field: str = "text"
     label_field: str = "label"

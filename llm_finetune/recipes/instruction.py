@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from llm_finetune.recipes.base import (ApprovalPolicy, DataSource, EvaluationParams, Precision, RecipeBase,
-                                       RegistrySpec, Strict, TrainingLoopParams)
+from llm_finetune.recipes.base import (
+    ApprovalPolicy,
+    DataSource,
+    EvaluationParams,
+    Precision,
+    RecipeBase,
+    RegistrySpec,
+    Strict,
+    TrainingLoopParams,
+)
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -15,6 +23,8 @@ ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 class InstructionData(DataSource):
     """Instruction/response records (Dolly layout by default) and how they become chat turns."""
+
+    shape_module: ClassVar[str] = "llm_finetune.data.instructions"  # its record rules: a DataShape named SHAPE
 
     instruction_field: str = Field("instruction", description="The user's request")
     context_field: str | None = Field(

@@ -1,7 +1,7 @@
 """The recipe's `sagemaker.jumpstart` section: a JumpStart model (`meta-textgeneration-llama-2-7b`,
 `huggingface-llm-falcon-7b-bf16`, ...) with the fields JumpStart resolves written out, so nothing needs the network.
 
-`llm_finetune.jumpstart.resolve_jumpstart_spec` fills them in once online; `llm_finetune.jumpstart` builds the fine-tune
+`llm_finetune.backends.jumpstart.resolve_jumpstart_spec` fills them in once online; `llm_finetune.backends.jumpstart` builds the fine-tune
 and deploy requests from them.
 """
 

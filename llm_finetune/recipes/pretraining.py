@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +24,8 @@ from llm_finetune.recipes.base import (
 class RawTextData(DataSource):
     """Raw text documents, one per record (JSON Lines / CSV / Parquet field, or a .txt line), tokenized and packed
     into fixed blocks of `block_size` tokens with EOS between documents; no padding."""
+
+    shape_module: ClassVar[str] = "llm_finetune.data.raw_text"  # its record rules: a DataShape named SHAPE
 
     text_field: str = Field("text", description="The field holding each document's text ('content' in CodeParrot)")
     block_size: int = Field(128, ge=8, description="Tokens per training block (run_clm's block_size); the tokens "

@@ -7,9 +7,15 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import ProbeSuiteSpec, Strict, RunTracking, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import (
+    MODEL_URI,
+    ProbeSuiteSpec,
+    RunTracking,
+    Strict,
+    require_exactly_one,
+    resolve_existing,
+)
 from llm_finetune.recipes.instruction import TinyCausalSpec
-from llm_finetune.registry.mlflow_registry import MODEL_URI
 
 MODEL_SOURCES = ("name_or_path", "registered", "endpoint_url", "sagemaker_endpoint", "tiny")
 

@@ -3,7 +3,7 @@ the SFT trainer) or extractive (an encoder with a span head, sliding windows ove
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,6 +15,8 @@ from llm_finetune.recipes.instruction import CausalModelSpec, LoraSpec, SFTParam
 class QAData(DataSource):
     """SQuAD-layout records (Hugging Face `squad` schema): id, context, question, answers {text: [..],
     answer_start: [..]}. Every answer_start must point at its answer text in the context."""
+
+    shape_module: ClassVar[str] = "llm_finetune.data.qa"  # its record rules: a DataShape named SHAPE
 
     id_field: str = "id"
     context_field: str = "context"

@@ -6,12 +6,22 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import (ApprovalPolicy, Backend, DataSource, EvaluationParams, RecipeBase,
-                                       RegistrySpec, Strict, TrainingLoopParams)
+from llm_finetune.recipes.base import (
+    ApprovalPolicy,
+    Backend,
+    DataSource,
+    EvaluationParams,
+    RecipeBase,
+    RegistrySpec,
+    Strict,
+    TrainingLoopParams,
+)
 
 
 class SummarizationData(DataSource):
     """Dialogue/summary records and how they become model inputs."""
+
+    shape_module: ClassVar[str] = "llm_finetune.data.summarization"  # its record rules: a DataShape named SHAPE
 
     dialogue_field: str = "dialogue"
     summary_field: str = "summary"

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import Strict, RunTracking, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import RunTracking, Strict, require_exactly_one, resolve_existing
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")

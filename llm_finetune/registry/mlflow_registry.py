@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import tempfile
 import warnings
 from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
@@ -16,7 +16,8 @@ from llm_finetune.approval import ApprovalDecision, GainInterval
 from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
-from llm_finetune.serving.kinds import input_example, served_kind
+from llm_finetune.kinds import input_example, served_kind
+from llm_finetune.recipes.base import MODEL_URI
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 RELEASE_STATUS, RELEASE_REASON = "release_status", "release_reason"  # set when a release commits or rolls back
@@ -121,8 +122,6 @@ def log_and_register(
 
 def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve, tags,
                       samples, generation) -> RegisteredModelVersion:
-    import tempfile
-
     import mlflow
     from mlflow.models import infer_signature
 
@@ -374,9 +373,6 @@ def log_run(tracking_uri: str, experiment: str, run_name: str, params: dict[str,
         for artifact_path, folder in (folders or {}).items():
             mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
     return run.info.run_id
-
-
-MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
 
 
 def resolve_model_uri(tracking_uri: str, uri: str) -> tuple[str, str]:

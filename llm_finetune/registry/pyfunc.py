@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow.pyfunc
 import pandas as pd
 
+from llm_finetune.inference.served import load_text_model
 
 
 class TextModelPyfunc(mlflow.pyfunc.PythonModel):
@@ -13,8 +14,6 @@ class TextModelPyfunc(mlflow.pyfunc.PythonModel):
     GenerationParams fields (generation kinds). Output: one text per row (the label, the answer span)."""
 
     def load_context(self, context):
-        from llm_finetune.serving.kinds import load_text_model
-
         self.model = load_text_model(context.artifacts["model_dir"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:

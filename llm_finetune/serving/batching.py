@@ -3,7 +3,7 @@
 One worker thread runs every batch in turn (torch already uses every core it is given). A batch holds at most
 `max_batch_size` prompts; once the oldest waiting request has waited `max_wait_ms`, the batch starts with whatever
 compatible requests are queued. Requests whose key is None always run alone. Which requests may share a batch is
-the caller's `batch_key` (for generation: `llm_finetune.serving.kinds.batch_key`).
+the caller's `batch_key` (for generation: `llm_finetune.inference.served.batch_key`).
 
 If a batch of several requests raises, each of its requests is run again alone, so only the failing one gets the
 error. A request whose client has gone (its `submit` cancelled) before its batch runs is left out of it.
@@ -21,8 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-DEFAULT_MAX_BATCH_SIZE = 16
-DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
+from llm_finetune.recipes.base import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS
 
 logger = logging.getLogger("llm_finetune.serving")
 

@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol, runtime_checkable
 
+from llm_finetune.aws import sagemaker_runtime_client
+
 TOKEN_ENV = "LLMFT_ENDPOINT_TOKEN"  # the bearer token a local server requires and a client sends
 CHAT_PATH = "/v1/chat/completions"  # OpenAI's path; our server also answers chat bodies on /invocations
 
@@ -126,8 +128,6 @@ class SageMakerInferenceClient:
 
     def __init__(self, endpoint_name: str, *, region: str | None = None, endpoint_url: str | None = None,
                  timeout_s: float = 120.0, runtime=None):
-        from llm_finetune.aws import sagemaker_runtime_client
-
         self.endpoint_name = endpoint_name
         self.runtime = runtime or sagemaker_runtime_client(endpoint_url, region, timeout_s)
 

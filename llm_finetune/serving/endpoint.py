@@ -13,20 +13,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from llm_finetune.recipes.base import DEFAULT_MAX_BODY_BYTES
 from llm_finetune.serving.client import EndpointError
 from llm_finetune.serving.client import HttpInferenceClient as EndpointClient
-
-DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
-
-
-class EndpointTestCase(BaseModel):
-    """One request of an endpoint test: a validation record's input and its reference answer."""
-
-    id: str
-    inputs: str | dict[str, str]  # text, or {"question", "context"} for question-answering
-    reference: str
-    prompt: str | None = None  # inputs in the prompt template the model was trained on, for a container that takes
-    # the model's input as sent (the project's own server applies the template itself)
 
 
 class EndpointHandle(BaseModel):

@@ -1,4 +1,4 @@
-"""SageMaker-protocol inference server (FastAPI on uvicorn) for every served kind (llm_finetune.serving.kinds).
+"""SageMaker-protocol inference server (FastAPI on uvicorn) for every served kind (llm_finetune.kinds).
 
 Routes: GET /ping; POST /invocations with `{"inputs": ..., "parameters": {...}}` (HF containers / TGI) or chat
 `{"messages": [...], ...}`; POST /v1/chat/completions (TGI Messages API), optionally streamed (`"stream": true`:
@@ -33,6 +33,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import uvicorn
@@ -44,10 +45,11 @@ from starlette.requests import ClientDisconnect
 
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import Completion, GenerationParams, Prompt
-from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, Batcher
+from llm_finetune.inference.served import Encoded, PromptRejected, RequestError, batch_key, load_text_model
+from llm_finetune.kinds import ServedKind
+from llm_finetune.recipes.base import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, DEFAULT_MAX_BODY_BYTES
+from llm_finetune.serving.batching import Batcher
 from llm_finetune.serving.client import TOKEN_ENV
-from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
-from llm_finetune.serving.kinds import Encoded, PromptRejected, RequestError, ServedKind, batch_key
 from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, parse_invocation: public here too)
     ChatAnswer,
     ChatRequest,
@@ -68,7 +70,7 @@ class BodyTooLargeError(ValueError):
 
 
 class ServedModel(Protocol):
-    """What the server needs of a model (llm_finetune.serving.kinds.TextModel)."""
+    """What the server needs of a model (llm_finetune.inference.served.TextModel)."""
 
     kind: ServedKind
     name: str
@@ -259,7 +261,7 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     def ping() -> dict:
         return {"status": "healthy"}
 
-    # Kinds with their own request format (text-classification, question-answering: serving/kinds.py) bring their
+    # Kinds with their own request format (text-classification, question-answering: inference/served.py) bring their
     # parser and answer; they are not batched and have no chat route.
     own_format = hasattr(model, "parse_request")
     lock = threading.Lock()
@@ -325,11 +327,19 @@ class _AnnouncingServer(uvicorn.Server):
             os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
+def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path) -> ServedModel:
+    """A model folder, or a registered version: 'models:/name/3' or 'models:/name@alias' (approved ones only)."""
+    if not model.startswith("models:/"):
+        return load_text_model(model)
+    # lazy: mlflow takes seconds to import, and a server of a model folder never needs it
+    from llm_finetune.registry.mlflow_registry import download_registered_model
+
+    return load_text_model(download_registered_model(tracking_uri, model, cache_dir), name=model)
+
+
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
           auth_token: str | None = None, tracking_uri: str | None = None, cache_dir: str = ".llmft/endpoints") -> None:
-    from llm_finetune.serving.kinds import load_served_model
-
     tracking_uri = tracking_uri or f"sqlite:///{os.path.abspath('.llmft/mlflow.db')}"
     app = create_app(load_served_model(model, tracking_uri, cache_dir), max_body_bytes,
                      max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, auth_token=auth_token)

@@ -22,7 +22,7 @@ from llm_finetune.data.shapes import sft_examples
 from llm_finetune.errors import MergeError, RecipeError
 from llm_finetune.fingerprint import fingerprint, is_complete, name_or_path_key
 from llm_finetune.recipes import InstructionData, LoraSpec, QAData, SFTParams
-from llm_finetune.training.collators import packed_real_tokens
+from llm_finetune.training.collators import PackedRowsCollator, packed_real_tokens
 from llm_finetune.training.job import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
@@ -36,6 +36,7 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
+from llm_finetune.training.totals import run_totals
 
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
@@ -226,8 +227,6 @@ def packed_rows_trainer_class():
     would count one row's width per batch."""
     from trl import SFTTrainer
 
-    from llm_finetune.training.collators import PackedRowsCollator
-
     class PackedRowsSFTTrainer(SFTTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -412,8 +411,6 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     `fingerprint.locked(output_dir)` (llm_finetune.backends.local does; the workers of one job must not).
     """
     from transformers import set_seed
-
-    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -8,6 +8,7 @@ saves a plain, servable model (adapters merged into a full-precision reload of t
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -15,7 +16,15 @@ from llm_finetune.data.classification import TruncationRule, classification_data
 from llm_finetune.data.intake import ValidatedData
 from llm_finetune.errors import MergeError
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
+from llm_finetune.inference.classifier import load_classifier_tokenizer
 from llm_finetune.recipes import ClassificationData, LoraSpec, TrainerParams
+from llm_finetune.training.causal_lm import (
+    TrainingTokenCounter,
+    keep_4bit_layers_differentiable,
+    load_base_model,
+    parameter_counts,
+    resolve_precision,
+)
 from llm_finetune.training.job import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
@@ -30,6 +39,7 @@ from llm_finetune.training.job import (
     trainer_result_fields,
     write_serving_file,
 )
+from llm_finetune.training.totals import run_totals
 
 MERGE_TOLERANCE = 1e-3
 
@@ -73,18 +83,6 @@ def classification_job(base_model: str, validated: ValidatedData, data: Classifi
 # Tokenizer, model, trainer
 
 
-def load_classifier_tokenizer(name_or_path: str):
-    """The tokenizer, right-padded, with a pad token: GPT-2 has none, so it pads with EOS (as the Hugging Face
-    text-classification example does; the classifier reads the last non-pad token)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    tokenizer.padding_side = "right"
-    return tokenizer
-
-
 def head_kwargs(data: ClassificationData, tokenizer) -> dict:
     """from_pretrained settings of a classification head for the recipe's labels."""
     id2label, label2id = label_ids(data)
@@ -97,8 +95,6 @@ def load_classifier(base_model: str, data: ClassificationData, lora: LoraSpec, t
     enabled (the head is then trained in full through peft's modules_to_save)."""
     import transformers
     from transformers import AutoModelForSequenceClassification
-
-    from llm_finetune.training.causal_lm import keep_4bit_layers_differentiable, load_base_model
 
     transformers.logging.set_verbosity_error()  # "score.weight newly initialized": expected, it is the new head
     model = load_base_model(base_model, lora, precision=precision, auto_class=AutoModelForSequenceClassification,
@@ -160,12 +156,7 @@ def merge_classifier(base_model: str, adapter_dir: Path, head: dict, batch: dict
 
 def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None) -> ClassificationTrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result."""
-    from dataclasses import asdict
-
     from transformers import Trainer, set_seed
-
-    from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts, resolve_precision
-    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

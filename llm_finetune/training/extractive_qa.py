@@ -1,5 +1,5 @@
 """Extractive question answering: an encoder with a span head (AutoModelForQuestionAnswering) trained with
-transformers' Trainer on run_qa windows (llm_finetune.extractive); resumable; saves a servable model.
+transformers' Trainer on run_qa windows (llm_finetune.inference.extractive); resumable; saves a servable model.
 
     python -m llm_finetune.training.extractive_qa --job job.json
 """
@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from llm_finetune.data.intake import ValidatedData
-from llm_finetune.extractive import WindowSettings, span_labels, windows
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
+from llm_finetune.inference.extractive import WindowSettings, span_labels, windows
 from llm_finetune.recipes import ExtractiveQA, QAData, QARecipe
+from llm_finetune.training.causal_lm import TrainingTokenCounter, causal_job, resolve_precision
+from llm_finetune.training.classification import collator, training_arguments
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,
@@ -27,6 +29,7 @@ from llm_finetune.training.job import (
     trainer_result_fields,
     write_serving_file,
 )
+from llm_finetune.training.totals import run_totals
 
 
 class ExtractiveTrainingResult(TrainingResult):
@@ -83,8 +86,6 @@ def training_windows(validated: ValidatedData, data: QAData, tokenizer, settings
 def qa_job(recipe: QARecipe, base_model: str, validated: ValidatedData) -> TrainJob:
     """The recipe's trainer: SFT of a causal LM on prompt/completion (generative), or the span head (extractive)."""
     if recipe.generative is not None:
-        from llm_finetune.training.causal_lm import causal_job
-
         g = recipe.generative
         return causal_job(base_model, validated, recipe.data, g.lora, g.training, recipe.work_dir)
     return extractive_job(base_model, validated, recipe.data, recipe.extractive, recipe.work_dir)
@@ -94,10 +95,6 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     import transformers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Trainer, set_seed
-
-    from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
-    from llm_finetune.training.classification import collator, training_arguments
-    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

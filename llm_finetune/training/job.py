@@ -10,13 +10,20 @@ Every trainer entry point reads one JSON job and writes into the job's output fo
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel
 
-from llm_finetune.fingerprint import is_complete
+from llm_finetune.errors import DataValidationError
+from llm_finetune.fingerprint import is_complete, mark_complete
+from llm_finetune.kinds import SERVING_FILE
+from llm_finetune.training.progress import progress_file_reporter
 
 JOB_FILE, RESULT_FILE, PROGRESS_FILE, MODEL_DIR = "job.json", "result.json", "progress.json", "model"
 CHECKPOINTS_DIR, ADAPTER_DIR = "checkpoints", "adapter"  # under output_dir
@@ -73,10 +80,6 @@ def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: Train
     """Rank 0's last act: model and tokenizer in <output_dir>/model (a partial one from a killed run replaced), any
     extra files, the result; the model folder is marked complete last. `model` is saved instead of the trainer's
     (a LoRA adapter merged into its base)."""
-    import shutil
-
-    from llm_finetune.fingerprint import mark_complete
-
     out = Path(output_dir)
     model_dir = out / MODEL_DIR
     if model_dir.exists():
@@ -122,11 +125,7 @@ def trainer_result_fields(trainer, output, totals, runtime: float, resume: Path 
 
 
 def write_serving_file(model_dir: Path, kind: str, **settings) -> None:
-    """The served kind and the settings serving must share with training (read by llm_finetune.serving.kinds)."""
-    import json
-
-    from llm_finetune.serving.kinds import SERVING_FILE
-
+    """The served kind and the settings serving must share with training (read by llm_finetune.kinds)."""
     (model_dir / SERVING_FILE).write_text(json.dumps({"kind": kind, **settings}, indent=2))
 
 
@@ -182,17 +181,13 @@ def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResul
 
     Bad data found by the trainer ends the process with the records to fix and exit status 1, without a traceback.
     """
-    import os
-    import sys
-
-    from llm_finetune.errors import DataValidationError
-
     parser = argparse.ArgumentParser(description=f"Run a {job_type.__name__} (JSON) to completion")
     parser.add_argument("--job", required=True, help=f"Path to a {job_type.__name__} JSON file")
     args = parser.parse_args(argv)
     job = job_type.model_validate_json(Path(args.job).read_text())  # a bad job fails before the heavy imports
 
-    from llm_finetune.training.progress import ProgressCallback, progress_file_reporter
+    # lazy: transformers takes seconds to import, and flows and backends read this module's job types
+    from llm_finetune.training.progress_callback import ProgressCallback
 
     reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
     try:

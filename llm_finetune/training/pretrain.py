@@ -20,15 +20,16 @@ from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_coun
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,
+    TrainingResult,
+    TrainJob,
     finished_result,
     last_complete_checkpoint,
     run_entry_point,
     save_trained_model,
     trainer_arguments,
     trainer_result_fields,
-    TrainingResult,
-    TrainJob,
 )
+from llm_finetune.training.totals import run_totals
 
 
 class PretrainingResult(TrainingResult):
@@ -92,8 +93,6 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
-
-    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

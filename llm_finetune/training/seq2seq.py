@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
+from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,
@@ -25,6 +26,7 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
+from llm_finetune.training.totals import run_totals
 
 PROMPT_FILE = "llmft_prompt.json"
 
@@ -64,9 +66,6 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         Seq2SeqTrainingArguments,
         set_seed,
     )
-
-    from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
-    from llm_finetune.training.totals import run_totals
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -15,13 +15,10 @@ from prefect.settings import get_current_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from deployments.serve import deployment_specs
-from flows.continued_pretraining import (
-    DEFAULT_RECIPE_PATH,
-    continued_pretraining,
-    rollback_champion,
-)
+from flows.continued_pretraining import DEFAULT_RECIPE_PATH, continued_pretraining, rollback_champion
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
-from tests.conftest import REPO, SHARED_DATA as SHARED
+from tests.conftest import REPO
+from tests.conftest import SHARED_DATA as SHARED
 
 # Tiny and fast: a 500-token BPE trained on the first corpus (the default recipe's GPT-2 tokenizer makes every step
 # ~100x dearer: 50,257 logits per token), small blocks, few held-out documents.

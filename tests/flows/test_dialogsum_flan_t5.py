@@ -189,8 +189,9 @@ def test_end_to_end_with_sagemaker_preparation_and_training(moto_endpoint, tmp_p
     assert training["AlgorithmSpecification"]["TrainingImage"] in sdk_table_images("us-east-1", "ml.g4dn.xlarge")
 
     # The processing job tokenized exactly what the local step does.
-    from llm_finetune.data.shapes import load_data
     from datasets import load_from_disk
+
+    from llm_finetune.data.shapes import load_data
 
     validated = load_data(recipe.data, tmp_path)
     base = next((tmp_path / "base-models").iterdir())

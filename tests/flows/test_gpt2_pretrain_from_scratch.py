@@ -9,10 +9,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoTokenizer
 
-from flows.gpt2_pretrain_from_scratch import (
-    DEFAULT_RECIPE_PATH,
-    gpt2_pretrain_from_scratch,
-)
+from flows.gpt2_pretrain_from_scratch import DEFAULT_RECIPE_PATH, gpt2_pretrain_from_scratch
 from llm_finetune.recipes import CodePretrainingRecipe, load_recipe
 
 SMALL = ("data.max_train_records=120", "data.block_size=64", "model.config.vocab_size=800", "model.config.n_embd=32",

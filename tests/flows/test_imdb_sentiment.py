@@ -1,6 +1,7 @@
 """imdb-sentiment end to end on a tiny GPT-2 through the shared release path; arm (b) resolves the registry champion."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -12,6 +13,7 @@ from flows.imdb_sentiment import DEFAULT_RECIPE_PATH, imdb_sentiment
 from llm_finetune.errors import RegistryLookupError
 from llm_finetune.models.base import base_model_path
 from llm_finetune.recipes import ClassificationRecipe, ClassifierModelSpec, load_recipe
+from llm_finetune.registry.mlflow_registry import download_registered_model
 
 SMALL = ("data.max_train_records=64", "data.max_validation_records=24", "data.max_length=64",
          "model.gpt2.n_embd=32",
@@ -52,7 +54,8 @@ def test_imdb_sentiment_end_to_end(tmp_path):
 
     # Arm (b) resolves a champion by alias: here, the model just approved.
     spec = ClassifierModelSpec(registered=f"models:/{recipe.registry.model_name}@champion")
-    base = Path(base_model_path(spec, recipe.data, None, tmp_path / "bases", recipe.tracking_uri()))
+    fetch = partial(download_registered_model, recipe.tracking_uri(), cache_root=tmp_path / "bases" / "registered")
+    base = Path(base_model_path(spec, recipe.data, None, tmp_path / "bases", fetch))
     assert base.is_relative_to(tmp_path / "bases" / "registered" /
                                f"{recipe.registry.model_name}-v{outcome.version.version}")
     assert (base / "model.safetensors").read_bytes() == (Path(outcome.training.model_dir) /

@@ -11,14 +11,14 @@ from flows.instruction_following_probe import DEFAULT_RECIPE_PATH, instruction_f
 from flows.release import release_model
 from llm_finetune.evaluation.comparison import ReleaseEvidence
 from llm_finetune.fingerprint import fingerprint
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.models.tiny_causal import build_tiny_causal_lm
 from llm_finetune.recipes import InstructionRecipe, load_recipe
 from llm_finetune.recipes.instruction import TinyCausalSpec
 from llm_finetune.recipes.probes import InstructionProbeRecipe
-from llm_finetune.serving.endpoint import EndpointTestCase
 from llm_finetune.training.job import TrainingResult
-from tests.http_helpers import serving_in_thread
 from tests.chat_helpers import contract_app
+from tests.http_helpers import serving_in_thread
 from tests.probe_helpers import asked, mute_copy
 from tests.tiny_causal import one_torch_thread
 

@@ -12,12 +12,12 @@ from prefect.testing.utilities import prefect_test_harness
 
 import flows.release
 from llm_finetune.aws import s3_client, sagemaker_client
+from llm_finetune.backends.model_packages import MODEL_ARCHIVE, split_s3_uri
+from llm_finetune.backends.sagemaker_endpoint import client_for, resource_name
 from llm_finetune.errors import ReleaseRolledBackError
+from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.registry.mlflow_registry import alias_version
-from llm_finetune.registry.model_packages import MODEL_ARCHIVE, split_s3_uri
 from llm_finetune.serving.client import HttpInferenceClient
-from llm_finetune.serving.endpoint import EndpointTestCase
-from llm_finetune.serving.sagemaker_endpoint import client_for, resource_name
 from tests.conftest import free_port, small_recipe
 from tests.release_helpers import GATE_PASSES, base_as_trained, release, sagemaker_recipe
 from tests.sagemaker_helpers import unique

@@ -9,9 +9,9 @@ from PIL import Image
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.text_to_image_counting import DEFAULT_RECIPE_PATH, text_to_image_counting
+from llm_finetune.inference.text_to_image import counting_prompts, generate_images
 from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
-from llm_finetune.text_to_image import counting_prompts, generate_images
 from tests.tiny_causal import one_torch_thread
 
 

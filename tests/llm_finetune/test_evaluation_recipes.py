@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from llm_finetune.errors import RecipeError
-from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.recipes import InstructionRecipe, load_recipe
+from llm_finetune.recipes.base import DEFAULT_SUITE
 from llm_finetune.recipes.probes import InstructionProbeRecipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
 from tests.conftest import REPO

@@ -4,7 +4,7 @@ characters from either; a window without the whole answer is labelled at CLS."""
 import numpy as np
 import pytest
 
-from llm_finetune.extractive import WindowSettings, best_spans, span_labels, windows
+from llm_finetune.inference.extractive import WindowSettings, best_spans, span_labels, windows
 
 
 @pytest.fixture(scope="module")

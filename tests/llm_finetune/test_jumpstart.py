@@ -4,7 +4,7 @@ the spec below is what `resolve_jumpstart_spec` returns for Llama 2 7B, written 
 import pytest
 
 from llm_finetune.aws import sagemaker_client
-from llm_finetune.jumpstart import EulaNotAcceptedError, JumpStartSpec, model_request, training_job_request
+from llm_finetune.backends.jumpstart import EulaNotAcceptedError, JumpStartSpec, model_request, training_job_request
 from tests.sagemaker_helpers import ROLE_ARN, unique
 
 CACHE = "s3://jumpstart-cache-prod-us-east-1"

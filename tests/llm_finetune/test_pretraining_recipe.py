@@ -3,12 +3,9 @@
 import pytest
 
 from llm_finetune.errors import RecipeError
-from llm_finetune.recipes import (
-    CodePretrainingRecipe,
-    ContinuedPretrainingRecipe,
-    load_recipe,
-)
-from tests.conftest import REPO, SHARED_DATA as SHARED
+from llm_finetune.recipes import CodePretrainingRecipe, ContinuedPretrainingRecipe, load_recipe
+from tests.conftest import REPO
+from tests.conftest import SHARED_DATA as SHARED
 
 RECIPES = [(p, ContinuedPretrainingRecipe) for p in sorted((REPO / "recipes").glob("continued_pretraining_*.yaml"))]
 RECIPES += [(p, CodePretrainingRecipe) for p in sorted((REPO / "recipes").glob("codeparrot_*.yaml"))]

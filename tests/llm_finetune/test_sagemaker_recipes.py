@@ -6,7 +6,6 @@ from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import DialogsumPipelineRecipe, InstructionRecipe, load_recipe
 from tests.conftest import DEFAULT_RECIPE, REPO
 
-
 PACKAGE = "registry.sagemaker={model_package_group: g, s3_prefix: 's3://b/p', image_uri: i}"
 JOBS = "sagemaker={role_arn: jobs-role, bucket: b}"
 

@@ -2,7 +2,7 @@ from itertools import pairwise
 
 from llm_finetune.data.summarization import summarization_records
 from llm_finetune.generation import GenerationParams
-from llm_finetune.summarizer import Summarizer
+from llm_finetune.inference.summarizer import Summarizer
 
 
 def repeated_bigrams(ids: list[int]) -> set[tuple[int, int]]:

@@ -1,7 +1,7 @@
 import pytest
 
+from llm_finetune.inference.text_to_image import counting_prompts, device_and_dtype
 from llm_finetune.recipes.text_to_image import CountingPrompts, ImageSettings, TinyDiffusionSpec
-from llm_finetune.text_to_image import counting_prompts, device_and_dtype
 
 
 def test_prompts_use_number_words_and_the_plural_above_one():

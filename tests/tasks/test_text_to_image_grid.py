@@ -9,9 +9,9 @@ from prefect.settings import get_current_settings
 
 from flows.text_to_image_counting import DEFAULT_RECIPE_PATH
 from llm_finetune.evaluation.counting import ImageCount, image_grid
+from llm_finetune.inference.text_to_image import ImageSet, counting_prompts
 from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
-from llm_finetune.text_to_image import ImageSet, counting_prompts
 from tasks.text_to_image import grid_artifact_url
 
 

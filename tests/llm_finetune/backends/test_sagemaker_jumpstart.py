@@ -9,7 +9,9 @@ import json
 import pytest
 
 from llm_finetune.backends import s3files
+from llm_finetune.backends.jumpstart import instruction_template
 from llm_finetune.backends.sagemaker import (
+    TRAINING,
     S3Layout,
     clients_for,
     create_job,
@@ -17,11 +19,9 @@ from llm_finetune.backends.sagemaker import (
     job_prefix,
     job_stem,
     jumpstart_training_request,
-    TRAINING,
 )
 from llm_finetune.data.shapes import load_data
 from llm_finetune.errors import RecipeError
-from llm_finetune.jumpstart import instruction_template
 from llm_finetune.recipes import load_recipe
 from llm_finetune.training.causal_lm import causal_job
 from tests.conftest import REPO
@@ -92,8 +92,8 @@ def test_system_prompt_replaces_the_preamble_braces_kept():
 
 
 def test_only_instruction_jobs_have_a_jumpstart_format(moto_endpoint, tmp_path):
-    from tests.sagemaker_helpers import tiny_seq2seq_inputs
     from llm_finetune.training.seq2seq import seq2seq_job
+    from tests.sagemaker_helpers import tiny_seq2seq_inputs
 
     inputs = tiny_seq2seq_inputs(tmp_path, max_train_records=4)
     recipe, prepared = inputs["recipe"], inputs["prepared"]
@@ -107,8 +107,8 @@ def test_only_instruction_jobs_have_a_jumpstart_format(moto_endpoint, tmp_path):
 
 def test_generative_qa_goes_to_jumpstart_as_instruction_rows(tmp_path):
     """The Falcon QA recipe's questions: {instruction: question, context, response: first gold answer}."""
+    from llm_finetune.backends.jumpstart import write_instruction_data
     from llm_finetune.data.qa import qa_records
-    from llm_finetune.jumpstart import write_instruction_data
     from llm_finetune.recipes import QARecipe
 
     recipe = load_recipe(REPO / "recipes" / "squad_falcon_tiny.yaml", QARecipe,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from llm_finetune.aws import s3_client, sagemaker_client
+from llm_finetune.backends.model_packages import register_model_package
 from llm_finetune.backends.sagemaker import (
     CHECKPOINT_LOCAL_PATH,
     PROCESSING_ROOT,
@@ -29,9 +30,8 @@ from llm_finetune.backends.sagemaker import (
     training_image,
     training_request,
 )
+from llm_finetune.backends.sagemaker_endpoint import deploy_model_package
 from llm_finetune.backends.sourcedir import ENTRY_SCRIPT
-from llm_finetune.registry.model_packages import register_model_package
-from llm_finetune.serving.sagemaker_endpoint import deploy_model_package
 from llm_finetune.training.seq2seq import seq2seq_job
 from tests.conftest import small_recipe
 from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, endpoint_spec, jobs_spec, package_spec, unique

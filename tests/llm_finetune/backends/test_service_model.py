@@ -10,6 +10,9 @@ from datetime import datetime, timezone
 import pytest
 
 from llm_finetune.approval import ApprovalDecision
+from llm_finetune.backends.images import package_image
+from llm_finetune.backends.jumpstart import model_request as jumpstart_model_request
+from llm_finetune.backends.model_packages import model_package_request, package_decision_request
 from llm_finetune.backends.sagemaker import (
     TRAINING,
     S3Layout,
@@ -21,13 +24,10 @@ from llm_finetune.backends.sagemaker import (
     processing_request,
     training_request,
 )
-from llm_finetune.backends.images import package_image
+from llm_finetune.backends.sagemaker_endpoint import endpoint_config_request, model_request, resource_name
 from llm_finetune.backends.service_model import checked, java_pattern, request_problems
 from llm_finetune.errors import SageMakerJobError, SageMakerRequestError
-from llm_finetune.jumpstart import model_request as jumpstart_model_request
 from llm_finetune.recipes import SageMakerEndpointSpec, load_recipe
-from llm_finetune.registry.model_packages import model_package_request, package_decision_request
-from llm_finetune.serving.sagemaker_endpoint import endpoint_config_request, model_request, resource_name
 from llm_finetune.training.seq2seq import Seq2SeqTrainJob
 from tests.conftest import DEFAULT_RECIPE
 from tests.sagemaker_helpers import ROLE_ARN, jobs_spec, jumpstart_llama, package_spec, tiny_dolly_job, unique

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from llm_finetune.data.answers import extract_final_answer
 from llm_finetune.data.suites import COT_SYSTEM, generate_cot_problems, load_suite, suite_prompts
 from llm_finetune.errors import DataValidationError
-from llm_finetune.evaluation.answers import extract_final_answer
 from llm_finetune.recipes import PromptSuiteSpec
 from tests.chat_helpers import SUITES, write_lines
 

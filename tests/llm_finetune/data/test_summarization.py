@@ -4,11 +4,7 @@ import shutil
 import pytest
 
 from llm_finetune.data.shapes import load_data
-from llm_finetune.data.summarization import (
-    build_prompt,
-    prepare_summarization_dataset,
-    summarization_records,
-)
+from llm_finetune.data.summarization import build_prompt, prepare_summarization_dataset, summarization_records
 from llm_finetune.errors import DataValidationError
 from tests.conftest import DIALOGSUM, small_recipe
 

@@ -3,7 +3,7 @@ import pytest
 from llm_finetune.data.summarization import summarization_records
 from llm_finetune.evaluation.rouge import evaluate_summarizer, rouge_scores
 from llm_finetune.generation import GenerationParams
-from llm_finetune.summarizer import Summarizer
+from llm_finetune.inference.summarizer import Summarizer
 
 
 def test_identical_and_disjoint_texts():

@@ -3,12 +3,7 @@ GPT-2 built from a config with the tokenizer's ids."""
 
 import json
 
-from llm_finetune.models.gpt2 import (
-    EOS,
-    build_gpt2,
-    gpt2_tokenizer,
-    train_code_tokenizer,
-)
+from llm_finetune.models.gpt2 import EOS, build_gpt2, gpt2_tokenizer, train_code_tokenizer
 from llm_finetune.recipes import GPT2ConfigSpec
 from tests.conftest import SHARED_DATA
 

@@ -20,8 +20,8 @@ from llm_finetune.recipes.base import ChatSettings
 from llm_finetune.recipes.instruction import TinyCausalSpec
 from llm_finetune.recipes.probes import ProbeModelSpec
 from llm_finetune.serving.client import EndpointError, SageMakerInferenceClient
-from tests.http_helpers import serving_in_thread
 from tests.chat_helpers import contract_app
+from tests.http_helpers import serving_in_thread
 from tests.probe_helpers import asked
 from tests.tiny_causal import one_torch_thread
 

@@ -1,9 +1,9 @@
 import pytest
 
 from llm_finetune.errors import DataValidationError
-from llm_finetune.probes import DEFAULT_SUITE
 from llm_finetune.probes.checks import CHECK_TYPES
 from llm_finetune.probes.suite import conversation, load_suite
+from llm_finetune.recipes.base import DEFAULT_SUITE
 
 SUITE = """
 name: test-suite

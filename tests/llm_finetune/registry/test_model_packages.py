@@ -7,8 +7,7 @@ import pytest
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.aws import s3_client, sagemaker_client
-from llm_finetune.errors import ApprovalRequiredError
-from llm_finetune.registry.model_packages import (
+from llm_finetune.backends.model_packages import (
     APPROVED,
     PENDING,
     REJECTED,
@@ -16,7 +15,8 @@ from llm_finetune.registry.model_packages import (
     register_model_package,
     split_s3_uri,
 )
-from llm_finetune.serving.sagemaker_endpoint import deploy_model_package
+from llm_finetune.backends.sagemaker_endpoint import deploy_model_package
+from llm_finetune.errors import ApprovalRequiredError
 from tests.sagemaker_helpers import endpoint_spec, package_spec
 
 METRICS = {"rougeL": 0.1234, "rouge1": 0.2}

@@ -6,9 +6,9 @@ import json
 import pytest
 import requests
 
-from llm_finetune.recipes import InferenceTarget
-from llm_finetune.evaluation.chat_inference import client_for
 from llm_finetune.errors import RecipeError
+from llm_finetune.probes.chat_inference import client_for
+from llm_finetune.recipes import InferenceTarget
 from llm_finetune.serving.client import (
     EndpointError,
     EndpointUnreachable,

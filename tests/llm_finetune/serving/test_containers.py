@@ -3,12 +3,12 @@ its answer's text is read."""
 
 import pytest
 
+from llm_finetune.containers import DIALECTS, ContainerMismatch, container_for_image
 from llm_finetune.data.shapes import load_data
 from llm_finetune.data.summarization import summarization_test_cases
 from llm_finetune.errors import RecipeError
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes import load_recipe
-from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, container_for_image
 from tests.conftest import DEFAULT_RECIPE, small_recipe
 from tests.sagemaker_helpers import HF_INFERENCE_IMAGE, TGI_INFERENCE_IMAGE
 

@@ -23,7 +23,7 @@ def endpoint(trained_tiny_model, tmp_path_factory):
 
 
 def test_round_trip(endpoint, trained_tiny_model):
-    from llm_finetune.summarizer import Summarizer
+    from llm_finetune.inference.summarizer import Summarizer
 
     client = EndpointClient(endpoint.url)
     assert client.ping()
@@ -35,7 +35,7 @@ def test_round_trip(endpoint, trained_tiny_model):
 
 
 def test_request_parameters_reach_generate(endpoint, trained_tiny_model):
-    from llm_finetune.summarizer import Summarizer
+    from llm_finetune.inference.summarizer import Summarizer
 
     plain = GenerationParams(max_new_tokens=32, no_repeat_ngram_size=0, repetition_penalty=1.0)
     no_repeat = plain.model_copy(update={"no_repeat_ngram_size": 2})
@@ -80,7 +80,7 @@ def test_chat_messages_to_a_text2text_model_get_400(endpoint):
 
 
 def test_details_and_max_length_on_a_text2text_model(endpoint, trained_tiny_model):
-    from llm_finetune.summarizer import Summarizer
+    from llm_finetune.inference.summarizer import Summarizer
 
     local = Summarizer(trained_tiny_model["finetuned"]).summarize([DIALOGUE], GenerationParams(max_new_tokens=6))
     status, body = invoke(endpoint.url, {"inputs": DIALOGUE, "parameters": {"max_length": 7, "details": True}})

@@ -7,9 +7,10 @@ import pytest
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import GenerationParams
+from llm_finetune.inference.served import load_text_model
 from llm_finetune.registry.mlflow_registry import log_and_register, record_approval
 from llm_finetune.serving.endpoint import start_local_endpoint, stop_local_endpoint
-from llm_finetune.serving.kinds import load_served_model, load_text_model
+from llm_finetune.serving.server import load_served_model
 from tests.http_helpers import request
 from tests.tiny_causal import build_tiny_causal, one_torch_thread
 

@@ -153,7 +153,7 @@ def test_a_request_whose_client_went_while_queued_is_never_run():
 
 
 def test_seeded_sampling_and_settings_make_the_batch_key():
-    from llm_finetune.serving.kinds import batch_key
+    from llm_finetune.inference.served import batch_key
 
     greedy = GenerationParams(max_new_tokens=8)
     assert batch_key(greedy, None) == batch_key(greedy.model_copy(update={"seed": 3}), None)  # seed unused

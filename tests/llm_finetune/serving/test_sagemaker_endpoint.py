@@ -7,12 +7,12 @@ from botocore.exceptions import ClientError
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.aws import s3_client, sagemaker_client
+from llm_finetune.backends.model_packages import record_package_decision, register_model_package
+from llm_finetune.backends.sagemaker_endpoint import client_for, delete_endpoint, deploy_model_package, dialect_for
+from llm_finetune.containers import DIALECTS
 from llm_finetune.generation import GenerationParams
-from llm_finetune.registry.model_packages import record_package_decision, register_model_package
+from llm_finetune.inference.summarizer import Summarizer
 from llm_finetune.serving.endpoint import EndpointError
-from llm_finetune.serving.containers import DIALECTS
-from llm_finetune.serving.sagemaker_endpoint import client_for, delete_endpoint, deploy_model_package, dialect_for
-from llm_finetune.summarizer import Summarizer
 from tests.sagemaker_helpers import TGI_INFERENCE_IMAGE, endpoint_spec, package_spec
 
 DIALOGUE = "#Person1#: Did you call the plumber?\n#Person2#: Yes, he comes tomorrow at nine."

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llm_finetune.serving.kinds import load_text_model
+from llm_finetune.inference.served import load_text_model
 from llm_finetune.serving.server import create_app
 from tests.http_helpers import request, send_and_hang_up, serving_in_thread
 from tests.serving_helpers import wait_until

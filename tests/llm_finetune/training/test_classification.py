@@ -6,7 +6,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from llm_finetune.classifier import TextClassifier
+from llm_finetune.inference.classifier import TextClassifier
 from llm_finetune.recipes import LoraSpec
 from llm_finetune.serving.endpoint import EndpointClient, EndpointError, start_local_endpoint, stop_local_endpoint
 from llm_finetune.training.classification import train_classifier

@@ -8,20 +8,11 @@ import pytest
 import torch
 
 from llm_finetune.backends.local import command
-from llm_finetune.data.raw_text import (
-    DOCUMENTS_FILE,
-    document_key,
-    prepare_blocks,
-    seen_documents,
-)
+from llm_finetune.data.raw_text import DOCUMENTS_FILE, document_key, prepare_blocks, seen_documents
 from llm_finetune.models.gpt2 import build_gpt2
 from llm_finetune.recipes import GPT2ConfigSpec, PretrainParams
 from llm_finetune.training.job import last_complete_checkpoint
-from llm_finetune.training.pretrain import (
-    BlockCollator,
-    pretrain_job,
-    train_pretraining,
-)
+from llm_finetune.training.pretrain import BlockCollator, pretrain_job, train_pretraining
 from tests.conftest import REPO, SHARED_DATA
 from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 

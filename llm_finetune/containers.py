@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from llm_finetune.generation import GenerationParams
-from llm_finetune.serving.endpoint import EndpointTestCase
-from llm_finetune.serving.kinds import OUTPUT_KEYS
+from llm_finetune.kinds import OUTPUT_KEYS, EndpointTestCase
 
 SageMakerContainer = Literal["hf-dlc", "tgi", "lmi"]
 Container = SageMakerContainer | Literal["local"]

@@ -17,9 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from llm_finetune.data.answers import extract_final_answer, is_correct
 from llm_finetune.data.suites import SuitePrompt
 from llm_finetune.errors import RecipeError
-from llm_finetune.evaluation.answers import extract_final_answer, is_correct
 from llm_finetune.recipes.chat_inference import DecodingSetting, GenerationGrid, InferenceTarget, Route
 from llm_finetune.serving.client import EndpointError, EndpointUnreachable, InferenceClient, open_client
 

@@ -5,12 +5,12 @@ to a new endpoint config with `UpdateEndpoint` (no second endpoint, no downtime)
 deleted once the endpoint is back InService.
 
 With a JumpStart spec (recipe `sagemaker.jumpstart`) the model is not the package itself but JumpStart's inference
-container (image and environment) on the approved package's model.tar.gz, built by llm_finetune.jumpstart.model_request
+container (image and environment) on the approved package's model.tar.gz, built by llm_finetune.backends.jumpstart.model_request
 (the EULA accepted on the weights for a gated model); the package must still be Approved. Model and config are named `<endpoint>-v<mlflow version>`, so a re-run
 of the same version finds them and changes nothing.
 
 The handle records which container serves the model (`endpoint.sagemaker.container`, else read from the image) and
-its HF_TASK, so the endpoint test speaks that container's dialect (llm_finetune.serving.containers).
+its HF_TASK, so the endpoint test speaks that container's dialect (llm_finetune.containers).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import time
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from llm_finetune.backends.jumpstart import model_request as jumpstart_model_request
+from llm_finetune.backends.model_packages import require_approved_package
 from llm_finetune.backends.service_model import checked, short_name
+from llm_finetune.containers import DIALECTS, Dialect, SageMakerContainer, container_for_image
 from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import JumpStartSpec, SageMakerEndpointSpec
-from llm_finetune.registry.model_packages import require_approved_package
 from llm_finetune.serving.client import HttpInferenceClient, InferenceClient, SageMakerInferenceClient
-from llm_finetune.serving.containers import DIALECTS, Dialect, SageMakerContainer, container_for_image
 from llm_finetune.serving.endpoint import EndpointError, EndpointHandle
 
 FAILED_STATES = ("Failed", "OutOfService", "RollingBack", "Deleting")
@@ -91,8 +92,6 @@ def model_request(package: dict, spec: SageMakerEndpointSpec, name: str, jumpsta
         raise RecipeError("endpoint.sagemaker.role_arn: no execution role for the SageMaker model (set it, or "
                           "sagemaker.role_arn)")
     if jumpstart is not None:
-        from llm_finetune.jumpstart import model_request as jumpstart_model_request
-
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         return jumpstart_model_request(jumpstart, model_name=name, role_arn=spec.role_arn, model_data_uri=model_data)
     return {"ModelName": name, "ExecutionRoleArn": spec.role_arn,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_finetune.kinds import serving_setting
+
 
 @dataclass(frozen=True)
 class WindowSettings:
@@ -97,8 +99,6 @@ def best_spans(enc, start_logits, end_logits, contexts: list[str], settings: Win
 
 
 def saved_window_settings(model_dir: str | Path) -> WindowSettings | None:
-    from llm_finetune.serving.kinds import serving_setting
-
     settings = serving_setting(model_dir, "windows")
     return WindowSettings(**settings) if settings else None
 

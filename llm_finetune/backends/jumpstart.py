@@ -12,7 +12,11 @@ import json
 import os
 from pathlib import Path
 
+from llm_finetune.aws import aws_region
 from llm_finetune.backends.service_model import checked
+from llm_finetune.data.qa import qa_records
+from llm_finetune.errors import RecipeError
+from llm_finetune.recipes import InstructionData, QAData
 from llm_finetune.recipes.jumpstart import JumpStartSpec
 
 __all__ = ["EulaNotAcceptedError", "JumpStartSpec", "model_request", "resolve_jumpstart_spec", "training_job_request"]
@@ -124,12 +128,8 @@ def instruction_template(system_prompt: str | None = None) -> dict[str, str]:
 def instruction_rows(job, split: str, limit: int | None):
     """A split's checked records as JumpStart instruction rows {"instruction", "context", "response"}: instruction
     data by the recipe's field names; SQuAD-style QA as question, context and the first gold answer."""
-    from llm_finetune.recipes import QAData
-
     data = job.data
     if isinstance(data, QAData):
-        from llm_finetune.data.qa import qa_records
-
         for r in qa_records(job.validated, split, data, limit):
             yield {"instruction": r["question"], "context": r["context"], "response": r["answers"][0]}
         return
@@ -180,9 +180,6 @@ def training_data(spec: JumpStartSpec, job, folder: Path) -> tuple[dict[str, Pat
     """The job's data in JumpStart's format and the hyperparameters that go with it, by the job's data shape:
     instruction data and generative QA (question + context -> answer) go as instruction rows; other jobs get a
     RecipeError naming what to change."""
-    from llm_finetune.errors import RecipeError
-    from llm_finetune.recipes import InstructionData, QAData
-
     if isinstance(getattr(job, "data", None), (InstructionData, QAData)) and hasattr(job, "validated"):
         return write_instruction_data(job, folder), instruction_hyperparameters(spec, job)
     raise RecipeError(f"sagemaker.jumpstart: a JumpStart fine-tune takes instruction or generative-QA records here, not a "
@@ -193,8 +190,6 @@ def resolve_jumpstart_spec(model_id: str, model_version: str = "*", *, region: s
                            training_instance_type: str = "ml.g5.12xlarge",
                            inference_instance_type: str = "ml.g5.2xlarge") -> JumpStartSpec:
     """Ask JumpStart (network: its S3 manifest) for a model's images, weights, script and defaults."""
-    from llm_finetune.aws import aws_region
-
     region = region or aws_region()
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
     from sagemaker.core import hyperparameters, image_uris, model_uris, script_uris

@@ -4,7 +4,7 @@ or the tokenizer's (never made up), refused requests recorded, cot answers score
 import pytest
 
 from llm_finetune.data.suites import SuitePrompt
-from llm_finetune.evaluation.chat_inference import GridPoint, SuiteRun, comparison_rows, grid_points, metrics_of
+from llm_finetune.probes.chat_inference import GridPoint, SuiteRun, comparison_rows, grid_points, metrics_of
 from llm_finetune.recipes import GenerationGrid
 from llm_finetune.serving.client import EndpointError, HttpInferenceClient
 from tests.chat_helpers import contract_app, words

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_finetune.data.classification import TextEncoder, TruncationRule
+from llm_finetune.kinds import serving_setting
 
 
 def saved_truncation(model_dir: str | Path) -> TruncationRule | None:
-    from llm_finetune.serving.kinds import serving_setting
-
     settings = serving_setting(model_dir, "truncation")
     return TruncationRule(**settings) if settings else None
 
@@ -24,8 +23,6 @@ class TextClassifier:
         import torch
         import transformers
         from transformers import AutoModelForSequenceClassification
-
-        from llm_finetune.training.classification import load_classifier_tokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_classifier_tokenizer(str(model_dir))
@@ -62,3 +59,15 @@ class TextClassifier:
             ranked = sorted(zip(self.labels, row), key=lambda lp: lp[1], reverse=True)[:top_k]
             results.append([{"label": label, "score": score} for label, score in ranked])
         return results
+
+
+def load_classifier_tokenizer(name_or_path: str):
+    """The tokenizer, right-padded, with a pad token: GPT-2 has none, so it pads with EOS (as the Hugging Face
+    text-classification example does; the classifier reads the last non-pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer.padding_side = "right"
+    return tokenizer

@@ -23,9 +23,9 @@ from llm_finetune.approval import ApprovalDecision
 from llm_finetune.backends.images import package_image
 from llm_finetune.backends.service_model import checked
 from llm_finetune.errors import ApprovalRequiredError
-from llm_finetune.registry.mlflow_registry import RELEASE_REASON, RELEASE_STATUS, ROLLED_BACK
+from llm_finetune.kinds import served_kind
 from llm_finetune.recipes import SageMakerModelPackageSpec
-from llm_finetune.serving.kinds import served_kind
+from llm_finetune.registry.mlflow_registry import RELEASE_REASON, RELEASE_STATUS, ROLLED_BACK
 
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
 MODEL_ARCHIVE = "model.tar.gz"

@@ -1,62 +1,25 @@
-"""Served kinds: what a registered model answers from the project's own server, in shapes after the Hugging Face
-pipelines (text2text-generation answers as the summarization pipeline does; a real container answers in its own
-format: llm_finetune.serving.containers).
-
-| kind                   | model                          | request `inputs`              | response                      |
-| text2text-generation   | encoder-decoder (T5, FLAN-T5)  | dialogue text                 | [{"summary_text": ..}]        |
-| text-generation        | decoder-only (Llama, Mixtral)  | prompt text, or chat messages | [{"generated_text": ..}]      |
-| text-classification    | sequence classifier            | text or [texts]               | [{"label": .., "score": ..}]  |
-| question-answering     | encoder with a span head       | {"question", "context"} or [] | {"answer", "score", "start", "end"} |
-
-The kind is read from `llmft_serving.json` in the model folder when a trainer wrote one, else from the model's
-config (architecture, `is_encoder_decoder`). The two generation kinds share the server's own request format
-(`Invocation`, batched); the others bring theirs: `parse_request(body)` and `respond(request)` (serving/server.py).
-"""
+"""Loaded models of each served kind (llm_finetune.kinds): encode, complete and answer requests in the kind's format.
+Each kind registers its loader in LOADERS; the kind table itself holds no model code."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from llm_finetune.generation import Completion, GenerationParams, Prompt
-
-ServedKind = Literal["text2text-generation", "text-generation", "text-classification", "question-answering"]
-SERVING_FILE = "llmft_serving.json"
-OUTPUT_KEYS: dict[str, str] = {"text2text-generation": "summary_text", "text-generation": "generated_text",
-                               "text-classification": "label", "question-answering": "answer"}
-INPUT_COLUMNS: dict[str, str] = {"text2text-generation": "dialogue", "text-generation": "prompt",
-                                 "text-classification": "text", "question-answering": "question"}
-EXTRA_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {"question-answering": ("context",)}
-GENERATION_KINDS = ("text2text-generation", "text-generation")
+from llm_finetune.generation import CausalGenerator, Completion, GenerationParams, Prompt
+from llm_finetune.inference.classifier import TextClassifier
+from llm_finetune.inference.extractive import ExtractiveReader
+from llm_finetune.inference.summarizer import Summarizer
+from llm_finetune.kinds import INPUT_COLUMNS, OUTPUT_KEYS, ServedKind, served_kind
 
 
 class PromptRejected(ValueError):
     """A prompt the model cannot take (too long, chat messages without a chat template): the request's 400."""
-
-
-def serving_setting(model_dir: str | Path, name: str) -> dict | None:
-    """A setting training saved in the serving file for serving to share (truncation, windows); None without one."""
-    path = Path(model_dir) / SERVING_FILE
-    return json.loads(path.read_text()).get(name) if path.exists() else None
-
-
-def served_kind(model_dir: str | Path) -> ServedKind:
-    model_dir = Path(model_dir)
-    if (model_dir / SERVING_FILE).exists():
-        return json.loads((model_dir / SERVING_FILE).read_text())["kind"]
-    config = json.loads((model_dir / "config.json").read_text())
-    architectures = " ".join(config.get("architectures") or [])
-    if "ForQuestionAnswering" in architectures:
-        return "question-answering"
-    if "ForSequenceClassification" in architectures:
-        return "text-classification"
-    return "text2text-generation" if config.get("is_encoder_decoder") else "text-generation"
 
 
 @dataclass
@@ -233,8 +196,6 @@ class ClassificationModel:
     kind: ServedKind = "text-classification"
 
     def __init__(self, model_dir: str | Path, name: str = ""):
-        from llm_finetune.classifier import TextClassifier
-
         self.impl = TextClassifier(model_dir)
         self.name = name
 
@@ -260,8 +221,6 @@ class QuestionAnsweringModel:
     kind: ServedKind = "question-answering"
 
     def __init__(self, model_dir: str | Path, name: str = ""):
-        from llm_finetune.extractive import ExtractiveReader
-
         self.impl = ExtractiveReader(model_dir)
         self.name = name
 
@@ -283,51 +242,35 @@ class QuestionAnsweringModel:
         return [a["answer"] for a in self.impl.answer(list(frame["question"]), list(frame["context"]))]
 
 
-def _load_text2text(model_dir: str | Path):
-    from llm_finetune.summarizer import Summarizer
-
-    return Summarizer(model_dir)
+ServedModel = TextModel | ClassificationModel | QuestionAnsweringModel
+LOADERS: dict[ServedKind, Callable[[Path, str], ServedModel]] = {}
 
 
-def _load_causal(model_dir: str | Path):
-    from llm_finetune.generation import CausalGenerator
+def loads(kind: ServedKind):
+    """Register a kind's loader `(model_dir, name) -> served model`: a new kind adds one, and no switchboard."""
+    def register(loader: Callable[[Path, str], ServedModel]):
+        LOADERS[kind] = loader
+        return loader
+    return register
 
-    return CausalGenerator(model_dir)
+
+@loads("text2text-generation")
+def _text2text(model_dir: Path, name: str) -> TextModel:
+    return TextModel("text2text-generation", Summarizer(model_dir), name)
 
 
-LOADERS = {"text2text-generation": _load_text2text, "text-generation": _load_causal}
+@loads("text-generation")
+def _causal(model_dir: Path, name: str) -> TextModel:
+    return TextModel("text-generation", CausalGenerator(model_dir), name)
 
 
-def load_text_model(model_dir: str | Path, name: str | None = None
-                    ) -> TextModel | ClassificationModel | QuestionAnsweringModel:
-    kind = served_kind(model_dir)
-    if kind == "text-classification":
-        return ClassificationModel(model_dir, name or Path(model_dir).name)
-    if kind == "question-answering":
-        return QuestionAnsweringModel(model_dir, name or Path(model_dir).name)
-    model = TextModel(kind, LOADERS[kind](model_dir), name or Path(model_dir).name)
-    model.encode(["warm-up"], GenerationParams(max_new_tokens=1))  # the tokenizer's one-time setup, before threads
+loads("text-classification")(ClassificationModel)
+loads("question-answering")(QuestionAnsweringModel)
+
+
+def load_text_model(model_dir: str | Path, name: str | None = None) -> ServedModel:
+    """The model in a folder, loaded by its kind's loader (the kind: llm_finetune.kinds.served_kind)."""
+    model = LOADERS[served_kind(model_dir)](Path(model_dir), name or Path(model_dir).name)
+    if isinstance(model, TextModel):  # the tokenizer's one-time setup, before threads
+        model.encode(["warm-up"], GenerationParams(max_new_tokens=1))
     return model
-
-
-def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path
-                      ) -> TextModel | ClassificationModel | QuestionAnsweringModel:
-    """A model folder, or a registered version: 'models:/name/3' or 'models:/name@alias' (approved ones only)."""
-    if not model.startswith("models:/"):
-        return load_text_model(model)
-    from llm_finetune.registry.mlflow_registry import download_registered_model
-
-    return load_text_model(download_registered_model(tracking_uri, model, cache_dir), name=model)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Registration: an input example per kind (endpoint requests: llm_finetune.serving.containers)
-
-
-def input_example(kind: ServedKind, samples: list[dict]):
-    """A one-row DataFrame of the kind's input columns for the registered model's signature."""
-    import pandas as pd
-
-    columns = (INPUT_COLUMNS[kind], *EXTRA_INPUT_COLUMNS.get(kind, ()))
-    sample = next((s for s in samples if all(isinstance(s.get(c), str) for c in columns)), None)
-    return pd.DataFrame({c: [sample[c] if sample else "Hello."] for c in columns})

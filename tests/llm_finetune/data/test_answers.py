@@ -1,6 +1,6 @@
 import pytest
 
-from llm_finetune.evaluation.answers import extract_final_answer, is_correct
+from llm_finetune.data.answers import extract_final_answer, is_correct
 
 
 @pytest.mark.parametrize("text, expected", [
