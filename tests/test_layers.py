@@ -5,6 +5,8 @@ import ast
 import contextlib
 import io
 import os
+import subprocess
+import sys
 
 import pytest
 from importlinter.cli import lint_imports
@@ -23,7 +25,7 @@ HEAVY = {
     "pyarrow": "file formats only", "pandas": "MLflow signatures only", "fsspec": "remote files only",
     "rouge_score": "ROUGE only", "pysbd": "sentence splitting only",
 }
-LAZY_REASON = "# lazy:"  # any other import in a function body says why on the line before or on its own line
+LAZY_REASON = "# lazy:"  # any other import in a function body says why, on its line (or the line before)
 
 
 def test_import_contracts_hold():
@@ -65,3 +67,17 @@ def test_the_check_finds_an_unexplained_import(tmp_path):
     sample.write_text("def f():\n    import json\n    # lazy: a reason\n    import os\n    import torch\n")
     assert [(m, said) for _, m, said in function_body_imports(sample)] == [("json", False), ("os", True),
                                                                          ("torch", False)]
+
+
+# Read on light paths (a recipe loaded, data checked, a job described, a flow's tasks imported, the CLI started):
+# none of them may pull in a training framework.
+LIGHT = ["llm_finetune.recipes", "llm_finetune.data.shapes", "llm_finetune.training.job", "llm_finetune.training.seq2seq",
+         "llm_finetune.training.causal_lm", "llm_finetune.backends.local", "tasks.data", "deployments.cli"]
+
+
+def test_light_paths_import_no_training_framework():
+    code = (f"import importlib, sys\nfor m in {LIGHT!r}: importlib.import_module(m)\n"
+            "print(sorted(p for p in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if p in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]", out.stdout

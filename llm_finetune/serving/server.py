@@ -331,8 +331,7 @@ def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path) -> S
     """A model folder, or a registered version: 'models:/name/3' or 'models:/name@alias' (approved ones only)."""
     if not model.startswith("models:/"):
         return load_text_model(model)
-    # lazy: mlflow takes seconds to import, and a server of a model folder never needs it
-    from llm_finetune.registry.mlflow_registry import download_registered_model
+    from llm_finetune.registry.mlflow_registry import download_registered_model  # lazy: imports mlflow
 
     return load_text_model(download_registered_model(tracking_uri, model, cache_dir), name=model)
 

@@ -36,7 +36,6 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
-from llm_finetune.training.totals import run_totals
 
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
@@ -411,6 +410,8 @@ def train_causal_lm(job: CausalTrainJob, callbacks: list | None = None) -> Causa
     `fingerprint.locked(output_dir)` (llm_finetune.backends.local does; the workers of one job must not).
     """
     from transformers import set_seed
+
+    from llm_finetune.training.totals import run_totals  # lazy: a TrainerCallback (imports transformers)
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -39,7 +39,6 @@ from llm_finetune.training.job import (
     trainer_result_fields,
     write_serving_file,
 )
-from llm_finetune.training.totals import run_totals
 
 MERGE_TOLERANCE = 1e-3
 
@@ -157,6 +156,8 @@ def merge_classifier(base_model: str, adapter_dir: Path, head: dict, batch: dict
 def train_classifier(job: ClassificationTrainJob, callbacks: list | None = None) -> ClassificationTrainingResult:
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     from transformers import Trainer, set_seed
+
+    from llm_finetune.training.totals import run_totals  # lazy: a TrainerCallback (imports transformers)
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -29,7 +29,6 @@ from llm_finetune.training.job import (
     trainer_result_fields,
     write_serving_file,
 )
-from llm_finetune.training.totals import run_totals
 
 
 class ExtractiveTrainingResult(TrainingResult):
@@ -95,6 +94,8 @@ def train_extractive(job: ExtractiveTrainJob, callbacks: list | None = None) -> 
     """Train, or resume, or (when a finished model is already there) return the finished result."""
     import transformers
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Trainer, set_seed
+
+    from llm_finetune.training.totals import run_totals  # lazy: a TrainerCallback (imports transformers)
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -186,8 +186,7 @@ def run_entry_point(job_type: type[TrainJob], train: Callable[..., TrainingResul
     args = parser.parse_args(argv)
     job = job_type.model_validate_json(Path(args.job).read_text())  # a bad job fails before the heavy imports
 
-    # lazy: transformers takes seconds to import, and flows and backends read this module's job types
-    from llm_finetune.training.progress_callback import ProgressCallback
+    from llm_finetune.training.progress_callback import ProgressCallback  # lazy: imports transformers
 
     reporter = progress_file_reporter(Path(job.output_dir) / PROGRESS_FILE)
     try:

@@ -29,7 +29,6 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
-from llm_finetune.training.totals import run_totals
 
 
 class PretrainingResult(TrainingResult):
@@ -93,6 +92,8 @@ def train_pretraining(job: PretrainJob, callbacks: list | None = None) -> Pretra
     import datasets
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+
+    from llm_finetune.training.totals import run_totals  # lazy: a TrainerCallback (imports transformers)
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -26,7 +26,6 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
-from llm_finetune.training.totals import run_totals
 
 PROMPT_FILE = "llmft_prompt.json"
 
@@ -66,6 +65,8 @@ def train_seq2seq(job: Seq2SeqTrainJob, callbacks: list | None = None) -> Traini
         Seq2SeqTrainingArguments,
         set_seed,
     )
+
+    from llm_finetune.training.totals import run_totals  # lazy: a TrainerCallback (imports transformers)
 
     out = Path(job.output_dir)
     model_dir = out / MODEL_DIR

@@ -11,7 +11,7 @@ from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_
 
 def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
     recipe, prepared = trained_tiny_model["recipe"], trained_tiny_model["prepared"]
-    params = recipe.training.model_copy(update={"max_steps": 40, "save_steps": 5, "save_total_limit": 3})
+    params = recipe.training.model_copy(update={"max_steps": 12, "save_steps": 4, "save_total_limit": 3})
     job = Seq2SeqTrainJob(base_model=trained_tiny_model["base"], dataset_dir=prepared.path,
                           output_dir=str(tmp_path / "run"), prompt_template=recipe.data.prompt_template, params=params)
     job_file = tmp_path / "job.json"
@@ -20,15 +20,15 @@ def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
     step_at_kill = kill_at_first_checkpoint([sys.executable, "-m", "llm_finetune.training.seq2seq", "--job",
                                              str(job_file)], REPO, checkpoints)
     assert not (tmp_path / "run" / "model").exists()
-    assert 5 <= step_at_kill < 40
+    assert 4 <= step_at_kill < 12
 
     resumed = train_seq2seq(job)
     assert resumed.resumed_from_checkpoint is not None
     resumed_step = int(resumed.resumed_from_checkpoint.rsplit("-", 1)[1])
     assert resumed_step >= step_at_kill
-    assert resumed.global_step == 40
+    assert resumed.global_step == 12
     # only the steps after the checkpoint were trained again
-    assert resumed.loss_curve[-1]["step"] == 40
+    assert resumed.loss_curve[-1]["step"] == 12
     # Totals of the whole run, as an uninterrupted run counts them; the loss averaged over every step.
     whole = train_seq2seq(job.model_copy(update={"output_dir": str(tmp_path / "whole")}))
     assert resumed.real_tokens == whole.real_tokens and 0 < resumed.real_tokens < resumed.padded_tokens
@@ -37,7 +37,7 @@ def test_killed_run_resumes_from_last_checkpoint(trained_tiny_model, tmp_path):
     assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-3)
 
     again = train_seq2seq(job)
-    assert again.reused and again.model_dir == resumed.model_dir and again.global_step == 40
+    assert again.reused and again.model_dir == resumed.model_dir and again.global_step == 12
 
 
 def test_partial_checkpoints_are_skipped(tmp_path):
