@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
@@ -24,6 +25,7 @@ from llm_finetune.serving.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BA
 from llm_finetune.serving.containers import DIALECTS, ContainerMismatch, SageMakerContainer, container_for_image
 from llm_finetune.serving.endpoint import DEFAULT_MAX_BODY_BYTES
 
+TRACKING_URI_DEFAULT = "Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db"
 
 def resolve_local(uri: str, base: Path) -> str:
     """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
@@ -80,7 +82,7 @@ class SageMakerModelPackageSpec(Strict):
 class RegistrySpec(Strict):
     """MLflow tracking and model registry (the registry of record), optionally mirrored to SageMaker."""
 
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
     model_name: str = Field(description="Registered model name; one version per distinct trained model")
     sagemaker: SageMakerModelPackageSpec | None = Field(
@@ -228,13 +230,14 @@ class ProbeGateSpec(ProbeSuiteSpec):
 
 
 def default_tracking_uri(work_dir: str) -> str:
-    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+    """$MLFLOW_TRACKING_URI (a team's tracking server: scripts/team_up.sh), else a SQLite file under work_dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
 
 
 class RunTracking(Strict):
     """MLflow tracking of a flow that evaluates without registering a model."""
 
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
 
     def uri(self, work_dir: str) -> str:
