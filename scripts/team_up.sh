@@ -61,7 +61,11 @@ PG_PORT=$(port_of postgres)
 if [ ! -f "$PG/data/PG_VERSION" ]; then
   rm -rf "$PG" && mkdir -m 700 "$PG"
   "$PY" -c 'import secrets; print(secrets.token_hex(16))' >"$PG/password"
-  [ "$(id -u)" = 0 ] && { id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL"; chown -R postgres: "$PG"; }
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || die "running as root needs a 'postgres' user to run PostgreSQL"
+    chown -R postgres: "$PG"
+    as_pg test -x "$PG" || die "the postgres user cannot reach $PG: put LLMFT_TEAM_DIR where every parent folder is searchable (o+x)"
+  fi
   as_pg "$PGBIN/initdb" -D "$PG/data" -U llmft --pwfile="$PG/password" --auth=scram-sha-256 -E UTF8 --locale=C \
     >"$TEAM/logs/initdb.log" 2>&1 || die "initdb failed; see $TEAM/logs/initdb.log"
 fi
