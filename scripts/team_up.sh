@@ -30,7 +30,7 @@ for tool in pg_ctl psql; do [ -x "$PGBIN/$tool" ] || die "$PGBIN/$tool is missin
 source scripts/env.sh  # offline Hugging Face settings, no telemetry
 export PREFECT_HOME=$TEAM/prefect-home
 mkdir -p "$TEAM/run" "$TEAM/logs" "$PREFECT_HOME"
-chmod go+x "$TEAM" "$TEAM/.."  # the postgres user (below) must reach its data folder
+if [ "$(id -u)" = 0 ]; then chmod go+x "$TEAM" "$TEAM/.."; fi  # the postgres user (below) must reach its folder
 
 # A port per service, chosen once and kept, so clients' env files stay valid across restarts.
 port_of() {
@@ -82,19 +82,20 @@ for db in prefect mlflow; do
     PGPASSWORD=$PG_PASSWORD "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U llmft -d postgres -qc "CREATE DATABASE $db" ||
     die "could not create database $db; see $PG/postgres.log"
 done
-PG_URL=llmft:$PG_PASSWORD@127.0.0.1:$PG_PORT
 
 # S3 for MLflow's artifacts: the one given, else a moto stand-in with its bucket.
+S3_CREDENTIALS=()  # the environment of the S3 stand-in and of MLflow's artifact proxy
 if [ -n "${LLMFT_TEAM_ARTIFACTS:-}" ]; then
   ARTIFACTS=$LLMFT_TEAM_ARTIFACTS
   S3_ENDPOINT=${MLFLOW_S3_ENDPOINT_URL:-}
 else
   ARTIFACTS=s3://llmft-mlflow/artifacts
   S3_ENDPOINT=http://127.0.0.1:$(port_of s3)
-  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1  # the stand-in's
+  # The stand-in's credentials, for it and the MLflow server only: the worker's flow runs keep the machine's own.
+  S3_CREDENTIALS=(AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1)
   if running s3; then say "s3 stand-in already running"; else start s3 "$PY" -m moto.server -H 127.0.0.1 -p "${S3_ENDPOINT##*:}"; fi
   wait_http s3 "$S3_ENDPOINT/moto-api/" 60
-  "$PY" - "$S3_ENDPOINT" <<'EOF' || die "could not create bucket llmft-mlflow on the stand-in"
+  env "${S3_CREDENTIALS[@]}" "$PY" - "$S3_ENDPOINT" <<'EOF' || die "could not create bucket llmft-mlflow on the stand-in"
 import sys, boto3
 s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")
 if "llmft-mlflow" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
@@ -106,16 +107,18 @@ fi
 # MLflow: runs and registry in Postgres; artifacts proxied to S3 (clients need no S3 credentials).
 ML_URL=http://127.0.0.1:$(port_of mlflow)
 if running mlflow; then say "mlflow already running"; else
-  MLFLOW_S3_ENDPOINT_URL=$S3_ENDPOINT MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-    start mlflow "$VENV/bin/mlflow" server --host 127.0.0.1 --port "${ML_URL##*:}" --workers 1 \
-    --backend-store-uri "postgresql://$PG_URL/mlflow" --artifacts-destination "$ARTIFACTS"
+  [ -z "$S3_ENDPOINT" ] || S3_CREDENTIALS+=("MLFLOW_S3_ENDPOINT_URL=$S3_ENDPOINT")
+  # The password through PGPASSWORD (psycopg2 reads it), not on the command line that `ps` shows.
+  start mlflow env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false PGPASSWORD="$PG_PASSWORD" "${S3_CREDENTIALS[@]}" \
+    "$VENV/bin/mlflow" server --host 127.0.0.1 --port "${ML_URL##*:}" --workers 1 \
+    --backend-store-uri "postgresql://llmft@127.0.0.1:$PG_PORT/mlflow" --artifacts-destination "$ARTIFACTS"
 fi
 
 # Prefect: its API database in Postgres.
 PF_URL=http://127.0.0.1:$(port_of prefect)/api
 export PREFECT_API_URL=$PF_URL PREFECT_UI_API_URL=$PF_URL
 if running prefect; then say "prefect already running"; else
-  PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://$PG_URL/prefect" \
+  PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://llmft:$PG_PASSWORD@127.0.0.1:$PG_PORT/prefect" \
     start prefect "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$(port_of prefect)"
 fi
 wait_http mlflow "$ML_URL/health" 180
