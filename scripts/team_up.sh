@@ -27,6 +27,8 @@ INITDB=$(command -v initdb) || die "PostgreSQL's initdb is not on PATH: install 
 PGBIN=$(dirname "$(readlink -f "$INITDB")")
 for tool in pg_ctl psql; do [ -x "$PGBIN/$tool" ] || die "$PGBIN/$tool is missing: install the PostgreSQL client and server"; done
 
+case ${LLMFT_TEAM_ARTIFACTS:-s3://} in s3://*) ;; *) die "LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '$LLMFT_TEAM_ARTIFACTS'";; esac
+
 source scripts/env.sh  # offline Hugging Face settings, no telemetry
 export PREFECT_HOME=$TEAM/prefect-home
 mkdir -p "$TEAM/run" "$TEAM/logs" "$PREFECT_HOME"
@@ -102,7 +104,6 @@ if "llmft-mlflow" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
     s3.create_bucket(Bucket="llmft-mlflow")
 EOF
 fi
-[[ $ARTIFACTS == s3://* ]] || die "LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '$ARTIFACTS'"
 
 # MLflow: runs and registry in Postgres; artifacts proxied to S3 (clients need no S3 credentials).
 ML_URL=http://127.0.0.1:$(port_of mlflow)

@@ -133,3 +133,15 @@ def test_team_up_runs_a_deployment_through_the_worker_and_team_down_stops_everyt
     while [pid for pid in pids.values() if alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [name for name, pid in pids.items() if alive(pid)]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"LLMFT_TEAM_ARTIFACTS": "/srv/artifacts"}, "team_up: LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '/srv/artifacts'"),
+    ({"LLMFT_VENV": "/nonexistent"}, "team_up: no prefect/mlflow in /nonexistent/bin: set LLMFT_VENV to the project's "
+                                     "environment"),
+])
+def test_team_up_refuses_bad_settings_in_one_line_before_starting_anything(tmp_path, setting, message):
+    env = {**os.environ, "LLMFT_VENV": sys.prefix, "LLMFT_TEAM_DIR": str(tmp_path / "state"), **setting}
+    done = script("team_up.sh", env, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == message
+    assert not (tmp_path / "state").exists()
