@@ -1,16 +1,19 @@
 """The team stack on real parts (scripts/team_up.sh): PostgreSQL, Prefect and MLflow servers on it, a moto S3 stand-in
-for MLflow's artifacts, a process worker. A deployment runs through the worker to completion, its artifacts land in
-the stand-in's bucket, another process loads the approved model by alias, and team_down.sh stops every PID."""
+for MLflow's artifacts, a process worker. A deployment runs through the worker to completion while the Prefect server
+is killed and started again by team_up.sh, its artifacts land in the stand-in's bucket, another process loads the
+approved model by alias, and team_down.sh stops every PID."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -22,12 +25,12 @@ from tests.release_helpers import GATE_PASSES
 pytestmark = pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")),
                                 reason="PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
 
-# Run in the flow-run's own environment (PREFECT_API_URL from the team's env file), not this test's Prefect.
-RUN_DEPLOYMENT = """
+# Run with the team's env file (PREFECT_API_URL), not this test's Prefect; timeout 0: start the run, do not wait.
+START_DEPLOYMENT = """
 import json, sys
 from prefect.deployments import run_deployment
-run = run_deployment(sys.argv[1], parameters={"recipe": json.loads(sys.argv[2])}, timeout=float(sys.argv[3]))
-print(json.dumps({"state": run.state.type.value, "message": run.state.message}))
+run = run_deployment(sys.argv[1], parameters={"recipe": json.loads(sys.argv[2])}, timeout=0)
+print(json.dumps({"id": str(run.id)}))
 """
 LOAD_CHAMPION = """
 import json, sys
@@ -67,7 +70,23 @@ def python(code: str, *args: str, env: dict, timeout: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_team_up_runs_a_deployment_through_the_worker_and_team_down_stops_everything():
+def api(base: str, path: str, body: dict | None = None):
+    """The Prefect REST API: GET, or POST with a JSON body."""
+    request = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(1)
+    return found
+
+
+def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_everything():
     # Not under pytest's tmp_path: its folders are private to root, and PostgreSQL runs as the postgres user.
     team = Path(tempfile.mkdtemp(prefix="llmft-team-"))
     team.chmod(0o711)
@@ -89,17 +108,8 @@ def test_team_up_runs_a_deployment_through_the_worker_and_team_down_stops_everyt
         team_env = read_env_file(team / "state" / "env")
         assert all(v.startswith("http://127.0.0.1:") for k, v in team_env.items() if k.endswith(("_URL", "_URI")))
 
-        again = script("team_up.sh", env, timeout=300)  # idempotent: nothing started twice
-        assert again.returncode == 0, again.stderr
-        assert "worker already running" in again.stdout and "postgres already running" in again.stdout
-        assert read_env_file(team / "state" / "env") == team_env
-
-        client_env = {**clean, **team_env}
-        pull_steps = python(
-            "import asyncio, json\nfrom prefect.client.orchestration import get_client\n"
-            "async def main():\n    async with get_client() as c:\n"
-            "        print(json.dumps({d.name: d.pull_steps for d in await c.read_deployments()}))\n"
-            "asyncio.run(main())", env=client_env, timeout=120)
+        prefect_api = team_env["PREFECT_API_URL"]
+        pull_steps = {d["name"]: d["pull_steps"] for d in api(prefect_api, "/deployments/filter", {})}
         assert len(pull_steps) == 13
         # No path of this machine in what the server keeps: the worker fills in its own project folder.
         assert str(REPO) not in json.dumps(pull_steps) and all(
@@ -110,11 +120,31 @@ def test_team_up_runs_a_deployment_through_the_worker_and_team_down_stops_everyt
                               "training.max_steps=6", "evaluation.max_records=4", "endpoint.num_test_records=1",
                               "approval.min_metrics={}", *GATE_PASSES)
         started = time.monotonic()
-        run = python(RUN_DEPLOYMENT, "dialogsum-flan-t5/dialogsum-flan-t5", json.dumps(recipe.model_dump(mode="json")),
-                     "400", env=client_env, timeout=450)
-        print(f"deployment run: {time.monotonic() - started:.0f} s")
-        assert run["state"] == "COMPLETED", run
+        run_id = python(START_DEPLOYMENT, "dialogsum-flan-t5/dialogsum-flan-t5",
+                        json.dumps(recipe.model_dump(mode="json")), env={**clean, **team_env}, timeout=120)["id"]
+        wait_for(lambda: [t for t in api(prefect_api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+                          if t["name"].startswith("train-model") and t["state"]["type"] == "RUNNING"],
+                 300, "train-model task running on the worker")
 
+        # The Prefect server goes away mid-run; team_up starts it again and nothing else (idempotent).
+        restarted = time.monotonic()
+        os.killpg(pids["prefect"], signal.SIGTERM)
+        wait_for(lambda: not alive(pids["prefect"]), 60, "Prefect server exit")
+        again = script("team_up.sh", env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        for name in ("postgres", "s3 stand-in", "mlflow", "worker"):
+            assert f"{name} already running" in again.stdout, again.stdout
+        assert "prefect already running" not in again.stdout
+        assert read_env_file(team / "state" / "env") == team_env
+        pids["prefect"] = int((team / "state" / "run" / "prefect.pid").read_text())
+        print(f"Prefect server away for {time.monotonic() - restarted:.0f} s")
+
+        state = wait_for(lambda: (s := api(prefect_api, f"/flow_runs/{run_id}")["state"])["type"] in (
+            "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 420, "end of the flow run")
+        print(f"deployment run: {time.monotonic() - started:.0f} s")
+        assert state["type"] == "COMPLETED", state
+
+        client_env = {**clean, **team_env}
         loaded = python(LOAD_CHAMPION, recipe.registry.model_name, DIALOGUE, env=client_env, timeout=180)
         assert loaded["version"] == "1" and isinstance(loaded["summary"], str)
         assert not (work / "mlflow.db").exists()  # registered on the team's server, not in a local file
