@@ -3,8 +3,8 @@
 # Data (Postgres, ports) stays in .llmft/team/; team_up.sh starts it again. Idempotent.
 #   bash scripts/team_down.sh
 set -euo pipefail
+TEAM=$(realpath -m "${LLMFT_TEAM_DIR:-$(dirname "$0")/../.llmft/team}")
 cd "$(dirname "$0")/.."
-TEAM=${LLMFT_TEAM_DIR:-$PWD/.llmft/team}
 stopped=()
 
 # Each service runs in its own session (team_up's setsid): TERM its process group, KILL it after 30 s.

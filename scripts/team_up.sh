@@ -10,9 +10,11 @@
 #   MLFLOW_S3_ENDPOINT_URL an S3-compatible endpoint for LLMFT_TEAM_ARTIFACTS (leave unset for AWS S3)
 #   LLMFT_TEAM_DIR         state folder (default .llmft/team)     LLMFT_VENV   the Python environment (default .venv)
 set -euo pipefail
+# Folders given relative are relative to where this is called from.
+TEAM=$(realpath -m "${LLMFT_TEAM_DIR:-$(dirname "$0")/../.llmft/team}")
+[ -z "${LLMFT_VENV:-}" ] || LLMFT_VENV=$(realpath -m "$LLMFT_VENV")
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TEAM=${LLMFT_TEAM_DIR:-$ROOT/.llmft/team}
 POOL=local  # the work pool every deployment in prefect.yaml names
 
 die() { echo "team_up: $*" >&2; exit 1; }
