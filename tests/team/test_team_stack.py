@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -109,8 +110,9 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
         assert all(v.startswith("http://127.0.0.1:") for k, v in team_env.items() if k.endswith(("_URL", "_URI")))
 
         prefect_api = team_env["PREFECT_API_URL"]
-        pull_steps = {d["name"]: d["pull_steps"] for d in api(prefect_api, "/deployments/filter", {})}
-        assert len(pull_steps) == 13
+        deployments = api(prefect_api, "/deployments/filter", {})
+        pull_steps = {d["name"]: d["pull_steps"] for d in deployments}
+        assert len(pull_steps) == 13 and {d["work_pool_name"] for d in deployments} == {"local"}
         # No path of this machine in what the server keeps: the worker fills in its own project folder.
         assert str(REPO) not in json.dumps(pull_steps) and all(
             steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LLMFT_PROJECT_DIR }}"}}]
@@ -143,6 +145,15 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
             "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 420, "end of the flow run")
         print(f"deployment run: {time.monotonic() - started:.0f} s")
         assert state["type"] == "COMPLETED", state
+
+        # prefect.yaml's weekly schedule is live: the server holds runs for coming Mondays 03:00 UTC, for the worker.
+        weekly = api(prefect_api, "/deployments/name/continued-pretraining/continued-pretraining")
+        scheduled = wait_for(lambda: api(prefect_api, "/flow_runs/filter", {"flow_runs": {
+            "deployment_id": {"any_": [weekly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}), 90,
+            "scheduled continued-pretraining run")
+        starts = [datetime.fromisoformat(r["expected_start_time"]).astimezone(timezone.utc) for r in scheduled]
+        assert all((t.weekday(), t.hour, t.minute) == (0, 3, 0) and t > datetime.now(timezone.utc) for t in starts)
+        assert {r["work_pool_name"] for r in scheduled} == {"local"}
 
         client_env = {**clean, **team_env}
         loaded = python(LOAD_CHAMPION, recipe.registry.model_name, DIALOGUE, env=client_env, timeout=180)
