@@ -144,10 +144,11 @@ fi
 if running worker; then say "worker already running"; else
   LLMFT_PROJECT_DIR=$ROOT start worker "$VENV/bin/prefect" worker start --pool "$POOL" --type process
 fi
-deadline=$((SECONDS + 60))
-until curl -sf -X POST -H 'Content-Type: application/json' -d '{}' "$PF_URL/work_pools/$POOL/workers/filter" | grep -q '"name"'; do
+# Up once the worker has polled the pool: the deployments then show Ready in the UI.
+deadline=$((SECONDS + 90))
+until curl -sf "$PF_URL/deployments/name/dialogsum-flan-t5/dialogsum-flan-t5" | grep -Eq '"status": ?"READY"'; do
   running worker || die "the worker exited; see $TEAM/logs/worker.log"
-  [ $SECONDS -lt $deadline ] || die "the worker did not reach the Prefect server within 60 s; see $TEAM/logs/worker.log"
+  [ $SECONDS -lt $deadline ] || die "the worker did not poll pool $POOL within 90 s; see $TEAM/logs/worker.log"
   sleep 1
 done
 
