@@ -118,6 +118,12 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
             steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LLMFT_PROJECT_DIR }}"}}]
             for steps in pull_steps.values())
 
+        if chromium := shutil.which("chromium"):  # what a person sees: the UI reaches its API on this port
+            dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                  "--virtual-time-budget=20000", "--dump-dom", prefect_api.removesuffix("/api") +
+                                  "/deployments"], capture_output=True, text=True, timeout=120).stdout
+            assert "13 Deployments" in dom and "Ready" in dom and "dialogsum-flan-t5" in dom, dom[-2000:]
+
         recipe = small_recipe(work, "registry.tracking_uri=null", "data.max_train_records=32",
                               "training.max_steps=6", "evaluation.max_records=4", "endpoint.num_test_records=1",
                               "approval.min_metrics={}", *GATE_PASSES)
