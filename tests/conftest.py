@@ -17,6 +17,8 @@ for key, value in {
     "DO_NOT_TRACK": "1",
 }.items():
     os.environ.setdefault(key, value)
+# A shell that sourced a team's env file (scripts/team_up.sh) must not send the tests' runs to the team's registry.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402

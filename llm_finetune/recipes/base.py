@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
@@ -28,7 +29,7 @@ DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a mem
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
-
+TRACKING_URI_DEFAULT = "Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db"
 
 def resolve_local(uri: str, base: Path) -> str:
     """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
@@ -86,7 +87,7 @@ class SageMakerModelPackageSpec(Strict):
 class RegistrySpec(Strict):
     """MLflow tracking and model registry (the registry of record), optionally mirrored to SageMaker."""
 
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
     model_name: str = Field(description="Registered model name; one version per distinct trained model")
     sagemaker: SageMakerModelPackageSpec | None = Field(
@@ -234,13 +235,14 @@ class ProbeGateSpec(ProbeSuiteSpec):
 
 
 def default_tracking_uri(work_dir: str) -> str:
-    return f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
+    """$MLFLOW_TRACKING_URI (a team's tracking server: scripts/team_up.sh), else a SQLite file under work_dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(work_dir).resolve() / 'mlflow.db'}"
 
 
 class RunTracking(Strict):
     """MLflow tracking of a flow that evaluates without registering a model."""
 
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
 
     def uri(self, work_dir: str) -> str:

@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from llm_finetune.generation import GenerationParams
-from llm_finetune.recipes.base import DATA_URI_HELP, EndpointSpec, Strict, resolve_local
+from llm_finetune.recipes.base import (
+    DATA_URI_HELP, TRACKING_URI_DEFAULT, EndpointSpec, Strict, default_tracking_uri, resolve_local,
+)
 
 SuiteKind = Literal["chat", "assistant", "cot"]
 Route = Literal["chat", "inputs"]
@@ -23,7 +25,7 @@ class RegisteredModelRef(Strict):
     name: str = Field(description="Registered model name, e.g. dolly-llama2-tiny")
     version: str | None = Field(None, description="Version number; or give alias")
     alias: str | None = Field(None, description="Alias such as champion; or give version")
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
 
     @model_validator(mode="after")
     def _version_or_alias(self) -> RegisteredModelRef:
@@ -152,7 +154,7 @@ class GenerationGrid(Strict):
 class TrackingSpec(Strict):
     """Also log the run to MLflow: the recipe as params, each row's figures as metrics, outputs and tables."""
 
-    tracking_uri: str | None = Field(None, description="Default: sqlite:///<work_dir>/mlflow.db")
+    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = "chatbot-inference"
 
 
@@ -168,7 +170,7 @@ class ChatInferenceRecipe(Strict):
     tracking: TrackingSpec | None = Field(default_factory=TrackingSpec, description="null: Prefect artifacts only")
 
     def default_tracking_uri(self) -> str:
-        return f"sqlite:///{Path(self.work_dir).resolve() / 'mlflow.db'}"
+        return default_tracking_uri(self.work_dir)
 
     def with_paths_relative_to(self, base: Path) -> ChatInferenceRecipe:
         """Local suite files and tokenizer folders in a recipe file are relative to that file."""

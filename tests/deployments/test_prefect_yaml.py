@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import yaml
 from prefect.flows import Flow
 
 from deployments.serve import PREFECT_YAML, build_deployments, deployment_specs
@@ -43,3 +44,9 @@ def test_entrypoints_are_flows():
     for spec in deployment_specs():
         file, func = spec["entrypoint"].split(":")
         assert isinstance(load_flow_from_entrypoint(f"{PREFECT_YAML.parent / file}:{func}"), Flow)
+
+
+def test_pull_step_takes_the_project_folder_from_the_worker():
+    # A placeholder the worker fills in (scripts/team_up.sh), not the deploying machine's folder ({{ $PWD }} was).
+    pull = yaml.safe_load(PREFECT_YAML.read_text())["pull"]
+    assert pull == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LLMFT_PROJECT_DIR }}"}}]

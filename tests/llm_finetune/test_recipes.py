@@ -197,3 +197,13 @@ def test_equivalent_training_settings_share_a_fingerprint(tmp_path):
 
     assert run_folder("training.max_steps=20", "training.epochs=1") == run_folder("training.max_steps=20")
     assert run_folder("training.epochs=1") != run_folder()
+
+
+def test_registry_is_the_team_server_when_mlflow_tracking_uri_is_set(monkeypatch, tmp_path):
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=[f"work_dir={tmp_path}"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert recipe.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5001")  # scripts/team_up.sh's env file
+    assert recipe.tracking_uri() == "http://127.0.0.1:5001"
+    pinned = load_recipe(DEFAULT_RECIPE, overrides=["registry.tracking_uri=sqlite:///elsewhere.db"])
+    assert pinned.tracking_uri() == "sqlite:///elsewhere.db"  # a recipe's own URI wins

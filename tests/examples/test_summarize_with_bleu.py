@@ -1,0 +1,25 @@
+import importlib.util
+
+from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+from prefect.testing.utilities import prefect_test_harness
+
+from tests.conftest import REPO, small_recipe
+
+
+def load_example(name: str):
+    """examples/<name>.py by path: a dependency installs a top-level `examples` package that shadows the folder."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(tmp_path):
+    with prefect_test_harness(server_startup_timeout=120):
+        scores = load_example("summarize_with_bleu").summarize_with_bleu(small_recipe(tmp_path))
+
+    assert set(scores) == {"base", "finetuned"} and all(0 <= s["bleu"] <= 1 for s in scores.values())
+    assert scores["finetuned"]["bleu"] > scores["base"]["bleu"]  # 60 steps learn the summaries' words
+    assert scores["finetuned"]["rougeL"] > scores["base"]["rougeL"]
+    assert corpus_bleu([[["a", "b", "c", "d"]]], [["a", "b", "c", "d"]],
+                       smoothing_function=SmoothingFunction().method1) == 1.0  # the scale: identical text is 1

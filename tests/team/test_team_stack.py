@@ -1,0 +1,194 @@
+"""The team stack on real parts (scripts/team_up.sh): PostgreSQL, Prefect and MLflow servers on it, a moto S3 stand-in
+for MLflow's artifacts, a process worker. A deployment runs through the worker to completion while the Prefect server
+is killed and started again by team_up.sh, its artifacts land in the stand-in's bucket, another process loads the
+approved model by alias, and team_down.sh stops every PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import REPO, small_recipe
+from tests.release_helpers import GATE_PASSES
+
+pytestmark = pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")),
+                                reason="PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+
+# Run with the team's env file (PREFECT_API_URL), not this test's Prefect; timeout 0: start the run, do not wait.
+START_DEPLOYMENT = """
+import json, sys
+from prefect.deployments import run_deployment
+run = run_deployment(sys.argv[1], parameters={"recipe": json.loads(sys.argv[2])}, timeout=0)
+print(json.dumps({"id": str(run.id)}))
+"""
+LOAD_CHAMPION = """
+import json, sys
+import mlflow, pandas
+name = sys.argv[1]
+model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+version = mlflow.MlflowClient().get_model_version_by_alias(name, "champion")
+print(json.dumps({"summary": list(model.predict(pandas.DataFrame({"dialogue": [sys.argv[2]]})))[0],
+                  "version": version.version,
+                  "download_uri": mlflow.MlflowClient().get_model_version_download_uri(name, version.version)}))
+"""
+DIALOGUE = "#Person1#: Where is the station? #Person2#: Go straight and turn left at the bank."
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    lines = [line.removeprefix("export ") for line in path.read_text().splitlines() if line.startswith("export ")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def script(name: str, env: dict, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", f"scripts/{name}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def python(code: str, *args: str, env: dict, timeout: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def api(base: str, path: str, body: dict | None = None):
+    """The Prefect REST API: GET, or POST with a JSON body."""
+    request = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_for(check, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(1)
+    return found
+
+
+def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_everything():
+    # Not under pytest's tmp_path: its folders are private to root, and PostgreSQL runs as the postgres user.
+    team = Path(tempfile.mkdtemp(prefix="llmft-team-"))
+    team.chmod(0o711)
+    work = team / "work"
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "LLMFT_TEAM_ARTIFACTS", "MLFLOW_S3_ENDPOINT_URL",
+                          "LLMFT_PROJECT_DIR")}
+    env = {**clean, "LLMFT_TEAM_DIR": str(team / "state"), "LLMFT_VENV": sys.prefix}
+    pids: dict[str, int] = {}
+    try:
+        started = time.monotonic()
+        up = script("team_up.sh", env, timeout=420)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        print(f"team_up: {time.monotonic() - started:.0f} s")
+        pids = {name: int((team / "state" / "run" / f"{name}.pid").read_text())
+                for name in ("worker", "prefect", "mlflow", "s3")}
+        pids["postgres"] = int((team / "state" / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
+        assert all(alive(pid) for pid in pids.values()), pids
+        team_env = read_env_file(team / "state" / "env")
+        assert all(v.startswith("http://127.0.0.1:") for k, v in team_env.items() if k.endswith(("_URL", "_URI")))
+
+        prefect_api = team_env["PREFECT_API_URL"]
+        deployments = api(prefect_api, "/deployments/filter", {})
+        pull_steps = {d["name"]: d["pull_steps"] for d in deployments}
+        assert len(pull_steps) == 13 and {d["work_pool_name"] for d in deployments} == {"local"}
+        # No path of this machine in what the server keeps: the worker fills in its own project folder.
+        assert str(REPO) not in json.dumps(pull_steps) and all(
+            steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LLMFT_PROJECT_DIR }}"}}]
+            for steps in pull_steps.values())
+
+        if chromium := shutil.which("chromium"):  # what a person sees: the UI reaches its API on this port
+            dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                  "--virtual-time-budget=20000", "--dump-dom", prefect_api.removesuffix("/api") +
+                                  "/deployments"], capture_output=True, text=True, timeout=120).stdout
+            assert "13 Deployments" in dom and "Ready" in dom and "dialogsum-flan-t5" in dom, dom[-2000:]
+
+        recipe = small_recipe(work, "registry.tracking_uri=null", "data.max_train_records=32",
+                              "training.max_steps=6", "evaluation.max_records=4", "endpoint.num_test_records=1",
+                              "approval.min_metrics={}", *GATE_PASSES)
+        started = time.monotonic()
+        run_id = python(START_DEPLOYMENT, "dialogsum-flan-t5/dialogsum-flan-t5",
+                        json.dumps(recipe.model_dump(mode="json")), env={**clean, **team_env}, timeout=120)["id"]
+        wait_for(lambda: [t for t in api(prefect_api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+                          if t["name"].startswith("train-model") and t["state"]["type"] == "RUNNING"],
+                 300, "train-model task running on the worker")
+
+        # The Prefect server goes away mid-run; team_up starts it again and nothing else (idempotent).
+        restarted = time.monotonic()
+        os.killpg(pids["prefect"], signal.SIGTERM)
+        wait_for(lambda: not alive(pids["prefect"]), 60, "Prefect server exit")
+        again = script("team_up.sh", env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        for name in ("postgres", "s3 stand-in", "mlflow", "worker"):
+            assert f"{name} already running" in again.stdout, again.stdout
+        assert "prefect already running" not in again.stdout
+        assert read_env_file(team / "state" / "env") == team_env
+        pids["prefect"] = int((team / "state" / "run" / "prefect.pid").read_text())
+        print(f"Prefect server away for {time.monotonic() - restarted:.0f} s")
+
+        state = wait_for(lambda: (s := api(prefect_api, f"/flow_runs/{run_id}")["state"])["type"] in (
+            "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 420, "end of the flow run")
+        print(f"deployment run: {time.monotonic() - started:.0f} s")
+        assert state["type"] == "COMPLETED", state
+
+        # prefect.yaml's weekly schedule is live: the server holds runs for coming Mondays 03:00 UTC, for the worker.
+        weekly = api(prefect_api, "/deployments/name/continued-pretraining/continued-pretraining")
+        scheduled = wait_for(lambda: api(prefect_api, "/flow_runs/filter", {"flow_runs": {
+            "deployment_id": {"any_": [weekly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}), 90,
+            "scheduled continued-pretraining run")
+        starts = [datetime.fromisoformat(r["expected_start_time"]).astimezone(timezone.utc) for r in scheduled]
+        assert all((t.weekday(), t.hour, t.minute) == (0, 3, 0) and t > datetime.now(timezone.utc) for t in starts)
+        assert {r["work_pool_name"] for r in scheduled} == {"local"}
+
+        client_env = {**clean, **team_env}
+        loaded = python(LOAD_CHAMPION, recipe.registry.model_name, DIALOGUE, env=client_env, timeout=180)
+        assert loaded["version"] == "1" and isinstance(loaded["summary"], str)
+        assert not (work / "mlflow.db").exists()  # registered on the team's server, not in a local file
+        # Proxied artifacts: mlflow-artifacts:/<path> is s3://llmft-mlflow/artifacts/<path> on the stand-in.
+        model_key = "artifacts/" + loaded["download_uri"].split(":", 1)[1].lstrip("/") + "/MLmodel"
+        s3 = boto3.client("s3", endpoint_url=team_env["LLMFT_TEAM_S3_ENDPOINT"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="llmft-mlflow")["Contents"]]
+        assert model_key in keys, keys
+    finally:
+        down = script("team_down.sh", env, timeout=240)
+        shutil.rmtree(team, ignore_errors=True)
+    assert down.returncode == 0, down.stderr
+    assert "stopped worker prefect mlflow s3 postgres" in down.stdout
+    deadline = time.monotonic() + 30
+    while [pid for pid in pids.values() if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [name for name, pid in pids.items() if alive(pid)]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"LLMFT_TEAM_ARTIFACTS": "/srv/artifacts"}, "team_up: LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '/srv/artifacts'"),
+    ({"LLMFT_VENV": "/nonexistent"}, "team_up: no prefect/mlflow in /nonexistent/bin: set LLMFT_VENV to the project's "
+                                     "environment"),
+])
+def test_team_up_refuses_bad_settings_in_one_line_before_starting_anything(tmp_path, setting, message):
+    env = {**os.environ, "LLMFT_VENV": sys.prefix, "LLMFT_TEAM_DIR": str(tmp_path / "state"), **setting}
+    done = script("team_up.sh", env, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip() == message
+    assert not (tmp_path / "state").exists()
