@@ -15,8 +15,18 @@ baselines, in one run.
    c') the same with packing_layout flat: TRL's padding-free collator, the batch flattened into one row;
    c'') (c) with TRL's fused LM head scoring every position, as TRL does on a CPU (the project scores only the
       labelled ones: score_labelled_positions_only);
-   d) the same, full fine-tune (lora.enabled=false).
-   Real tokens are counted at the model's forward (attention_mask.sum()) over trainer.train()'s wall time. Peak RSS is
+   d) the same, full fine-tune (lora.enabled=false);
+   e) and f) (c) and (d) with training.compile=true (TrainingArguments torch_compile);
+   g) and h) a bare training loop on (c)'s and (d)'s own model and packed rows: the project's trainer is built
+      (model from the recipe, LoRA adapters, packed-rows collator) but never trained; its data loader's batches go
+      through decoder -> LM head on the labelled positions only -> cross-entropy, backward, gradient clipping at 1.0
+      and fused AdamW (the Trainer's optimizer) under the same precision (bf16 autocast where the case's is bf16);
+   g') and h') the same with the decoder torch.compile'd (the LM head and loss stay eager: their shape follows
+      the labelled positions).
+   Real tokens are counted at the model's forward (attention_mask.sum(); packed rows: all but their trailing padding)
+   over trainer.train()'s wall time ("real tok/s"), and over the steps after the first --warmup ones ("steady tok/s";
+   "warm-up s" is the time of those first steps, a compile's included), for the trainer and the bare loop alike; the
+   trainer's steady tokens/s is then given as a share of the best bare loop's (with or without compile). Peak RSS is
    taken at the end of training (before any merge); "train +MB" is peak minus the RSS when training began.
    MFU = model FLOPs per real token x real tokens/s / the GEMM peak of the case's precision, with 6 N FLOPs per
    token for a full fine-tune and 4 N under LoRA (frozen weights need no weight gradient), N = the parameters in
@@ -28,7 +38,7 @@ baselines, in one run.
 Speeds on a shared machine vary from run to run: compare the ratios within one run.
 
     source scripts/env.sh
-    python -m benchmarks.sft_throughput [--quick] [--steps 20] [--recipes tiny 27m]
+    python -m benchmarks.sft_throughput [--quick] [--steps 20] [--warmup 2] [--recipes tiny 27m] [--cases ...]
 """
 
 from __future__ import annotations
@@ -54,7 +64,16 @@ CASES = {
     "project_lora_flat": "c') the same, packed rows flattened (TRL's)",
     "project_lora_all_positions": "c'') (c), LM head over every position",
     "project_full": "d) train_causal_lm (full fine-tune)",
+    "project_lora_compiled": "e) (c), training.compile=true",
+    "project_full_compiled": "f) (d), training.compile=true",
+    "bare_lora": "g) bare loop on (c)'s model and rows",
+    "bare_lora_compiled": "g') (g), decoder torch.compile'd",
+    "bare_full": "h) bare loop on (d)'s model and rows",
+    "bare_full_compiled": "h') (h), decoder torch.compile'd",
 }
+# Trainer cases -> the bare loops on their model and rows.
+BARE_LOOPS = {"project_lora": ("bare_lora", "bare_lora_compiled"), "project_full": ("bare_full", "bare_full_compiled")}
+BARE_LOOPS |= {f"{case}_compiled": loops for case, loops in BARE_LOOPS.items()}
 BATCH_SIZE = 4
 
 
@@ -98,15 +117,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+class StepMarks:
+    """(seconds since training began, real tokens so far) at the end of every step, read from a token counter."""
+
+    def __init__(self):
+        self.counter = None  # a TrainingTokenCounter, set before training
+        self.start = 0.0
+        self.marks: list[tuple[float, int]] = []
+
+    def begin(self) -> None:
+        self.start = time.perf_counter()
+
+    def step_done(self) -> None:
+        self.marks.append((time.perf_counter() - self.start, self.counter.real_tokens))
+
+
+# The token counters train_causal_lm creates in this process (the probe reads the newest); see run_case.
+PROJECT_COUNTERS: list = []
+
+
 def memory_probe():
-    """Trainer callback: RSS when training begins and the process's peak RSS when it ends."""
+    """Trainer callback: RSS when training begins, the process's peak RSS when it ends, and step marks."""
     from transformers import TrainerCallback
 
-    class MemoryProbe(TrainerCallback):
+    class MemoryProbe(TrainerCallback, StepMarks):
         start_mb = peak_mb = 0.0
 
         def on_train_begin(self, args, state, control, **kw):
             self.start_mb = rss_mb()
+            self.counter = self.counter or PROJECT_COUNTERS[-1]
+            self.begin()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.step_done()
 
         def on_train_end(self, args, state, control, **kw):
             self.peak_mb = peak_rss_mb()
@@ -117,13 +160,13 @@ def memory_probe():
 def timed_train(trainer, probe) -> dict:
     from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts
 
-    counter = TrainingTokenCounter(trainer.model)
+    counter = probe.counter = TrainingTokenCounter(trainer.model)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     return {"real_tokens": counter.real_tokens, "padded_tokens": counter.padded_tokens, "seconds": seconds,
             "trainable": parameter_counts(trainer.model)[0], "precision": "bf16" if trainer.args.bf16 else "fp32",
-            "start_mb": probe.start_mb, "peak_mb": probe.peak_mb}
+            "start_mb": probe.start_mb, "peak_mb": probe.peak_mb, "marks": probe.marks}
 
 
 def seed_padded(recipe, base: str, validated, out: Path, steps: int) -> dict:
@@ -172,18 +215,85 @@ def trl_defaults(recipe, base: str, validated, out: Path, steps: int) -> dict:
     return timed_train(trainer, probe)
 
 
-def project(recipe, base: str, validated, out: Path, steps: int, *, lora: bool, layout: str | None = None) -> dict:
-    from llm_finetune.training.causal_lm import causal_job, train_causal_lm
+def project_job(recipe, base: str, validated, out: Path, steps: int, *, lora: bool, layout: str | None = None,
+                compile_model: bool = False):
+    """The causal-LM job of the project cases: the recipe's settings, this benchmark's steps and batch size."""
+    from llm_finetune.training.causal_lm import causal_job
 
     params = recipe.training.model_copy(update={"max_steps": steps, "save_steps": steps + 1, "logging_steps": steps,
-                                                "per_device_train_batch_size": BATCH_SIZE,
+                                                "per_device_train_batch_size": BATCH_SIZE, "compile": compile_model,
                                                 "packing_layout": layout or recipe.training.packing_layout})
+    return causal_job(base, validated, recipe.data, recipe.lora.model_copy(update={"enabled": lora}), params, out)
+
+
+def project(job) -> dict:
+    from llm_finetune.training.causal_lm import train_causal_lm
+
     probe = memory_probe()
-    job = causal_job(base, validated, recipe.data, recipe.lora.model_copy(update={"enabled": lora}), params, out)
     result = train_causal_lm(job, callbacks=[probe])
     return {"real_tokens": result.real_tokens, "padded_tokens": result.padded_tokens,
             "seconds": result.train_runtime_s, "trainable": result.trainable_parameters,
-            "precision": result.precision, "start_mb": probe.start_mb, "peak_mb": probe.peak_mb}
+            "precision": result.precision, "start_mb": probe.start_mb, "peak_mb": probe.peak_mb,
+            "marks": probe.marks}
+
+
+def bare_loop(job, *, compiled: bool) -> dict:
+    """The job's model and packed rows as the project's trainer prepares them, trained by a plain loop (see g/h)."""
+    import contextlib
+    import itertools
+
+    import torch
+    from transformers import set_seed
+
+    from llm_finetune.data.shapes import sft_examples
+    from llm_finetune.training.causal_lm import (
+        TrainingTokenCounter,
+        build_trainer,
+        load_base_model,
+        load_tokenizer,
+        parameter_counts,
+        resolve_precision,
+    )
+
+    set_seed(job.params.seed)
+    tokenizer = load_tokenizer(job.base_model)
+    examples = sft_examples(job.validated, "train", job.data, tokenizer, job.data.max_train_records)
+    model = load_base_model(job.base_model, job.lora, precision=job.params.precision,
+                            attn_implementation=job.params.attn_implementation)
+    trainer = build_trainer(job, model, tokenizer, examples)  # never trained: its model (adapters on) and rows
+    model = trainer.model.train()
+    batches = list(itertools.islice(itertools.cycle(trainer.get_train_dataloader()), job.params.max_steps))
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = causal.model, causal.lm_head
+    probe = StepMarks()
+    probe.counter = TrainingTokenCounter(decoder, tokenizer.pad_token_id)  # counts as the trainer's counter does
+    if compiled:
+        decoder.compile()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=job.params.learning_rate, weight_decay=job.params.weight_decay,
+                                  fused=True)
+    precision = resolve_precision(job.params.precision)
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+
+    start_mb = rss_mb()
+    probe.begin()
+    for batch in batches:
+        with cast():
+            hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                             use_cache=False).last_hidden_state
+            targets = batch["labels"][:, 1:]
+            scored = targets != -100
+            logits = head(hidden[:, :-1][scored])
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets[scored])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        probe.step_done()
+    seconds, real_tokens = probe.marks[-1]
+    return {"real_tokens": real_tokens, "padded_tokens": probe.counter.padded_tokens, "seconds": seconds,
+            "trainable": parameter_counts(model)[0], "precision": precision, "start_mb": start_mb,
+            "peak_mb": peak_rss_mb(), "marks": probe.marks}
 
 
 def load_inputs(work: Path, recipe_name: str):
@@ -209,12 +319,21 @@ def run_case(case: str, recipe_name: str, work: Path, steps: int) -> None:
     elif case == "trl_defaults":
         row = trl_defaults(recipe, base, validated, out, steps)
     else:
-        if case == "project_lora_all_positions":
-            import llm_finetune.training.causal_lm as causal_lm
+        import llm_finetune.training.causal_lm as causal_lm
 
+        if case == "project_lora_all_positions":
             causal_lm.score_labelled_positions_only = lambda: None  # this case's own process: TRL's CPU default
-        row = project(recipe, base, validated, out, steps, lora=case != "project_full",
-                      layout="flat" if case == "project_lora_flat" else None)
+
+        class RecordedCounter(causal_lm.TrainingTokenCounter):  # so the probe reads train_causal_lm's own counter
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                PROJECT_COUNTERS.append(self)
+
+        causal_lm.TrainingTokenCounter = RecordedCounter
+        job = project_job(recipe, base, validated, out, steps, lora="full" not in case,
+                          layout="flat" if case == "project_lora_flat" else None,
+                          compile_model=case.endswith("_compiled"))
+        row = bare_loop(job, compiled=case.endswith("_compiled")) if case.startswith("bare_") else project(job)
     print("CASE_RESULT " + json.dumps(row), flush=True)
 
 
@@ -265,6 +384,15 @@ def bare_loop_tokens_per_s(quick: bool, bf16: bool, steps: int, warmup: int = 1)
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def steady(row: dict, warmup: int) -> tuple[float | None, float]:
+    """Real tokens/s over the steps after the first `warmup` (None when there are none) and those steps' seconds."""
+    marks = row["marks"]
+    if len(marks) <= warmup:
+        return None, marks[-1][0]
+    (t0, n0), (t1, n1) = marks[warmup - 1] if warmup else (0.0, 0), marks[-1]
+    return (n1 - n0) / (t1 - t0), t0
+
+
 def matmul_parameters(model_dir: str) -> int:
     """Parameters in matmuls: all but the input embedding (a lookup); the untied LM head counts."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -275,10 +403,26 @@ def matmul_parameters(model_dir: str) -> int:
     return sum(p.numel() for p in model.parameters()) - embedding
 
 
+def print_trainer_vs_bare(rows: dict, warmup: int) -> None:
+    """Each trainer case's steady tokens/s as a share of the best bare loop on its model and rows."""
+    for case, loops in BARE_LOOPS.items():
+        rates = {loop: steady(rows[loop], warmup)[0] for loop in loops if loop in rows}
+        rates = {loop: rate for loop, rate in rates.items() if rate}
+        trainer_rate = steady(rows[case], warmup)[0] if case in rows else None
+        if not rates or not trainer_rate:
+            continue
+        best = max(rates, key=rates.get)
+        others = ", ".join(f"{loop} {rate:.0f}" for loop, rate in rates.items())
+        print(f"steady tokens/s, {case} {trainer_rate:.0f} vs best bare loop {best}: {trainer_rate / rates[best]:.2f}x "
+              f"(bare loops: {others})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: few steps, tiny recipe, small MFU model")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per case (default 20, quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per case (default 20, quick 3)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="first steps left out of the steady tokens/s (a compile runs in them; default 2, quick 1)")
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=None,
                         help="recipes to train (default: tiny and 27m; quick: tiny)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
@@ -286,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    steps = args.steps or (2 if args.quick else 20)
+    steps = args.steps or (3 if args.quick else 20)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     recipes = args.recipes or (["tiny"] if args.quick else list(RECIPES))
     if args.case:
         run_case(args.case, recipes[0], Path(args.work), steps)
@@ -308,9 +453,10 @@ def main(argv: list[str] | None = None) -> None:
             n = matmul_parameters(base)
             print(f"\nTraining: Dolly sample, recipe {recipe_name} (Llama, hidden {recipe.model.tiny.hidden_size}, "
                   f"{recipe.model.tiny.num_hidden_layers} layers, {n / 1e6:.1f}M matmul parameters), max_length "
-                  f"{recipe.data.max_length}, batch {BATCH_SIZE}, {steps} steps, one process per case")
-            header = (f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'MFU %':>6} {'pad %':>6} "
-                      f"{'peak MB':>8} {'train +MB':>9}")
+                  f"{recipe.data.max_length}, batch {BATCH_SIZE}, {steps} steps ({warmup} warm-up), one process per "
+                  "case")
+            header = (f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'steady tok/s':>12} "
+                      f"{'warm-up s':>9} {'MFU %':>6} {'pad %':>6} {'peak MB':>8} {'train +MB':>9}")
             print(header)
             print("-" * len(header))
             rows = {}
@@ -319,14 +465,19 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 r = rows[case] = case_in_child(case, recipe_name, work, steps)
                 tokens_s = r["real_tokens"] / r["seconds"]
+                steady_s, warmup_s = steady(r, warmup)
                 flops_per_token = (4 if r["trainable"] < n / 2 else 6) * n  # LoRA: no weight gradients
                 mfu = 100 * flops_per_token * tokens_s / 1e9 / peak[r["precision"]]
                 pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
-                print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {tokens_s:>10.0f} {mfu:>6.1f} "
-                      f"{pad:>6.1f} {r['peak_mb']:>8.0f} {r['peak_mb'] - r['start_mb']:>9.0f}")
-            baseline = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
-            print("real tokens/s vs seed-style: " + ", ".join(
-                f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / baseline:.2f}x" for case in rows))
+                steady_text = f"{steady_s:>12.0f}" if steady_s else f"{'-':>12}"
+                print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {tokens_s:>10.0f} {steady_text} "
+                      f"{warmup_s:>9.1f} {mfu:>6.1f} {pad:>6.1f} {r['peak_mb']:>8.0f} "
+                      f"{r['peak_mb'] - r['start_mb']:>9.0f}")
+            if "seed_padded" in rows:
+                baseline = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
+                print("real tokens/s vs seed-style: " + ", ".join(
+                    f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / baseline:.2f}x" for case in rows))
+            print_trainer_vs_bare(rows, warmup)
 
     mfu_steps = 2 if args.quick else 3
     print(f"\nBare loop, {'tiny quick' if args.quick else '~27M'} Llama, AdamW, {mfu_steps} steps after 1 warm-up:")

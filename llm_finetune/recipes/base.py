@@ -13,8 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     FieldSerializationInfo,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -288,6 +291,10 @@ class TrainingLoopParams(Strict):
     save_steps: int = Field(50, gt=0, description="Checkpoint every N steps; a killed run resumes from the last one")
     save_total_limit: int = Field(2, gt=0)
     precision: Precision = Field("auto", description=PRECISION_HELP)
+    compile: bool = Field(
+        False, description="torch.compile the model for training (TrainingArguments torch_compile): the same "
+        "losses, a one-off compile of tens of seconds on a CPU; pays off only on long runs, measure it "
+        "(benchmarks/sft_throughput.py)")
     seed: int = 42
 
     @field_validator("max_steps")
@@ -302,6 +309,15 @@ class TrainingLoopParams(Strict):
         """In a fingerprint, epochs only where they set the run's length: with max_steps, runs differing in epochs
         alone are one run."""
         return None if self.max_steps >= 1 and info.context == FINGERPRINT_CONTEXT else epochs
+
+    @model_serializer(mode="wrap")
+    def _without_speed_settings(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict:
+        """In a fingerprint, no `compile`: it changes the speed, not the trained weights (test_causal_lm checks the
+        losses and adapters match), so a compiled and an eager run share one run folder and its checkpoints."""
+        data = handler(self)
+        if info.context == FINGERPRINT_CONTEXT:
+            data.pop("compile", None)
+        return data
 
 
 class SageMakerCompute(Strict):

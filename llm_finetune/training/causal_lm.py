@@ -292,10 +292,13 @@ class TrainingTokenCounter:
     """
 
     def __init__(self, model, pad_token_id: int | None = None):
+        import torch
+
         self.pad_token_id = pad_token_id
         self.real_tokens = self.padded_tokens = self.loss_tokens = 0
         self.decoder_labels = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
-        model.register_forward_pre_hook(self._count, with_kwargs=True)
+        # Left out of a torch.compile'd graph (training.compile): its Python counts would break the graph there.
+        model.register_forward_pre_hook(torch.compiler.disable(self._count), with_kwargs=True)
 
     def _count(self, module, args, kwargs) -> None:
         if not module.training or kwargs.get("input_ids") is None:

@@ -151,6 +151,7 @@ def trainer_arguments(output_dir: str | Path, p, precision: str) -> dict:
         seed=p.seed,
         use_cpu=not torch.cuda.is_available(),
         bf16=precision == "bf16",
+        torch_compile=p.compile,
         eval_strategy="no",
         report_to="none",
         disable_tqdm=True,

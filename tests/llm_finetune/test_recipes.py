@@ -178,7 +178,8 @@ def test_max_steps_other_than_minus_one_or_a_step_count_is_refused_naming_the_fi
 
 
 def test_equivalent_training_settings_share_a_fingerprint(tmp_path):
-    """With max_steps set, epochs do not change the run; without it they do; old Seq2Seq names are the new ones."""
+    """With max_steps set, epochs do not change the run; without it they do; compile never does; old Seq2Seq names are
+    the new ones."""
     import llm_finetune.recipes as recipes
     from llm_finetune.fingerprint import fingerprint
     from llm_finetune.training.seq2seq import seq2seq_job
@@ -188,6 +189,8 @@ def test_equivalent_training_settings_share_a_fingerprint(tmp_path):
         assert len({fingerprint(section(max_steps=20, epochs=epochs)) for epochs in (1, 3)}) == 1
         assert len({fingerprint(section(epochs=epochs)) for epochs in (1, 3)}) == 2
         assert section(max_steps=20, epochs=3).model_dump()["epochs"] == 3  # only the fingerprint leaves it out
+        assert fingerprint(section(compile=True)) == fingerprint(section())  # speed only: the same weights
+        assert section(compile=True).model_dump()["compile"] is True
     old = recipes.Seq2SeqTrainingParams.model_validate({"num_train_epochs": 2, "warmup_steps": 5})
     assert fingerprint(old) == fingerprint(recipes.Seq2SeqTrainingParams(epochs=2, warmup=5))
 
