@@ -58,7 +58,7 @@ class StepTimer(TrainerCallback):
         self.first_real = self.first_fed = 0
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        from llm_finetune.training.causal_lm import TrainingTokenCounter
+        from llm_finetune.training.common import TrainingTokenCounter
 
         self.counter = TrainingTokenCounter(model)
 

@@ -158,7 +158,7 @@ def memory_probe():
 
 
 def timed_train(trainer, probe) -> dict:
-    from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts
+    from llm_finetune.training.common import TrainingTokenCounter, parameter_counts
 
     counter = probe.counter = TrainingTokenCounter(trainer.model)
     start = time.perf_counter()
@@ -246,14 +246,8 @@ def bare_loop(job, *, compiled: bool) -> dict:
     from transformers import set_seed
 
     from llm_finetune.data.shapes import sft_examples
-    from llm_finetune.training.causal_lm import (
-        TrainingTokenCounter,
-        build_trainer,
-        load_base_model,
-        load_tokenizer,
-        parameter_counts,
-        resolve_precision,
-    )
+    from llm_finetune.training.causal_lm import build_trainer, load_tokenizer
+    from llm_finetune.training.common import TrainingTokenCounter, load_base_model, parameter_counts, resolve_precision
 
     set_seed(job.params.seed)
     tokenizer = load_tokenizer(job.base_model)

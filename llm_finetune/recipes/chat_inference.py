@@ -9,7 +9,12 @@ from pydantic import Field, StringConstraints, ValidationError, field_validator,
 
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import (
-    DATA_URI_HELP, TRACKING_URI_DEFAULT, EndpointSpec, Strict, default_tracking_uri, resolve_local,
+    DATA_URI_HELP,
+    TRACKING_URI_DEFAULT,
+    EndpointSpec,
+    Strict,
+    default_tracking_uri,
+    resolve_local,
 )
 
 SuiteKind = Literal["chat", "assistant", "cot"]

@@ -18,7 +18,7 @@ from llm_finetune.errors import MergeError
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.inference.classifier import load_classifier_tokenizer
 from llm_finetune.recipes import ClassificationData, LoraSpec, TrainerParams
-from llm_finetune.training.causal_lm import (
+from llm_finetune.training.common import (
     TrainingTokenCounter,
     keep_4bit_layers_differentiable,
     load_base_model,

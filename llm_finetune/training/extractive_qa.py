@@ -15,8 +15,9 @@ from llm_finetune.data.intake import ValidatedData
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.inference.extractive import WindowSettings, span_labels, windows
 from llm_finetune.recipes import ExtractiveQA, QAData, QARecipe
-from llm_finetune.training.causal_lm import TrainingTokenCounter, causal_job, resolve_precision
+from llm_finetune.training.causal_lm import causal_job
 from llm_finetune.training.classification import collator, training_arguments
+from llm_finetune.training.common import TrainingTokenCounter, resolve_precision
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,

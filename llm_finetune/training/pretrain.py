@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 from llm_finetune.data.raw_text import DOCUMENTS_FILE, PackedBlocks
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import PretrainParams
-from llm_finetune.training.causal_lm import TrainingTokenCounter, parameter_counts, resolve_precision
+from llm_finetune.training.common import TrainingTokenCounter, parameter_counts, resolve_precision
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,

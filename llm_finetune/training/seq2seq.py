@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from llm_finetune.fingerprint import fingerprint, name_or_path_key
 from llm_finetune.recipes import Seq2SeqTrainingParams
-from llm_finetune.training.causal_lm import TrainingTokenCounter, resolve_precision
+from llm_finetune.training.common import TrainingTokenCounter, resolve_precision
 from llm_finetune.training.job import (
     CHECKPOINTS_DIR,
     MODEL_DIR,

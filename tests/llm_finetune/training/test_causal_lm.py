@@ -8,14 +8,12 @@ from llm_finetune.errors import MergeError
 from llm_finetune.training.causal_lm import (
     build_trainer,
     check_merge,
-    keep_4bit_layers_differentiable,
-    load_base_model,
     load_tokenizer,
     lora_config,
-    resolve_precision,
     train_causal_lm,
     verification_batch,
 )
+from llm_finetune.training.common import keep_4bit_layers_differentiable, load_base_model, resolve_precision
 from tests.llm_finetune.causal_helpers import lora_for, small_job, tiny_base
 
 
