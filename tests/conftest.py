@@ -43,6 +43,24 @@ SMALL_OVERRIDES = (
 )
 
 
+# Files that take minutes, longest first: the two pytest workers (scripts/test.sh, whole files each) start them before
+# the many short ones, which then fill in, so neither worker is left with a long file at the end.
+SLOW_FIRST = (
+    "tests/team/", "tests/flows/test_dialogsum_flan_t5.py", "tests/deployments/test_cli.py", "tests/examples/",
+    "tests/flows/test_dolly_flows.py", "tests/flows/test_release_rollback.py", "tests/flows/test_sentiment_comparison.py",
+    "tests/llm_finetune/backends/test_sagemaker_multi_instance.py", "tests/llm_finetune/training/test_causal_lm.py",
+    "tests/flows/test_falcon_squad_qa.py", "tests/llm_finetune/backends/test_sagemaker_training.py",
+    "tests/flows/test_continued_pretraining.py", "tests/llm_finetune/training/test_resume.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).relative_to(REPO).as_posix()
+        return next((i for i, prefix in enumerate(SLOW_FIRST) if path.startswith(prefix)), len(SLOW_FIRST))
+    items.sort(key=rank)  # stable: the order inside a file, and of the other files, is kept
+
+
 def small_recipe(work_dir: Path, *overrides: str) -> SummarizationRecipe:
     """The default tiny recipe with SMALL_OVERRIDES, state under work_dir, then `key.sub=value` overrides."""
     where = (f"work_dir={work_dir}", f"registry.tracking_uri=sqlite:///{work_dir / 'mlflow.db'}")
