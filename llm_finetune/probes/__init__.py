@@ -1,4 +1,2 @@
 """Instruction-following probes: verifiable checks (IFEval style), a probe suite file with prompt variants, the
 chat models under test, and pass rates per check type x variant x model."""
-
-from llm_finetune.recipes.base import DEFAULT_SUITE  # noqa: F401  (the suite the recipes name by default)

@@ -34,6 +34,7 @@ DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.p
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
 TRACKING_URI_DEFAULT = "Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db"
 
+
 def resolve_local(uri: str, base: Path) -> str:
     """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
     return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
