@@ -12,6 +12,7 @@ import os
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError, PartialCredentialsError
 
 RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
 # What to do when boto3 finds no credentials (botocore's NoCredentialsError): real AWS, or the local stand-in.
@@ -20,6 +21,17 @@ NO_CREDENTIALS = (
     "that may use sagemaker.bucket and pass sagemaker.role_arn; offline, start the stand-in (bash "
     "scripts/moto_server.sh), run with sagemaker.endpoint_url=http://127.0.0.1:5000 sagemaker.stand_in=true and any "
     "key pair (AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing)")
+
+
+def is_permanent(error: BaseException | None) -> bool:
+    """An AWS error that no retry fixes: no credentials, a request botocore refuses, or a 4xx answer other than
+    throttling (botocore's standard mode has already retried the transient ones)."""
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError, ParamValidationError)):
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return 400 <= status < 500 and status != 429 and "Throttl" not in error.response.get("Error", {}).get("Code", "")
+    return False
 
 
 def aws_region() -> str:

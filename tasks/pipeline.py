@@ -9,12 +9,17 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from llm_finetune.aws import sagemaker_client
+from llm_finetune.aws import is_permanent, sagemaker_client
 from llm_finetune.pipelines.dialogsum import start_pipeline, upsert_pipeline, wait_for_execution
 from llm_finetune.recipes import DialogsumPipelineRecipe
 
 
-@task(name="upsert-sagemaker-pipeline", retries=2, retry_delay_seconds=[5, 30])
+def _may_pass_on_retry(task, task_run, state) -> bool:
+    """Retry what may pass later, not missing credentials or a request the service refused."""
+    return not is_permanent(state.result(raise_on_failure=False))
+
+
+@task(name="upsert-sagemaker-pipeline", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_may_pass_on_retry)
 def upsert_sagemaker_pipeline(recipe: DialogsumPipelineRecipe) -> str:
     """Build the pipeline from the recipe and create or update it; its ARN. The steps show in an artifact."""
     bundle = Path(recipe.work_dir) / "pipelines" / recipe.pipeline.name / "bundle"
@@ -27,7 +32,7 @@ def upsert_sagemaker_pipeline(recipe: DialogsumPipelineRecipe) -> str:
     return arn
 
 
-@task(name="start-sagemaker-pipeline", retries=2, retry_delay_seconds=[5, 30])
+@task(name="start-sagemaker-pipeline", retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_may_pass_on_retry)
 def start_sagemaker_pipeline(recipe: DialogsumPipelineRecipe) -> str:
     """Start one execution with the recipe's parameters (a retry of this flow run does not start a second)."""
     spec = recipe.pipeline

@@ -20,6 +20,7 @@ for key, value in {
 # A shell that sourced a team's env file (scripts/team_up.sh) must not send the tests' runs to the team's registry.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+import shutil  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -80,24 +81,65 @@ def stop_temporary_prefect_servers():
         server.stop()
 
 
+def session_root(tmp_path_factory) -> Path:
+    """This test session's folder, shared by its pytest-xdist workers (each worker's basetemp lies inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
-def trained_tiny_model(tmp_path_factory) -> dict:
-    """A tiny T5 fine-tuned for 60 steps on the DialogSum sample: {'base', 'finetuned', 'recipe', 'validated', ...}."""
+def small_trained_work_dir(tmp_path_factory) -> Path:
+    """A work_dir in the flow's layout (base-models/, datasets/, runs/<fingerprint>/) holding the small recipe's
+    tiny T5, tokenized data and finished 60-step run: trained once per test session by whichever worker asks first
+    (the others wait on the product's own build lock). Read it; copy it with `seed_work_dir` to change anything."""
     from llm_finetune.data.shapes import load_data
     from llm_finetune.data.summarization import prepare_summarization_dataset
-    from llm_finetune.models.tiny_t5 import build_tiny_t5_for_summarization
-    from llm_finetune.training.seq2seq import Seq2SeqTrainJob, train_seq2seq
+    from llm_finetune.fingerprint import build_once
+    from llm_finetune.models.base import base_model_path
+    from llm_finetune.training.seq2seq import seq2seq_job, train_seq2seq
 
-    work = tmp_path_factory.mktemp("trained")
-    recipe = small_recipe(work)
-    validated = load_data(recipe.data, work)
-    base = build_tiny_t5_for_summarization(recipe.model.tiny, recipe.data, validated, work / "models")
-    prepared = prepare_summarization_dataset(recipe.data, validated, str(base), work / "datasets")
-    result = train_seq2seq(Seq2SeqTrainJob(base_model=str(base), dataset_dir=prepared.path,
-                                           output_dir=str(work / "run"), prompt_template=recipe.data.prompt_template,
-                                           params=recipe.training))
-    return {"base": str(base), "finetuned": result.model_dir, "recipe": recipe, "validated": validated,
-            "prepared": prepared, "result": result}
+    work = session_root(tmp_path_factory) / "small-trained-work-dir"
+    with build_once(work) as needed:
+        if needed:
+            recipe = small_recipe(work)
+            validated = load_data(recipe.data, work)
+            base = base_model_path(recipe.model, recipe.data, validated, work / "base-models")
+            prepared = prepare_summarization_dataset(recipe.data, validated, base, work / "datasets")
+            train_seq2seq(seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template,
+                                      recipe.training, work))
+    return work
+
+
+def seed_work_dir(work_dir: Path, trained: Path) -> Path:
+    """Copy the trained base model, tokenized data and finished run into work_dir, so that a flow on the small
+    recipe reuses them (content fingerprints name them) instead of training again."""
+    for part in ("base-models", "datasets", "runs"):
+        shutil.copytree(trained / part, work_dir / part, dirs_exist_ok=True)
+    return work_dir
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(tmp_path_factory, small_trained_work_dir) -> dict:
+    """The small recipe's tiny T5 fine-tuned for 60 steps on the DialogSum sample (in `small_trained_work_dir`):
+    {'base', 'finetuned', 'recipe', 'validated', 'prepared', 'result'}; recipe and validated data in a work_dir of
+    this worker's own."""
+    from llm_finetune.data.shapes import load_data
+    from llm_finetune.data.summarization import prepare_summarization_dataset
+    from llm_finetune.models.base import base_model_path
+    from llm_finetune.training.job import finished_result
+    from llm_finetune.training.seq2seq import seq2seq_job
+
+    trained = small_trained_work_dir
+    recipe = small_recipe(tmp_path_factory.mktemp("trained"))
+    validated = load_data(recipe.data, recipe.work_dir)
+    base = base_model_path(recipe.model, recipe.data, validated, trained / "base-models")
+    prepared = prepare_summarization_dataset(recipe.data, validated, base, trained / "datasets")
+    job = seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template, recipe.training,
+                      trained)
+    result = finished_result(job.output_dir)
+    assert result is not None, f"no finished run in {job.output_dir}"
+    return {"base": base, "finetuned": result.model_dir, "recipe": recipe, "validated": validated,
+            "prepared": prepared, "result": result.model_copy(update={"reused": False})}  # as its training returned
 
 
 def free_port() -> int:

@@ -19,6 +19,9 @@ from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.recipes import SummarizationData
 
 
+DATASET_DIR = "dataset"  # inside the cache folder named by the dataset's fingerprint
+
+
 class PreparedDataset(BaseModel):
     """A tokenized DatasetDict on disk (splits 'train' and 'validation')."""
 
@@ -91,7 +94,8 @@ def prepare_summarization_dataset(
             prepared = _tokenize(data, validated, tokenizer_name_or_path, out, key)
             (out / "prepared.json").write_text(prepared.model_dump_json(indent=2))
             return prepared
-    return PreparedDataset.model_validate_json((out / "prepared.json").read_text()).model_copy(update={"reused": True})
+    stored = PreparedDataset.model_validate_json((out / "prepared.json").read_text())
+    return stored.model_copy(update={"reused": True, "path": str(out / DATASET_DIR)})  # where it is now (work_dirs move)
 
 
 def _tokenize(data: SummarizationData, validated: ValidatedData, tokenizer_name_or_path: str, out: Path,
@@ -117,9 +121,9 @@ def _tokenize(data: SummarizationData, validated: ValidatedData, tokenizer_name_
             tokenize, batched=True, remove_columns=split.column_names, new_fingerprint=f"{key}-{name}")
         for name, limit in limits.items()
     })
-    tokenized.save_to_disk(str(out / "dataset"))
+    tokenized.save_to_disk(str(out / DATASET_DIR))
     return PreparedDataset(
-        path=str(out / "dataset"),
+        path=str(out / DATASET_DIR),
         fingerprint=key,
         num_train=len(tokenized["train"]),
         num_validation=len(tokenized["validation"]),

@@ -67,12 +67,13 @@ class TrainingResult(BaseModel):
 
 
 def finished_result(output_dir: str | Path, result_type: type[TrainingResult] | None = None) -> TrainingResult | None:
-    """The result of a run whose model is complete, marked as reused; None otherwise."""
+    """The result of a run whose model is complete, marked as reused; None otherwise. Its model_dir is the one under
+    `output_dir`, wherever the run was trained: a work_dir that was moved or copied keeps reusing its runs."""
     out = Path(output_dir)
     if not is_complete(out / MODEL_DIR):
         return None
     result = (result_type or TrainingResult).model_validate_json((out / RESULT_FILE).read_text())
-    return result.model_copy(update={"reused": True})
+    return result.model_copy(update={"reused": True, "model_dir": str(out / MODEL_DIR)})
 
 
 def save_trained_model(trainer, tokenizer, output_dir: str | Path, result: TrainingResult,

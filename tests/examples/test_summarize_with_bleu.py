@@ -3,7 +3,7 @@ import importlib.util
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 from prefect.testing.utilities import prefect_test_harness
 
-from tests.conftest import REPO, small_recipe
+from tests.conftest import REPO, seed_work_dir, small_recipe
 
 
 def load_example(name: str):
@@ -14,7 +14,8 @@ def load_example(name: str):
     return module
 
 
-def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(tmp_path):
+def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(tmp_path, small_trained_work_dir):
+    seed_work_dir(tmp_path, small_trained_work_dir)  # the small recipe's run, trained once per session, is reused
     with prefect_test_harness(server_startup_timeout=120):
         scores = load_example("summarize_with_bleu").summarize_with_bleu(small_recipe(tmp_path))
 

@@ -24,7 +24,7 @@ from flows.dialogsum_flan_t5 import dialogsum_flan_t5
 from llm_finetune.errors import ApprovalRequiredError, DataValidationError
 from llm_finetune.registry.mlflow_registry import download_approved_model
 from llm_finetune.serving.endpoint import EndpointClient, stop_local_endpoint
-from tests.conftest import small_recipe
+from tests.conftest import seed_work_dir, small_recipe
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,8 +34,9 @@ def prefect_server():
 
 
 @pytest.fixture(scope="module")
-def work_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("flow")
+def work_dir(tmp_path_factory, small_trained_work_dir):
+    """The small recipe's model is trained once per session: the flow reuses that run (training is tested apart)."""
+    return seed_work_dir(tmp_path_factory.mktemp("flow"), small_trained_work_dir)
 
 
 def test_end_to_end_auto_approved_and_served(work_dir):

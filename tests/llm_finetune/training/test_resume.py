@@ -1,11 +1,13 @@
 """A training process killed with SIGKILL resumes from its last complete checkpoint, with whole-run totals."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from llm_finetune.training.seq2seq import Seq2SeqTrainJob, last_complete_checkpoint, train_seq2seq
-from tests.conftest import REPO
+from llm_finetune.data.summarization import prepare_summarization_dataset
+from llm_finetune.training.seq2seq import Seq2SeqTrainJob, last_complete_checkpoint, seq2seq_job, train_seq2seq
+from tests.conftest import REPO, seed_work_dir
 from tests.training_helpers import kill_at_first_checkpoint, step_weighted_mean_loss
 
 
@@ -50,3 +52,15 @@ def test_partial_checkpoints_are_skipped(tmp_path):
     (partial / "model.safetensors").write_bytes(b"x")  # killed before trainer_state.json was written
     assert last_complete_checkpoint(tmp_path) == good
     assert last_complete_checkpoint(tmp_path / "absent") is None
+
+
+def test_a_copied_work_dir_reuses_its_runs_and_data_from_where_they_are_now(trained_tiny_model, small_trained_work_dir,
+                                                                             tmp_path):
+    copy = seed_work_dir(tmp_path / "moved", small_trained_work_dir)
+    recipe, base = trained_tiny_model["recipe"], trained_tiny_model["base"]
+    prepared = prepare_summarization_dataset(recipe.data, trained_tiny_model["validated"], base, copy / "datasets")
+    assert prepared.reused and Path(prepared.path).is_relative_to(copy / "datasets" / prepared.fingerprint)
+    job = seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template, recipe.training, copy)
+    reused = train_seq2seq(job)
+    assert reused.reused and reused.model_dir == str(Path(job.output_dir) / "model")
+    assert Path(job.output_dir).is_relative_to(copy) and reused.global_step == trained_tiny_model["result"].global_step
