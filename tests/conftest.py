@@ -149,6 +149,46 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def prefect_api_server(tmp_path_factory):
+    """One temporary Prefect server, on a SQLite database of its own, per test process (starting one costs seconds
+    and a dozen modules run flows). Modules use it through `prefect_server`."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL, temporary_settings
+
+    database = tmp_path_factory.mktemp("prefect") / "prefect.db"
+    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{database}"}):
+        server = SubprocessASGIServer(port=free_port())
+        server.start(timeout=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def prefect_server(prefect_api_server):
+    """This module's flows run against the process's temporary server, as under `prefect_test_harness`; outside
+    such modules no API is set, so server-less tests stay server-less."""
+    import prefect.context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    prior = SubprocessASGIServer._instances.get(None)
+    SubprocessASGIServer._instances[None] = prefect_api_server  # code that asks for a temporary server gets this one
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: prefect_api_server.api_url}), \
+                prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
+            yield prefect_api_server
+            APILogWorker.drain_all(timeout=10)  # this module's logs and events reach the server, not the next one's
+            EventsWorker.drain_all()
+    finally:
+        if prior is None:
+            SubprocessASGIServer._instances.pop(None, None)
+        else:
+            SubprocessASGIServer._instances[None] = prior
+
+
+@pytest.fixture(scope="session")
 def moto_endpoint():
     """A real moto server on 127.0.0.1; boto3 clients reach it through endpoint_url, as they would real AWS. Its
     SageMaker refuses what the service refuses (tests/strict_sagemaker.py)."""

@@ -2,16 +2,9 @@ import asyncio
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.testing.utilities import prefect_test_harness
 from prefect.utilities.templating import apply_values
 
 from deployments.pools import main
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 async def read_pool(name):

@@ -1,7 +1,6 @@
 import importlib.util
 
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
-from prefect.testing.utilities import prefect_test_harness
 
 from tests.conftest import REPO, seed_work_dir, small_recipe
 
@@ -14,10 +13,9 @@ def load_example(name: str):
     return module
 
 
-def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(tmp_path, small_trained_work_dir):
+def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(prefect_server, tmp_path, small_trained_work_dir):
     seed_work_dir(tmp_path, small_trained_work_dir)  # the small recipe's run, trained once per session, is reused
-    with prefect_test_harness(server_startup_timeout=120):
-        scores = load_example("summarize_with_bleu").summarize_with_bleu(small_recipe(tmp_path))
+    scores = load_example("summarize_with_bleu").summarize_with_bleu(small_recipe(tmp_path))
 
     assert set(scores) == {"base", "finetuned"} and all(0 <= s["bleu"] <= 1 for s in scores.values())
     assert scores["finetuned"]["bleu"] > scores["base"]["bleu"]  # 60 steps learn the summaries' words

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.chatbot_inference import DEFAULT_RECIPE_PATH, chatbot_inference
 from llm_finetune.approval import ApprovalDecision
@@ -29,10 +28,7 @@ SMALL = ("grid.decoding=[{name: greedy}, {name: sample, do_sample: true, tempera
          "suites.cot-arithmetic.max_records=2")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 @pytest.fixture(scope="module")

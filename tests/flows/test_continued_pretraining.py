@@ -12,7 +12,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.settings import get_current_settings
-from prefect.testing.utilities import prefect_test_harness
 
 from deployments.serve import deployment_specs
 from flows.continued_pretraining import DEFAULT_RECIPE_PATH, continued_pretraining, rollback_champion
@@ -37,10 +36,7 @@ SMALL = ("model.config.tokenizer=train", "model.config.vocab_size=500", "model.c
          "approval.max_relative_increase={perplexity_out_of_domain: 0.15}")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def lines(name: str, field: str, start: int, stop: int) -> list[str]:

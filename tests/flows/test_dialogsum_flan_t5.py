@@ -18,7 +18,6 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.flow_runs import resume_flow_run
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.dialogsum_flan_t5 import dialogsum_flan_t5
 from llm_finetune.errors import ApprovalRequiredError, DataValidationError
@@ -26,11 +25,7 @@ from llm_finetune.registry.mlflow_registry import download_approved_model
 from llm_finetune.serving.endpoint import EndpointClient, stop_local_endpoint
 from tests.conftest import seed_work_dir, small_recipe
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import mlflow
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.dolly_llama2_sft import DEFAULT_RECIPE_PATH as LLAMA_RECIPE
 from flows.dolly_llama2_sft import dolly_llama2_sft
@@ -18,10 +17,7 @@ SMALL = ("training.max_steps=8", "training.logging_steps=2", "training.save_step
          "approval.manual_review=false")  # a release-plumbing test: never a pause for a reviewer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def small(recipe_path, work_dir, *overrides) -> InstructionRecipe:

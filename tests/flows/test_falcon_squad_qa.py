@@ -5,7 +5,6 @@ import json
 
 import mlflow
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.falcon_squad_qa import DEFAULT_RECIPE_PATH, falcon_squad_qa
 from llm_finetune.errors import DataValidationError
@@ -19,10 +18,7 @@ COMMON = ("data.max_train_records=32", "data.max_validation_records=8", "endpoin
           "evaluation.batch_size=8")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def small(path, work_dir, *overrides) -> QARecipe:

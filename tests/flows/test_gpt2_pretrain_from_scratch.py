@@ -6,7 +6,6 @@ import json
 
 import mlflow
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from transformers import AutoTokenizer
 
 from flows.gpt2_pretrain_from_scratch import DEFAULT_RECIPE_PATH, gpt2_pretrain_from_scratch
@@ -24,10 +23,7 @@ SMALL = ("data.max_train_records=120", "data.block_size=64", "model.config.vocab
          "endpoint.num_test_records=1", "endpoint.generation.max_new_tokens=8")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def test_code_model_from_scratch_end_to_end(tmp_path):

@@ -7,7 +7,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.imdb_sentiment import DEFAULT_RECIPE_PATH, imdb_sentiment
 from llm_finetune.errors import RegistryLookupError
@@ -22,10 +21,7 @@ SMALL = ("data.max_train_records=64", "data.max_validation_records=24", "data.ma
          "approval.min_gain_over_base={}", "approval.require_gain=false")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def small(work_dir, *overrides) -> ClassificationRecipe:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.instruction_following_probe import DEFAULT_RECIPE_PATH, instruction_following_probe
 from flows.release import release_model
@@ -33,10 +32,7 @@ def good_answer(prompt: str) -> str:
     return next(answer for start, answer in GOOD.items() if start in prompt)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def test_probe_flow_records_every_answer_and_pass_rates_per_model(tmp_path):

@@ -8,7 +8,6 @@ import mlflow
 import pytest
 from botocore.exceptions import ClientError
 from prefect import Task
-from prefect.testing.utilities import prefect_test_harness
 
 import flows.release
 from llm_finetune.aws import s3_client, sagemaker_client
@@ -27,10 +26,7 @@ PREVIOUS = "approval.previous_alias=previous-champion"
 WRONG_SHAPE = [EndpointTestCase(id="wrong-shape", inputs={"question": "Who?", "context": "Nobody."}, reference="-")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def aliases(recipe) -> dict[str, str | None]:

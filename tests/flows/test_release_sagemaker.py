@@ -4,16 +4,11 @@ registries, a SageMaker endpoint tested through sagemaker-runtime, deleted at th
 import mlflow
 import pytest
 from botocore.exceptions import ClientError
-from prefect.testing.utilities import prefect_test_harness
 
 from llm_finetune.aws import sagemaker_client
 from tests.release_helpers import GATE_PASSES, release, sagemaker_recipe
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def test_approved_version_served_on_sagemaker_and_deleted(tmp_path, moto_endpoint, sagemaker_stand_in,

@@ -2,7 +2,6 @@
 trains only that seed."""
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.sentiment_comparison import DEFAULT_RECIPE_PATH, sentiment_comparison
 from llm_finetune.recipes import SentimentComparisonRecipe, load_recipe
@@ -15,10 +14,7 @@ SMALL = ("data.max_train_records=48", "data.max_validation_records=16", "data.ma
          "arms.gemma2.training=null", "run_arms=[gpt2, gemma2]", "paired=[gpt2, gemma2]")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def test_two_arms_two_seeds_then_one_more_seed(tmp_path):

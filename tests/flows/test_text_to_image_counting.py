@@ -6,7 +6,6 @@ import mlflow
 import numpy as np
 import pytest
 from PIL import Image
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.text_to_image_counting import DEFAULT_RECIPE_PATH, text_to_image_counting
 from llm_finetune.inference.text_to_image import counting_prompts, generate_images
@@ -14,11 +13,7 @@ from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
 from tests.tiny_causal import one_torch_thread
 
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+pytestmark = pytest.mark.usefixtures("prefect_server")  # the process's temporary Prefect server (conftest)
 
 
 def test_one_image_per_count_object_and_seed_and_a_confusion_table_that_adds_up(tmp_path):

@@ -6,7 +6,6 @@ import shutil
 from importlib.metadata import version
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.dialogsum_sagemaker_pipeline import dialogsum_sagemaker_pipeline
 from llm_finetune.aws import s3_client, sagemaker_client
@@ -159,10 +158,6 @@ def test_step_code_prepares_trains_and_evaluates_like_the_containers(tmp_path):
     assert again["reused"] and (tmp_path / "model-3" / "model.safetensors").read_bytes() == weights[0]
 
 
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_flow_upserts_starts_and_waits(sdk_on_moto, moto_endpoint, prefect_server):
