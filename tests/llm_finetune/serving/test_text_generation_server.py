@@ -6,24 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llm_finetune.inference.served import load_text_model
 from llm_finetune.serving.server import create_app
 from tests.http_helpers import request, send_and_hang_up, serving_in_thread
 from tests.serving_helpers import wait_until
-from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread
+from tests.tiny_causal import dolly_records
 
 PLAIN = {"max_new_tokens": 10, "repetition_penalty": 1.0}  # no penalty: comparable with a bare model.generate
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_text_model(build_tiny_causal(tmp_path_factory.mktemp("llama"), "llama"))
 
 
 @pytest.fixture(scope="module")
