@@ -29,7 +29,7 @@ from llm_finetune.recipes.jumpstart import JumpStartSpec
 # Defaults the recipe sets and the code that uses them reads from here (the lower layer owns them).
 DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "probes" / "suites" / "instruction_following.yaml"
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
-DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_BATCH_SIZE = 64  # rows of the continuous scheduler too: 64 clients of endpoint_load.py run at once
 DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
 Scheduler = Literal["continuous", "batches"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
