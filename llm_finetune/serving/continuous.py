@@ -4,7 +4,7 @@ One scheduler thread holds the running batch (llm_finetune.serving.running_batch
 drops rows whose client has gone, admits waiting prompts (up to `max_rows` rows in all) and settles rows that
 finished, so a short answer leaves without waiting for a long one and a new request starts at the next step.
 Greedy requests only (`takes`); the server sends the others to the dynamic batcher (llm_finetune.serving.batching).
-If a forward raises, the requests whose rows were in it get the error and the batch starts afresh.
+If a forward raises, the requests whose rows were in it get the error and those rows leave the batch.
 """
 
 from __future__ import annotations
@@ -95,26 +95,39 @@ class ContinuousBatcher:
     def _work(self) -> None:
         waiting: deque[_Waiting] = deque()
         running: dict[int, _Waiting] = {}  # id(row) -> its request
+        try:
+            self._schedule(waiting, running)
+        finally:  # closed, or an error outside a forward (logged by threading): nobody is left waiting
+            self._closed = True
+            self._take(waiting, block=False)
+            self._fail([*running.values(), *waiting], RuntimeError("the endpoint is shutting down"))
+
+    def _schedule(self, waiting: deque[_Waiting], running: dict[int, _Waiting]) -> None:
         while not self._closed:
             self._take(waiting, block=not running and not waiting)
-            try:
-                self._drop_cancelled(waiting, running)
-                room = self.max_rows - len(running)
-                if waiting and room > 0:
-                    new = [self._admitted(waiting.popleft()) for _ in range(min(room, len(waiting)))]
-                    running.update((id(w.row), w) for w in new)
-                    self._finish(self.batch.join([w.row for w in new]), running)
-                if running:
-                    self.rows_per_step[len(running)] += 1
-                    self._finish(self.batch.step(), running)
-            except Exception as error:  # noqa: BLE001  (it goes to the requests; the server logs it)
-                logger.warning("a continuous batch of %d rows failed (%s: %s); starting afresh",
-                               len(running), type(error).__name__, error)
-                self.batch.drop([w.row for w in running.values()])
-                self._fail(list(running.values()), error)
-                running.clear()
-        self._take(waiting, block=False)
-        self._fail([*running.values(), *waiting], RuntimeError("the endpoint is shutting down"))
+            self._drop_cancelled(waiting, running)
+            room = self.max_rows - len(running)
+            if waiting and room > 0:
+                admitted = [self._admitted(waiting.popleft()) for _ in range(min(room, len(waiting)))]
+                new = {id(w.row): w for w in admitted}
+                running.update(new)
+                self._guarded(new, running, lambda: self.batch.join([w.row for w in new.values()]))
+            if running:
+                self.rows_per_step[len(running)] += 1
+                self._guarded(dict(running), running, self.batch.step)
+
+    def _guarded(self, rows: dict[int, _Waiting], running: dict[int, _Waiting], forward) -> None:
+        """Run a forward (a join or a step) and answer the rows it finished; if it raises, its rows get the error
+        and leave (a join's newcomers only: the running rows were not in its forward)."""
+        try:
+            self._finish(forward(), running)
+        except Exception as error:  # noqa: BLE001  (it goes to the requests; the server logs it)
+            logger.warning("a continuous batching forward of %d rows failed (%s: %s); they leave the batch",
+                           len(rows), type(error).__name__, error)
+            self.batch.drop([w.row for w in rows.values()])
+            self._fail(list(rows.values()), error)
+            for key in rows:
+                running.pop(key, None)
 
     def _take(self, waiting: deque[_Waiting], *, block: bool) -> None:
         """Move queued requests to `waiting`; with block, wait for the first one."""

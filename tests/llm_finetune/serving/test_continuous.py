@@ -145,6 +145,25 @@ def test_a_cancelled_row_leaves_at_the_next_step(model, engine):
     assert again == model.complete(model.encode(["Hi"], params), params)
 
 
+@pytest.mark.parametrize("phase", ["join", "step"])
+def test_a_failing_forward_fails_its_requests_only(model, engine, monkeypatch, phase):
+    real, calls = getattr(engine.batch, phase), []
+
+    def fails_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real(*args)
+
+    monkeypatch.setattr(engine.batch, phase, fails_once)
+    params = GenerationParams(max_new_tokens=6)
+    with pytest.raises(RuntimeError, match="simulated"):
+        run(engine.submit(model.encode(["Hi"], params), params, cancelled=threading.Event()))
+    assert not engine.batch.rows and engine.batch.cache is None
+    answer = run(engine.submit(model.encode(["Hi"], params), params, cancelled=threading.Event()))
+    assert answer == model.complete(model.encode(["Hi"], params), params)
+
+
 @pytest.mark.parametrize("params, extras, continuous", [
     (GenerationParams(), {}, True),
     (GenerationParams(do_sample=True, seed=3), {}, False),
