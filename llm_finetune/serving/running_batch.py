@@ -60,6 +60,7 @@ class RunningBatch:
         self.model = model
         self.eos_ids = eos_ids
         self.extras = forward_extras(model)
+        self.sdpa = model.config._attn_implementation == "sdpa"
         self.rows: list[Row] = []
         self.cache: DynamicCache | None = None
         self.lengths = torch.zeros(0, dtype=torch.long)  # real tokens cached per row
@@ -99,8 +100,10 @@ class RunningBatch:
     @torch.inference_mode()
     def step(self) -> list[Row]:
         """One decode forward for every row."""
-        out = self.model(input_ids=self.pending[:, None].to(self.model.device),
-                         attention_mask=self.mask(extra=1).to(self.model.device),
+        mask = self.mask(extra=1)
+        if self.sdpa:  # one query per row: the padding mask is the whole mask; built here, transformers skips it
+            mask = mask.bool()[:, None, None, :]
+        out = self.model(input_ids=self.pending[:, None].to(self.model.device), attention_mask=mask.to(self.model.device),
                          position_ids=self.lengths[:, None].to(self.model.device),
                          past_key_values=self.cache, use_cache=True, **self.extras)
         self.lengths = self.lengths + 1
