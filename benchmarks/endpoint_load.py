@@ -214,7 +214,8 @@ def compare_peer(model_dir: str, inputs: list[str], client_counts: list[int], wo
     max_new = [rng.choice(NEW_TOKENS) for _ in inputs]
     greedy = {"repetition_penalty": 1.0}
     results = {}
-    for name, args in (("ours: continuous", ("--scheduler", "continuous")), ("ours: batches", ("--scheduler", "batches"))):
+    for name, args in (("ours: continuous", ("--scheduler", "continuous")),
+                       ("ours: batches", ("--scheduler", "batches"))):
         handle = ours(model_dir, name.replace(": ", "-"), work, args)
         results[name] = run_server("tiny Llama", name, handle, invocations(inputs, max_new, greedy), len(inputs),
                                    client_counts)
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
              else "max_new_tokens 32, default parameters"))
     with tempfile.TemporaryDirectory(prefix="llmft-endpoint-load-") as tmp:
         work = Path(tmp)
-        cases = [("tiny Llama", llama_case)] + ([] if args.skip_t5 or args.compare == "peer" else [("tiny T5", t5_case)])
+        with_t5 = not args.skip_t5 and args.compare == "batching"
+        cases = [("tiny Llama", llama_case)] + ([("tiny T5", t5_case)] if with_t5 else [])
         for label, build in cases:
             model_dir, inputs = build(work, args.requests)
             print(HEADER)

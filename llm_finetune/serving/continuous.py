@@ -111,16 +111,16 @@ class ContinuousBatcher:
                 admitted = [self._admitted(waiting.popleft()) for _ in range(min(room, len(waiting)))]
                 new = {id(w.row): w for w in admitted}
                 running.update(new)
-                self._guarded(new, running, lambda: self.batch.join([w.row for w in new.values()]))
+                self._guarded(new, running, self.batch.join, [w.row for w in admitted])
             if running:
                 self.rows_per_step[len(running)] += 1
                 self._guarded(dict(running), running, self.batch.step)
 
-    def _guarded(self, rows: dict[int, _Waiting], running: dict[int, _Waiting], forward) -> None:
+    def _guarded(self, rows: dict[int, _Waiting], running: dict[int, _Waiting], forward, *args) -> None:
         """Run a forward (a join or a step) and answer the rows it finished; if it raises, its rows get the error
         and leave (a join's newcomers only: the running rows were not in its forward)."""
         try:
-            self._finish(forward(), running)
+            self._finish(forward(*args), running)
         except Exception as error:  # noqa: BLE001  (it goes to the requests; the server logs it)
             logger.warning("a continuous batching forward of %d rows failed (%s: %s); they leave the batch",
                            len(rows), type(error).__name__, error)

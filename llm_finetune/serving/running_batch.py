@@ -103,9 +103,10 @@ class RunningBatch:
         mask = self.mask(extra=1)
         if self.sdpa:  # one query per row: the padding mask is the whole mask; built here, transformers skips it
             mask = mask.bool()[:, None, None, :]
-        out = self.model(input_ids=self.pending[:, None].to(self.model.device), attention_mask=mask.to(self.model.device),
-                         position_ids=self.lengths[:, None].to(self.model.device),
-                         past_key_values=self.cache, use_cache=True, **self.extras)
+        device = self.model.device
+        out = self.model(input_ids=self.pending[:, None].to(device), attention_mask=mask.to(device),
+                         position_ids=self.lengths[:, None].to(device), past_key_values=self.cache, use_cache=True,
+                         **self.extras)
         self.lengths = self.lengths + 1
         return self._advance(out.logits[:, -1, :].float(), range(len(self.rows)))
 
