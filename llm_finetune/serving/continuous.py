@@ -42,9 +42,13 @@ def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE) -> Continu
     from llm_finetune.serving.running_batch import uses_plain_cache  # lazy: imports torch and transformers
 
     lm = getattr(model, "causal_lm", None)
-    if lm is None or not uses_plain_cache(lm):
-        return None
-    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows)
+    try:
+        plain = lm is not None and uses_plain_cache(lm)
+    except Exception as e:  # noqa: BLE001  (a model this probe cannot run is served by the dynamic batches)
+        logger.warning("continuous batching is off for this model: its probe forward failed (%s: %s)",
+                       type(e).__name__, e)
+        plain = False
+    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows) if plain else None
 
 
 class ContinuousBatcher:

@@ -10,6 +10,7 @@ row, so each answer equals `model.generate` on that prompt alone.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -33,8 +34,10 @@ class Row:
 
 
 def uses_plain_cache(model) -> bool:
-    """Whether the model caches every layer as a plain DynamicLayer (no sliding window, no static or hybrid
-    layout): what this batch knows how to pad, merge and cut."""
+    """Whether the model takes per-row position ids and caches every layer as a plain DynamicLayer (no sliding
+    window, no static or hybrid layout): what this batch knows how to pad, merge and cut."""
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        return False
     with torch.inference_mode():
         cache = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=model.device), use_cache=True,
                       **forward_extras(model)).past_key_values
@@ -44,7 +47,9 @@ def uses_plain_cache(model) -> bool:
 def forward_extras(model) -> dict:
     """Keyword arguments for every forward: no router loss (MoE), logits for the last position only."""
     extras = {"output_router_logits": False} if getattr(model.config, "output_router_logits", False) else {}
-    return {**extras, "logits_to_keep": 1}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        extras["logits_to_keep"] = 1
+    return extras
 
 
 def _pad_left(t: torch.Tensor, width: int) -> torch.Tensor:

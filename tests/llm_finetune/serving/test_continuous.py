@@ -85,6 +85,29 @@ def test_a_row_ends_at_eos_before_its_budget(model):
     assert long in batch.rows and len(long.tokens) == len(short.tokens)
 
 
+@pytest.mark.parametrize("family, runs", [("gpt2", True), ("mistral", False)])
+def test_other_families(tmp_path, single_thread, family, runs):
+    """GPT-2 (absolute positions) answers as generate alone; Mistral's sliding-window cache goes to the batches."""
+    from llm_finetune.inference.served import load_text_model
+    from llm_finetune.serving.continuous import continuous_batcher
+    from tests.tiny_causal import build_tiny_causal
+
+    other = load_text_model(build_tiny_causal(tmp_path, family))
+    engine = continuous_batcher(other)
+    assert (engine is not None) is runs
+    if engine is None:
+        return
+    engine.close()
+    rows = [Row(ids(other, p), 10, 1.2) for p in PROMPTS[:3]]
+    batch = RunningBatch(other.causal_lm, eos_ids(other))
+    batch.join(rows[:1])
+    batch.step()
+    batch.join(rows[1:])
+    while batch.rows:
+        batch.step()
+    assert [r.tokens for r in rows] == [alone(other, p, 10, 1.2) for p in PROMPTS[:3]]
+
+
 def run(coroutine):
     return asyncio.run(coroutine)
 
