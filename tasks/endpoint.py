@@ -38,7 +38,8 @@ def deploy_local_endpoint(
     handle = start_local_endpoint(model_dir, spec.host, spec.port, log_path, spec.startup_timeout_s,
                                   max_body_bytes=spec.max_body_bytes, server_args=(
                                       "--max-batch-size", str(spec.max_batch_size),
-                                      "--max-batch-wait-ms", str(spec.max_batch_wait_ms)))
+                                      "--max-batch-wait-ms", str(spec.max_batch_wait_ms),
+                                      "--scheduler", spec.scheduler))
     get_run_logger().info("endpoint for %s v%s at %s", version.name, version.version, handle.url)
     get_transaction().set("handle", handle)
     return handle

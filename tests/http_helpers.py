@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from llm_finetune.serving.server import bind
 from tests.serving_helpers import wait_until
 
 
@@ -45,7 +46,7 @@ def serving_in_thread(app) -> Iterator[str]:
     """A real uvicorn server on a free loopback port, in this process; yields its URL."""
     import uvicorn
 
-    sock = socket.create_server(("127.0.0.1", 0))
+    sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

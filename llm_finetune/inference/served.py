@@ -63,6 +63,11 @@ class TextModel:
     def tokenizer(self):
         return self.impl.tokenizer
 
+    @property
+    def causal_lm(self):
+        """The transformers model of a text-generation kind (decoder-only: what continuous batching runs), or None."""
+        return self.impl.model if self.kind == "text-generation" else None
+
     def generate(self, inputs: list[str], generation: GenerationParams) -> list[str]:
         if self.kind == "text2text-generation":
             return self.impl.summarize(inputs, generation)

@@ -29,8 +29,11 @@ from llm_finetune.recipes.jumpstart import JumpStartSpec
 # Defaults the recipe sets and the code that uses them reads from here (the lower layer owns them).
 DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "probes" / "suites" / "instruction_following.yaml"
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
-DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_BATCH_SIZE = 64  # rows of the continuous scheduler too: 64 clients of endpoint_load.py run at once
 DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
+Scheduler = Literal["continuous", "batches"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+DEFAULT_SCHEDULER: Scheduler = "continuous"
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
 TRACKING_URI_DEFAULT = "Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db"
 
@@ -190,6 +193,9 @@ class EndpointSpec(Strict):
                                 "answered by one batched generate; 1 turns batching off")
     max_batch_wait_ms: float = Field(DEFAULT_MAX_BATCH_WAIT_MS, ge=0, description="How long a request waits for "
                                      "others with the same settings to share its batch")
+    scheduler: Scheduler = Field(DEFAULT_SCHEDULER, description="'continuous': greedy text-generation requests join "
+                                 "and leave a running batch between decode steps (up to max_batch_size rows); "
+                                 "'batches': only the dynamic batches above")
     num_test_records: int = Field(5, gt=0)
     generation: GenerationParams = Field(
         default_factory=GenerationParams, description="Sent as the 'parameters' of each test request"

@@ -36,7 +36,7 @@ class _Job:
     arrived: float = field(default_factory=time.monotonic)
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
     if future.done():  # the request's client went away
         return
     if error is not None:
@@ -93,7 +93,7 @@ class Batcher:
             if job is not None:
                 pending.append(job)
         for job in pending:
-            job.loop.call_soon_threadsafe(_settle, job.future, None, RuntimeError("the endpoint is shutting down"))
+            job.loop.call_soon_threadsafe(settle, job.future, None, RuntimeError("the endpoint is shutting down"))
 
     def _collect(self, pending: deque[_Job]) -> list[_Job]:
         """The oldest pending job and every compatible one queued until it has waited max_wait_ms."""
@@ -142,8 +142,8 @@ class Batcher:
                 for job in batch:
                     self._run([job])
                 return
-            batch[0].loop.call_soon_threadsafe(_settle, batch[0].future, None, error)
+            batch[0].loop.call_soon_threadsafe(settle, batch[0].future, None, error)
             return
         self.batch_sizes[sum(job.size for job in batch)] += 1
         for job, result in zip(batch, results):
-            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+            job.loop.call_soon_threadsafe(settle, job.future, result, None)

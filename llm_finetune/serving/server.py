@@ -3,7 +3,9 @@
 Routes: GET /ping; POST /invocations with `{"inputs": ..., "parameters": {...}}` (HF containers / TGI) or chat
 `{"messages": [...], ...}`; POST /v1/chat/completions (TGI Messages API), optionally streamed (`"stream": true`:
 server-sent `chat.completion.chunk` events, then `data: [DONE]`). Shapes: llm_finetune.serving.protocol.
-Concurrent requests with compatible settings run as one batched `generate` (llm_finetune.serving.batching).
+Greedy text-generation requests join and leave one running batch between decode steps (--scheduler continuous, the
+default: llm_finetune.serving.continuous); other requests with compatible settings that arrive together run as one
+batched `generate` (llm_finetune.serving.batching), as every request does with --scheduler batches.
 Every error is JSON {"error": "..."}: 400 bad request (names the field), 401 missing or wrong bearer token,
 404 no route, 405 wrong method, 413 body over --max-body-bytes, 500 generation failed (the server keeps serving).
 A client that closes the connection first (mid-upload, or while its answer is generated) is logged in one line;
@@ -11,7 +13,7 @@ its generation stops, streamed or not.
 
     python -m llm_finetune.serving.server --model DIR | models:/NAME/VERSION | models:/NAME@ALIAS
         [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 16] [--max-batch-wait-ms 10]
-        [--auth-token TOKEN] [--tracking-uri URI] [--cache-dir DIR]
+        [--scheduler continuous|batches] [--auth-token TOKEN] [--tracking-uri URI] [--cache-dir DIR]
 
 Loopback by default; on any other address a bearer token is required (--auth-token or $LLMFT_ENDPOINT_TOKEN),
 else the server refuses to start. With --port 0 the OS picks a free port; the server prints 'LISTENING <port>' on
@@ -47,9 +49,17 @@ from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import Completion, GenerationParams, Prompt
 from llm_finetune.inference.served import Encoded, PromptRejected, RequestError, batch_key, load_text_model
 from llm_finetune.kinds import ServedKind
-from llm_finetune.recipes.base import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_WAIT_MS, DEFAULT_MAX_BODY_BYTES
+from llm_finetune.recipes.base import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT_MS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_SCHEDULER,
+    SCHEDULERS,
+    Scheduler,
+)
 from llm_finetune.serving.batching import Batcher
 from llm_finetune.serving.client import TOKEN_ENV
+from llm_finetune.serving.continuous import continuous_batcher
 from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, parse_invocation: public here too)
     ChatAnswer,
     ChatRequest,
@@ -169,18 +179,23 @@ def split_batch(model: ServedModel, batch_size: int):
 
 def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
-               auth_token: str | None = None) -> FastAPI:
+               scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None) -> FastAPI:
     """The endpoint around a served model; requests are batched (max_batch_size 1: one prompt at a time)."""
     batcher = Batcher(split_batch(model, max_batch_size), max_batch_size=max_batch_size,
                       max_wait_ms=max_batch_wait_ms)
+    continuous = continuous_batcher(model, max_batch_size) if scheduler == "continuous" else None
+    logger.info("scheduler: %s", "continuous batching for greedy requests" if continuous else "dynamic batches")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         await run_in_threadpool(batcher.close)
+        if continuous is not None:
+            await run_in_threadpool(continuous.close)
 
     app = FastAPI(title="llm-finetune endpoint", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.continuous = continuous
     authorized = [Depends(bearer_token_check(auth_token))]
 
     async def encode(prompts: list[Prompt], params: GenerationParams, max_length: int | None = None) -> Encoded:
@@ -191,6 +206,8 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         work = Work(encoded, params, generate_extras, cancelled or threading.Event())
         key = None if generate_extras else batch_key(params, max_length)
         try:
+            if continuous is not None and continuous.takes(params, generate_extras):
+                return await continuous.submit(encoded, params, cancelled=work.cancelled, **generate_extras)
             return await batcher.submit(work, key=key, size=len(encoded.ids))
         finally:  # answered, or cancelled because the client has gone: nothing more to generate for it
             work.cancelled.set()
@@ -313,7 +330,17 @@ def is_loopback(host: str) -> bool:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket; port 0 lets the OS pick one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
+    # IPPROTO_TCP, not socket.create_server's proto 0: asyncio sets TCP_NODELAY only on connections of such sockets,
+    # and without it every answer (headers, then body: two writes) waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -338,10 +365,12 @@ def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path) -> S
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
-          auth_token: str | None = None, tracking_uri: str | None = None, cache_dir: str = ".llmft/endpoints") -> None:
+          scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None, tracking_uri: str | None = None,
+          cache_dir: str = ".llmft/endpoints") -> None:
     tracking_uri = tracking_uri or f"sqlite:///{os.path.abspath('.llmft/mlflow.db')}"
     app = create_app(load_served_model(model, tracking_uri, cache_dir), max_body_bytes,
-                     max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, auth_token=auth_token)
+                     max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, scheduler=scheduler,
+                     auth_token=auth_token)
     sock = bind(host, port)
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
     _AnnouncingServer(config).run(sockets=[sock])
@@ -357,11 +386,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"larger request bodies get 413 (default {DEFAULT_MAX_BODY_BYTES})")
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
-                        help=f"most prompts in one batched generate; 1 turns batching off "
-                             f"(default {DEFAULT_MAX_BATCH_SIZE})")
+                        help=f"most prompts in one batched generate, or rows in the running batch; 1 turns "
+                             f"batching off (default {DEFAULT_MAX_BATCH_SIZE})")
     parser.add_argument("--max-batch-wait-ms", type=float, default=DEFAULT_MAX_BATCH_WAIT_MS,
                         help=f"how long a request waits for others to share its batch (default "
                              f"{DEFAULT_MAX_BATCH_WAIT_MS:g})")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=DEFAULT_SCHEDULER,
+                        help="continuous: greedy text-generation requests join and leave a running batch between "
+                             "decode steps; batches: requests that arrive together run as one generate (default "
+                             f"{DEFAULT_SCHEDULER})")
     parser.add_argument("--auth-token", default=os.environ.get(TOKEN_ENV) or None,
                         help=f"bearer token every request must carry (default ${TOKEN_ENV}; the variable keeps it "
                              "out of the process list); required on a non-loopback --host")
@@ -384,8 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("; ".join(problems))
     try:
         serve(args.model, args.host, args.port, args.max_body_bytes, max_batch_size=args.max_batch_size,
-              max_batch_wait_ms=args.max_batch_wait_ms, auth_token=args.auth_token, tracking_uri=args.tracking_uri,
-              cache_dir=args.cache_dir)
+              max_batch_wait_ms=args.max_batch_wait_ms, scheduler=args.scheduler, auth_token=args.auth_token,
+              tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
     except (ValueError, ApprovalRequiredError) as e:  # a models:/ URI that does not resolve, or is not approved
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 

@@ -6,30 +6,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llm_finetune.inference.served import load_text_model
 from llm_finetune.serving.server import create_app
 from tests.http_helpers import request, send_and_hang_up, serving_in_thread
 from tests.serving_helpers import wait_until
-from tests.tiny_causal import build_tiny_causal, dolly_records, one_torch_thread
+from tests.tiny_causal import dolly_records
 
 PLAIN = {"max_new_tokens": 10, "repetition_penalty": 1.0}  # no penalty: comparable with a bare model.generate
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_text_model(build_tiny_causal(tmp_path_factory.mktemp("llama"), "llama"))
 
 
 @pytest.fixture(scope="module")
 def url(model):
     """Batching off: one prompt per generate, the reference for everything batched."""
-    with serving_in_thread(create_app(model, max_batch_size=1)) as url:
+    with serving_in_thread(create_app(model, max_batch_size=1, scheduler="batches")) as url:
         yield url
 
 
@@ -182,7 +170,8 @@ def test_batched_greedy_answers_equal_single_request_answers(url, model):
     calls.append(("/v1/chat/completions", {"messages": messages(2), "max_tokens": 10, "repetition_penalty": 1.0}))
     single = [post(url, *c) for c in calls]
     size = sum(len(c[1]["inputs"]) if isinstance(c[1].get("inputs"), list) else 1 for c in calls)
-    app = create_app(model, max_batch_size=size, max_batch_wait_ms=5_000)  # runs once every prompt is queued
+    app = create_app(model, max_batch_size=size, max_batch_wait_ms=5_000,  # runs once every prompt is queued
+                     scheduler="batches")
     with serving_in_thread(app) as batched_url:
         batched = concurrently(batched_url, calls)
     assert app.state.batcher.batch_sizes == {size: 1}  # one generate for all of them, prompts of unequal length
@@ -196,7 +185,7 @@ def test_seeded_sampling_is_never_batched(url, model):
     seeded = ("/invocations", {"inputs": "Why is the sky blue?", "parameters": {
         "max_new_tokens": 16, "do_sample": True, "temperature": 5.0, "top_k": 0, "seed": 7}})
     alone = post(url, *seeded)
-    app = create_app(model, max_batch_size=8, max_batch_wait_ms=300)
+    app = create_app(model, max_batch_size=8, max_batch_wait_ms=300, scheduler="batches")
     with serving_in_thread(app) as batched_url:
         together = concurrently(batched_url, [seeded, seeded, *[("/invocations", {"inputs": "Hello there",
                                                                   "parameters": PLAIN})] * 3])
