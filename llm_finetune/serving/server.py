@@ -73,6 +73,7 @@ from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, par
 from llm_finetune.serving.streaming import TextPieces, cancel_criteria
 
 logger = logging.getLogger("llm_finetune.serving")
+INLINE_ENCODE_CHARS = 4096  # text prompts up to this many characters in all are tokenized in the event loop
 
 
 class BodyTooLargeError(ValueError):
@@ -199,6 +200,11 @@ def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     authorized = [Depends(bearer_token_check(auth_token))]
 
     async def encode(prompts: list[Prompt], params: GenerationParams, max_length: int | None = None) -> Encoded:
+        # Short text prompts are tokenized right here: the thread pool's two hand-offs, each waiting for the GIL
+        # that the decode thread holds, cost more than the tokenizer (issue 22: ~+5% requests/s at 16 clients).
+        # Long prompts and chats (a template to render) go to a thread so that they do not stall other requests.
+        if all(isinstance(p, str) for p in prompts) and sum(map(len, prompts)) <= INLINE_ENCODE_CHARS:
+            return model.encode(prompts, params, max_length)
         return await run_in_threadpool(model.encode, prompts, params, max_length)
 
     async def complete(encoded: Encoded, params: GenerationParams, max_length: int | None = None,
@@ -372,7 +378,10 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes:
                      max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, scheduler=scheduler,
                      auth_token=auth_token)
     sock = bind(host, port)
-    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10)
+    # loop/http "auto": uvloop and httptools (dependencies) where importable, else asyncio and h11. Less time in the
+    # event loop leaves more GIL to the decode thread (issue 22: ~+8% requests/s at 16 and 64 clients).
+    config = uvicorn.Config(app, loop="auto", http="auto", log_level="info", access_log=False,
+                            timeout_graceful_shutdown=10)
     _AnnouncingServer(config).run(sockets=[sock])
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from llm_finetune.generation import GenerationParams, cut_at_stop
 from llm_finetune.serving.batching import Batcher
-from llm_finetune.serving.server import create_app, is_loopback, main
+from llm_finetune.serving.server import INLINE_ENCODE_CHARS, create_app, is_loopback, main
 from llm_finetune.serving.streaming import StreamedAnswer
 from tests.http_helpers import assert_still_serving, request, serving_in_thread
 from tests.serving_helpers import FlakyModel, wait_until
@@ -200,3 +200,22 @@ def test_streamed_pieces_concatenate_to_the_cut_answer(stop):
             assert cut_at_stop(text, stop).strip().startswith(sent)
         sent += answer.finish(text)
         assert sent == cut_at_stop(text, stop).strip()
+
+
+def test_short_text_prompts_are_encoded_in_the_event_loop_long_ones_in_a_thread():
+    class ThreadNoting(FlakyModel):
+        def __init__(self):
+            super().__init__()
+            self.encoded_on = {}
+
+        def encode(self, prompts, params, max_length=None):
+            self.encoded_on[len(prompts[0])] = threading.current_thread().name
+            return super().encode(prompts, params, max_length)
+
+    model = ThreadNoting()
+    with serving_in_thread(create_app(model)) as url:
+        for prompt in ("x" * INLINE_ENCODE_CHARS, "x" * (INLINE_ENCODE_CHARS + 1)):
+            status, body = post(url, "/invocations", {"inputs": prompt})
+            assert status == 200 and body[0]["summary_text"] == f"summary of {prompt}"
+    server_thread = model.encoded_on[INLINE_ENCODE_CHARS]  # the event loop's (no thread-pool hand-off)
+    assert not server_thread.startswith("AnyIO") and model.encoded_on[INLINE_ENCODE_CHARS + 1].startswith("AnyIO")
