@@ -23,10 +23,16 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 import shutil  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
 
 from llm_finetune.recipes import SummarizationRecipe, load_recipe  # noqa: E402
+
+if TYPE_CHECKING:
+    from llm_finetune.data.intake import ValidatedData
+    from llm_finetune.data.summarization import PreparedDataset
+    from llm_finetune.training.seq2seq import Seq2SeqTrainJob
 
 REPO = Path(__file__).resolve().parent.parent
 # resolved: recipes resolve their data paths, and shared/ may be a symlink
@@ -90,26 +96,34 @@ def session_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def small_run_job(recipe: SummarizationRecipe, validated: ValidatedData,
+                  work: Path) -> tuple[str, PreparedDataset, Seq2SeqTrainJob]:
+    """The small recipe's base model, tokenized data and training job in work's layout (base-models/, datasets/,
+    runs/<fingerprint>/): (base, prepared dataset, job); the model and data are built unless already there."""
+    from llm_finetune.data.summarization import prepare_summarization_dataset
+    from llm_finetune.models.base import base_model_path
+    from llm_finetune.training.seq2seq import seq2seq_job
+
+    base = base_model_path(recipe.model, recipe.data, validated, work / "base-models")
+    prepared = prepare_summarization_dataset(recipe.data, validated, base, work / "datasets")
+    return base, prepared, seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template,
+                                       recipe.training, work)
+
+
 @pytest.fixture(scope="session")
 def small_trained_work_dir(tmp_path_factory) -> Path:
-    """A work_dir in the flow's layout (base-models/, datasets/, runs/<fingerprint>/) holding the small recipe's
-    tiny T5, tokenized data and finished 60-step run: trained once per test session by whichever worker asks first
-    (the others wait on the product's own build lock). Read it; copy it with `seed_work_dir` to change anything."""
+    """A work_dir in the flow's layout holding the small recipe's tiny T5, tokenized data and finished 60-step run:
+    trained once per test session by whichever worker asks first (the others wait on the product's own build
+    lock). Read it; copy it with `seed_work_dir` to change anything."""
     from llm_finetune.data.shapes import load_data
-    from llm_finetune.data.summarization import prepare_summarization_dataset
     from llm_finetune.fingerprint import build_once
-    from llm_finetune.models.base import base_model_path
-    from llm_finetune.training.seq2seq import seq2seq_job, train_seq2seq
+    from llm_finetune.training.seq2seq import train_seq2seq
 
     work = session_root(tmp_path_factory) / "small-trained-work-dir"
     with build_once(work) as needed:
         if needed:
             recipe = small_recipe(work)
-            validated = load_data(recipe.data, work)
-            base = base_model_path(recipe.model, recipe.data, validated, work / "base-models")
-            prepared = prepare_summarization_dataset(recipe.data, validated, base, work / "datasets")
-            train_seq2seq(seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template,
-                                      recipe.training, work))
+            train_seq2seq(small_run_job(recipe, load_data(recipe.data, work), work)[2])
     return work
 
 
@@ -127,18 +141,11 @@ def trained_tiny_model(tmp_path_factory, small_trained_work_dir) -> dict:
     {'base', 'finetuned', 'recipe', 'validated', 'prepared', 'result'}; recipe and validated data in a work_dir of
     this worker's own."""
     from llm_finetune.data.shapes import load_data
-    from llm_finetune.data.summarization import prepare_summarization_dataset
-    from llm_finetune.models.base import base_model_path
     from llm_finetune.training.job import finished_result
-    from llm_finetune.training.seq2seq import seq2seq_job
 
-    trained = small_trained_work_dir
     recipe = small_recipe(tmp_path_factory.mktemp("trained"))
     validated = load_data(recipe.data, recipe.work_dir)
-    base = base_model_path(recipe.model, recipe.data, validated, trained / "base-models")
-    prepared = prepare_summarization_dataset(recipe.data, validated, base, trained / "datasets")
-    job = seq2seq_job(base, prepared.path, prepared.fingerprint, recipe.data.prompt_template, recipe.training,
-                      trained)
+    base, prepared, job = small_run_job(recipe, validated, small_trained_work_dir)
     result = finished_result(job.output_dir)
     assert result is not None, f"no finished run in {job.output_dir}"
     return {"base": base, "finetuned": result.model_dir, "recipe": recipe, "validated": validated,

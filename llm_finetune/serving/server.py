@@ -12,7 +12,7 @@ A client that closes the connection first (mid-upload, or while its answer is ge
 its generation stops, streamed or not.
 
     python -m llm_finetune.serving.server --model DIR | models:/NAME/VERSION | models:/NAME@ALIAS
-        [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 16] [--max-batch-wait-ms 10]
+        [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 64] [--max-batch-wait-ms 10]
         [--scheduler continuous|batches] [--auth-token TOKEN] [--tracking-uri URI] [--cache-dir DIR]
 
 Loopback by default; on any other address a bearer token is required (--auth-token or $LLMFT_ENDPOINT_TOKEN),
