@@ -30,7 +30,7 @@ def problems_of(uri, tmp_path, rules=RULES, fmt=None) -> list[str]:
     ("train.jsonl", b"\xef\xbb\xbf" + JSONL),  # BOM, as Excel and many Windows tools write
     ("train.json", json.dumps(RECORDS).encode()),  # a JSON array
     ("train.json", b"\xef\xbb\xbf" + json.dumps(RECORDS, indent=2).encode()),
-    ("train.jsonl.gz", gzip.compress(JSONL, mtime=0)),  # no timestamp: the two xdist workers must collect the same test id
+    ("train.jsonl.gz", gzip.compress(JSONL, mtime=0)),  # no timestamp: both xdist workers collect one id
     ("train.jsonl.bz2", bz2.compress(JSONL)),
 ])
 def test_json_variants_load(tmp_path, name, data):
