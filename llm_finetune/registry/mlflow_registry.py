@@ -23,6 +23,7 @@ APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 RELEASE_STATUS, RELEASE_REASON = "release_status", "release_reason"  # set when a release commits or rolls back
 RELEASED, ROLLED_BACK = "released", "rolled_back"
 TRAINING_FINGERPRINT = "training_fingerprint"  # one registered version per trained model
+DUPLICATE_OF = "duplicate_of"  # on a run whose version was dropped for an older one of the same trained model
 PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")  # MLflow models from code: nothing pickled
 _RUNTIME_PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "pandas")
 
@@ -39,8 +40,8 @@ class RegisteredModelVersion(BaseModel):
 def registry_lock(tracking_uri: str):
     """Serialises registry writes of processes sharing a SQLite store (a lock file beside it).
 
-    A remote tracking server has no compare-and-set, so two machines registering the same model at the same moment
-    can still add two versions; runs that share a work_dir cannot.
+    A tracking server has no lock: there `log_and_register` reconciles after registering (the oldest version of a
+    trained model wins).
     """
     if tracking_uri.startswith("sqlite:///"):
         return locked(Path(urlparse(tracking_uri).path))
@@ -109,15 +110,36 @@ def log_and_register(
 ) -> RegisteredModelVersion:
     """One MLflow run with params, metrics, loss curve and the model; then a registered version tagged 'pending'.
 
-    A model whose training fingerprint is already registered is not logged again: its version is returned.
+    A model whose training fingerprint is already registered is not logged again: its version is returned. Processes
+    registering it at the same moment all end with one version, the oldest (`_keep_oldest`).
     `generation` becomes the model's default predict params (those it was evaluated with).
     """
     with registry_lock(tracking_uri):
         existing = find_version(tracking_uri, model_name, training_fingerprint)
         if existing:
             return existing
-        return _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve,
+        mine = _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve,
                                  {**tags, TRAINING_FINGERPRINT: training_fingerprint}, samples, generation)
+        return _keep_oldest(tracking_uri, mine, training_fingerprint)
+
+
+def _keep_oldest(tracking_uri: str, mine: RegisteredModelVersion, training_fingerprint: str) -> RegisteredModelVersion:
+    """Create-then-reconcile, for stores without a lock (a tracking server): of the versions registered for one
+    trained model, the oldest is the one for everybody; a process whose version is younger deletes it (pending, the
+    same model) and returns the oldest, reused.
+
+    A version number is given out only once every lower one is stored with its tags, so the oldest is seen by every
+    process that registered after it, and its own process never deletes it. The younger version's run stays, tagged
+    `duplicate_of`: its params and metrics are a true record of the attempt, and deleting a run on a server would only
+    mark it deleted.
+    """
+    oldest = find_version(tracking_uri, mine.name, training_fingerprint)
+    if oldest is None or oldest.version == mine.version:
+        return mine
+    client = _client(tracking_uri)
+    client.delete_model_version(mine.name, mine.version)
+    client.set_tag(mine.run_id, DUPLICATE_OF, oldest.version)
+    return oldest
 
 
 def _log_and_register(tracking_uri, experiment, model_name, model_dir, params, metrics, loss_curve, tags,

@@ -1,9 +1,12 @@
+from contextlib import nullcontext
+
 import mlflow
 import pytest
 
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import GenerationParams
+from llm_finetune.registry import mlflow_registry as registry
 from llm_finetune.registry.mlflow_registry import (
     approval_status,
     download_approved_model,
@@ -78,3 +81,29 @@ def test_registered_model_loads_as_pyfunc(trained_tiny_model, tmp_path):
     out = model.predict(pd.DataFrame({"dialogue": ["#Person1#: Hi, Tom.\n#Person2#: Hello!"]}),
                         params={"max_new_tokens": 8})
     assert len(out) == 1 and isinstance(out[0], str) and out[0]
+
+
+def test_two_processes_registering_one_trained_model_at_once_end_with_its_oldest_version(
+        trained_tiny_model, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # As on a tracking server: no lock file serialises the two registrations.
+    monkeypatch.setattr(registry, "registry_lock", lambda tracking_uri: nullcontext())
+    lookup, raced = registry.find_version, []
+
+    def lookup_while_another_process_registers(*args):
+        if raced:
+            return lookup(*args)
+        raced.append(None)  # the other process's lookup below is real, and misses too
+        raced.append(register(uri, trained_tiny_model["finetuned"]))
+        return None  # this lookup ran before the other process registered
+
+    monkeypatch.setattr(registry, "find_version", lookup_while_another_process_registers)
+    late = register(uri, trained_tiny_model["finetuned"])
+    first = raced[1]
+
+    client = mlflow.MlflowClient(uri)
+    assert [str(v.version) for v in client.search_model_versions("name = 'summarizer'")] == [first.version] == ["1"]
+    assert not first.reused and late.reused and (late.version, late.run_id) == (first.version, first.run_id)
+    duplicate = [r for r in client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+                 if r.info.run_id != first.run_id]
+    assert [r.data.tags["duplicate_of"] for r in duplicate] == ["1"]  # the late run stays, pointing at the version
