@@ -9,6 +9,7 @@
 #                          stand-in started here (objects kept in memory), bucket llmft-mlflow
 #   MLFLOW_S3_ENDPOINT_URL an S3-compatible endpoint for LLMFT_TEAM_ARTIFACTS (leave unset for AWS S3)
 #   LLMFT_TEAM_DIR         state folder (default .llmft/team)     LLMFT_VENV   the Python environment (default .venv)
+#   LLMFT_TEAM_WORKER_LIMIT  flow runs the worker takes at once (default: no limit); the next waits for a free worker
 set -euo pipefail
 # Folders given relative are relative to where this is called from.
 TEAM=$(realpath -m "${LLMFT_TEAM_DIR:-$(dirname "$0")/../.llmft/team}")
@@ -30,6 +31,12 @@ PGBIN=$(dirname "$(readlink -f "$INITDB")")
 for tool in pg_ctl psql; do [ -x "$PGBIN/$tool" ] || die "$PGBIN/$tool is missing: install the PostgreSQL client and server"; done
 
 case ${LLMFT_TEAM_ARTIFACTS:-s3://} in s3://*) ;; *) die "LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '$LLMFT_TEAM_ARTIFACTS'";; esac
+WORKER_LIMIT=()
+case ${LLMFT_TEAM_WORKER_LIMIT:-} in
+  '') ;;
+  *[!0-9]* | 0*) die "LLMFT_TEAM_WORKER_LIMIT must be a number of runs (1 or more), got '$LLMFT_TEAM_WORKER_LIMIT'";;
+  *) WORKER_LIMIT=(--limit "$LLMFT_TEAM_WORKER_LIMIT");;
+esac
 
 source scripts/env.sh  # offline Hugging Face settings, no telemetry
 export PREFECT_HOME=$TEAM/prefect-home
@@ -142,7 +149,8 @@ fi
 
 # The worker runs each flow run in a child process with this environment (MLFLOW_TRACKING_URI: the team's registry).
 if running worker; then say "worker already running"; else
-  LLMFT_PROJECT_DIR=$ROOT start worker "$VENV/bin/prefect" worker start --pool "$POOL" --type process
+  LLMFT_PROJECT_DIR=$ROOT start worker "$VENV/bin/prefect" worker start --pool "$POOL" --type process \
+    "${WORKER_LIMIT[@]}"
 fi
 # Up once the worker has polled the pool: the deployments then show Ready in the UI.
 deadline=$((SECONDS + 90))

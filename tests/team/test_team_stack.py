@@ -1,12 +1,15 @@
 """The team stack on real parts (scripts/team_up.sh): PostgreSQL, Prefect and MLflow servers on it, a moto S3 stand-in
 for MLflow's artifacts, a process worker. A deployment runs through the worker to completion while the Prefect server
 is killed and started again by team_up.sh, its artifacts land in the stand-in's bucket, another process loads the
-approved model by alias, and team_down.sh stops every PID."""
+approved model by alias; a second worker and the first take two runs of one recipe at once and they end with one
+version; a test-only cron makes the server schedule continued pretraining, whose first run trains and whose second
+finds no new data; team_down.sh stops every PID."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,13 +17,18 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
+import mlflow
 import pytest
 
+from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
+from llm_finetune.registry.mlflow_registry import TRAINING_FINGERPRINT
 from tests.conftest import REPO, small_recipe
+from tests.pretraining_helpers import SMALL, lines, write
 from tests.release_helpers import GATE_PASSES
 
 pytestmark = pytest.mark.skipif(not (shutil.which("initdb") and shutil.which("pg_ctl")),
@@ -44,6 +52,13 @@ print(json.dumps({"summary": list(model.predict(pandas.DataFrame({"dialogue": [s
                   "download_uri": mlflow.MlflowClient().get_model_version_download_uri(name, version.version)}))
 """
 DIALOGUE = "#Person1#: Where is the station? #Person2#: Go straight and turn left at the bank."
+# One run at a time per worker, so that two runs created at once go to two workers (and scheduled runs follow one
+# another); workers poll every 2 s instead of 10.
+WORKER_SETTINGS = {"LLMFT_TEAM_WORKER_LIMIT": "1", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+TINY_RUN = ("registry.tracking_uri=null", "data.max_train_records=32", "training.max_steps=6",
+            "evaluation.max_records=4", "endpoint.num_test_records=1", "approval.min_metrics={}", *GATE_PASSES)
+TEST_CRON = "* * * * * */20"  # every 20 s (croniter's sixth field is seconds); prefect.yaml's schedule is weekly
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -71,12 +86,13 @@ def python(code: str, *args: str, env: dict, timeout: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def api(base: str, path: str, body: dict | None = None):
-    """The Prefect REST API: GET, or POST with a JSON body."""
+def api(base: str, path: str, body: dict | None = None, method: str | None = None):
+    """The Prefect REST API: GET, POST with a JSON body, or `method`; None for an empty answer."""
     request = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json"}, method=method)
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        answer = response.read()
+    return json.loads(answer) if answer else None
 
 
 def wait_for(check, seconds: float, what: str):
@@ -95,7 +111,7 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
     clean = {k: v for k, v in os.environ.items()
              if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "LLMFT_TEAM_ARTIFACTS", "MLFLOW_S3_ENDPOINT_URL",
                           "LLMFT_PROJECT_DIR")}
-    env = {**clean, "LLMFT_TEAM_DIR": str(team / "state"), "LLMFT_VENV": sys.prefix}
+    env = {**clean, "LLMFT_TEAM_DIR": str(team / "state"), "LLMFT_VENV": sys.prefix, **WORKER_SETTINGS}
     pids: dict[str, int] = {}
     try:
         started = time.monotonic()
@@ -124,9 +140,7 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
                                   "/deployments"], capture_output=True, text=True, timeout=120).stdout
             assert "13 Deployments" in dom and "Ready" in dom and "dialogsum-flan-t5" in dom, dom[-2000:]
 
-        recipe = small_recipe(work, "registry.tracking_uri=null", "data.max_train_records=32",
-                              "training.max_steps=6", "evaluation.max_records=4", "endpoint.num_test_records=1",
-                              "approval.min_metrics={}", *GATE_PASSES)
+        recipe = small_recipe(work, *TINY_RUN)
         started = time.monotonic()
         run_id = python(START_DEPLOYMENT, "dialogsum-flan-t5/dialogsum-flan-t5",
                         json.dumps(recipe.model_dump(mode="json")), env={**clean, **team_env}, timeout=120)["id"]
@@ -147,8 +161,7 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
         pids["prefect"] = int((team / "state" / "run" / "prefect.pid").read_text())
         print(f"Prefect server away for {time.monotonic() - restarted:.0f} s")
 
-        state = wait_for(lambda: (s := api(prefect_api, f"/flow_runs/{run_id}")["state"])["type"] in (
-            "COMPLETED", "FAILED", "CRASHED", "CANCELLED") and s, 420, "end of the flow run")
+        state = end_of(prefect_api, [run_id], 420, "end of the flow run")[0]["state"]
         print(f"deployment run: {time.monotonic() - started:.0f} s")
         assert state["type"] == "COMPLETED", state
 
@@ -171,6 +184,13 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
                           aws_access_key_id="testing", aws_secret_access_key="testing")
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="llmft-mlflow")["Contents"]]
         assert model_key in keys, keys
+
+        worker_env = {**env, **team_env, "LLMFT_PROJECT_DIR": str(REPO),
+                      "PREFECT_HOME": str(team / "state" / "prefect-home")}
+        # Another fingerprint than the first run's (fewer steps): it trains, in the same work_dir.
+        pair = small_recipe(work, *TINY_RUN, "training.max_steps=4").model_dump(mode="json")
+        two_workers_take_two_runs_at_once(prefect_api, team_env["MLFLOW_TRACKING_URI"], pair, worker_env, pids)
+        scheduled_runs_train_then_find_no_new_data(prefect_api, team_env["MLFLOW_TRACKING_URI"], team)
     finally:
         down = script("team_down.sh", env, timeout=240)
         shutil.rmtree(team, ignore_errors=True)
@@ -186,9 +206,113 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
     ({"LLMFT_TEAM_ARTIFACTS": "/srv/artifacts"}, "team_up: LLMFT_TEAM_ARTIFACTS must be an s3:// URI, got '/srv/artifacts'"),
     ({"LLMFT_VENV": "/nonexistent"}, "team_up: no prefect/mlflow in /nonexistent/bin: set LLMFT_VENV to the project's "
                                      "environment"),
+    ({"LLMFT_TEAM_WORKER_LIMIT": "two"}, ("team_up: LLMFT_TEAM_WORKER_LIMIT must be a number of runs (1 or more), "
+                                          "got 'two'")),
 ])
 def test_team_up_refuses_bad_settings_in_one_line_before_starting_anything(tmp_path, setting, message):
     env = {**os.environ, "LLMFT_VENV": sys.prefix, "LLMFT_TEAM_DIR": str(tmp_path / "state"), **setting}
     done = script("team_up.sh", env, timeout=60)
     assert done.returncode == 1 and done.stderr.strip() == message
     assert not (tmp_path / "state").exists()
+
+
+def start_second_worker(env: dict, log: Path) -> subprocess.Popen:
+    """Another process worker on the pool: team_up.sh's command and environment."""
+    command = [f"{sys.prefix}/bin/prefect", "worker", "start", "--pool", "local", "--type", "process",
+               "--limit", env["LLMFT_TEAM_WORKER_LIMIT"]]
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def end_of(prefect_api: str, run_ids: list[str], seconds: float, what: str) -> list[dict]:
+    """The runs, once each has a final state."""
+    def ended():
+        runs = [api(prefect_api, f"/flow_runs/{run_id}") for run_id in run_ids]
+        return all(r["state"]["type"] in FINAL for r in runs) and runs
+
+    return wait_for(ended, seconds, what)
+
+
+def two_workers_take_two_runs_at_once(prefect_api: str, tracking_uri: str, recipe: dict, worker_env: dict,
+                                      pids: dict[str, int]) -> None:
+    """Two runs of one recipe created at once: each worker takes one; one trains while the other waits on the stages'
+    build locks in the shared work_dir; the model ends with one version."""
+    deployment = api(prefect_api, "/deployments/name/dialogsum-flan-t5/dialogsum-flan-t5")
+    worker = start_second_worker(worker_env, Path(worker_env["LLMFT_TEAM_DIR"]) / "logs" / "second-worker.log")
+    pids["second worker"] = worker.pid
+    try:
+        wait_for(lambda: len(api(prefect_api, "/work_pools/local/workers/filter", {})) == 2, 60,
+                 "second worker on the pool")
+        started = time.monotonic()
+        run_ids = [api(prefect_api, f"/deployments/{deployment['id']}/create_flow_run",
+                       {"parameters": {"recipe": recipe}})["id"] for _ in range(2)]
+        runs = end_of(prefect_api, run_ids, 420, "end of both runs")
+        print(f"two runs at once on two workers: {time.monotonic() - started:.0f} s")
+    finally:
+        stop(worker)
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"], [r["state"] for r in runs]
+    # Each worker logs to the run it submits: "Worker 'ProcessWorker 3f2a...' submitting flow run '<id>'".
+    logs = api(prefect_api, "/logs/filter", {"logs": {"flow_run_id": {"any_": run_ids},
+                                                       "text": {"query": '"submitting flow run"'}}})
+    submitted = {m[2]: m[1] for log in logs if (m := re.match(r"Worker '(.+)' submitting flow run '(.+)'",
+                                                                log["message"]))}
+    assert set(submitted) == set(run_ids) and len(set(submitted.values())) == 2, submitted
+
+    versions = mlflow.MlflowClient(tracking_uri).search_model_versions(f"name = '{recipe['registry']['model_name']}'")
+    # one version per trained model: the first run's and this pair's
+    assert sorted(Counter(v.tags[TRAINING_FINGERPRINT] for v in versions).values()) == [1, 1]
+
+
+def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: str, team: Path) -> None:
+    """A deployment of continued pretraining with a test-only cron: the server's scheduler makes the runs, the worker
+    takes them one after the other; the first trains, the second finds the corpus unchanged. Then the schedule is
+    removed and no run is left waiting."""
+    corpus = team / "corpus"
+    corpus.mkdir()
+    write(corpus / "train-000.jsonl", lines("movie_plots/train.jsonl", "text", 0, 40))
+    write(corpus / "validation.jsonl", lines("movie_plots/validation.jsonl", "text", 0, 8))
+    recipe = load_recipe(REPO / "recipes" / "continued_pretraining_gpt2_tiny.yaml", ContinuedPretrainingRecipe, [
+        f"work_dir={team / 'work-pretraining'}", "registry.tracking_uri=null", f"data.train_uri={corpus}",
+        f"data.validation_uri={corpus}", *SMALL])
+    weekly = api(prefect_api, "/deployments/name/continued-pretraining/continued-pretraining")
+    deployment = api(prefect_api, "/deployments/", {
+        **{k: weekly[k] for k in ("flow_id", "entrypoint", "path", "pull_steps", "work_pool_name")},
+        "name": "every-20-seconds", "parameters": {"recipe": recipe.model_dump(mode="json")},
+        "schedules": [{"schedule": {"cron": TEST_CRON, "timezone": "UTC"}, "active": True}]})
+    started = time.monotonic()
+
+    def runs() -> list[dict]:
+        return api(prefect_api, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}},
+                                                      "sort": "EXPECTED_START_TIME_ASC"})
+
+    # The worker takes one run at a time: once it has taken a second, the first has ended.
+    taken = wait_for(lambda: len(t := [r for r in runs() if r["state"]["type"] != "SCHEDULED"]) >= 2 and t, 300,
+                     "two scheduled runs taken by the worker")
+    api(prefect_api, f"/deployments/{deployment['id']}/schedules/{deployment['schedules'][0]['id']}",
+        method="DELETE")
+    run_ids = [r["id"] for r in taken]
+    ended = end_of(prefect_api, run_ids, 300, "end of the scheduled runs")
+    print(f"scheduled continued pretraining, two runs: {time.monotonic() - started:.0f} s")
+    assert [r["state"]["type"] for r in ended] == ["COMPLETED", "COMPLETED"], [r["state"] for r in ended]
+    assert all(r["auto_scheduled"] for r in ended)  # made by the server's scheduler from the cron
+    assert [r["id"] for r in runs()] == run_ids  # the schedule is gone, and the runs it had made waiting with it
+
+    def artifacts(run_id: str) -> set[str]:
+        return {a["key"] for a in api(prefect_api, "/artifacts/filter", {"artifacts": {"flow_run_id": {
+            "any_": [run_id]}}})}
+
+    first, second = (artifacts(i) for i in run_ids)
+    assert "training-documents" in first and "no-new-data" not in first  # outcome 'trained'
+    assert "no-new-data" in second and "training-documents" not in second  # outcome 'no-new-data'
+    assert len(mlflow.MlflowClient(tracking_uri).search_model_versions(
+        f"name = '{recipe.registry.model_name}'")) == 1
