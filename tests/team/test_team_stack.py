@@ -26,7 +26,7 @@ import mlflow
 import pytest
 
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
-from llm_finetune.registry.mlflow_registry import TRAINING_FINGERPRINT
+from llm_finetune.registry.mlflow_registry import DUPLICATE_OF, TRAINING_FINGERPRINT
 from tests.conftest import REPO, small_recipe
 from tests.pretraining_helpers import SMALL, lines, write
 from tests.release_helpers import GATE_PASSES
@@ -268,9 +268,12 @@ def two_workers_take_two_runs_at_once(prefect_api: str, tracking_uri: str, recip
                                                                 log["message"]))}
     assert set(submitted) == set(run_ids) and len(set(submitted.values())) == 2, submitted
 
-    versions = mlflow.MlflowClient(tracking_uri).search_model_versions(f"name = '{recipe['registry']['model_name']}'")
+    client = mlflow.MlflowClient(tracking_uri)
+    versions = client.search_model_versions(f"name = '{recipe['registry']['model_name']}'")
     # one version per trained model: the first run's and this pair's
     assert sorted(Counter(v.tags[TRAINING_FINGERPRINT] for v in versions).values()) == [1, 1]
+    runs = client.search_runs([client.get_experiment_by_name(recipe["registry"]["experiment"]).experiment_id])
+    print(f"versions deleted as duplicates: {sum(DUPLICATE_OF in r.data.tags for r in runs)}")
 
 
 def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: str, team: Path) -> None:
