@@ -14,7 +14,7 @@ baselines, in one run.
       rows without padding between records on CPU, precision auto), LoRA;
    c') the same with packing_layout flat: TRL's padding-free collator, the batch flattened into one row;
    c'') (c) with TRL's fused LM head scoring every position, as TRL does on a CPU (the project scores only the
-      labelled ones: score_labelled_positions_only);
+      labelled ones, with plain logits where they fit: use_labelled_logits_on_cpu);
    d) the same, full fine-tune (lora.enabled=false);
    e) and f) (c) and (d) with training.compile=true (TrainingArguments torch_compile);
    g) and h) a bare training loop on (c)'s and (d)'s own model and packed rows: the project's trainer is built
@@ -316,7 +316,7 @@ def run_case(case: str, recipe_name: str, work: Path, steps: int) -> None:
         import llm_finetune.training.causal_lm as causal_lm
 
         if case == "project_lora_all_positions":
-            causal_lm.score_labelled_positions_only = lambda: None  # this case's own process: TRL's CPU default
+            causal_lm.use_labelled_logits_on_cpu = lambda: None  # this case's own process: TRL's CPU default
 
         class RecordedCounter(causal_lm.TrainingTokenCounter):  # so the probe reads train_causal_lm's own counter
             def __init__(self, *args, **kwargs):

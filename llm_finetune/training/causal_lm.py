@@ -36,6 +36,7 @@ from llm_finetune.training.job import (
     trainer_arguments,
     trainer_result_fields,
 )
+from llm_finetune.training.labelled_logits import use_labelled_logits_on_cpu
 
 MERGE_TOLERANCE = 1e-3  # max |logit difference| between merged and base+adapter, fp32
 MERGE_CHECK_RECORDS = 4
@@ -177,32 +178,12 @@ def packed_rows_trainer_class():
     return PackedRowsSFTTrainer
 
 
-def score_labelled_positions_only() -> None:
-    """Make TRL's fused LM head score only the positions with a label on a CPU too (the responses, under
-    completion-only loss), as it does on CUDA/XPU; the same loss and gradients, 1.0x (27M Llama) to 1.8x (tiny
-    Llama, where vocabulary-wide work dominates a step) the training speed here. TRL scores every position on other
-    devices because a varying number of positions recompiles XLA graphs, which an eager CPU does not have. TRL 1.16
-    takes that choice from the private `trl.trainer.utils._use_triton` at every call
-    (test_fused_lm_head_scores_only_labelled_positions_on_cpu fails if that moves); idempotent."""
-    import trl.trainer.utils as trl_utils
-
-    scores_all_on_cpu = trl_utils._use_triton
-    if getattr(scores_all_on_cpu, "compact_on_cpu", False):
-        return
-
-    def compact(device) -> bool:
-        return device.type == "cpu" or scores_all_on_cpu(device)
-
-    compact.compact_on_cpu = True
-    trl_utils._use_triton = compact
-
-
 def build_trainer(job: CausalTrainJob, model, tokenizer, train_dataset, callbacks: list | None = None):
     """TRL SFTTrainer for the job; a LoRA job gets its adapters here. Its train_dataset is tokenized and labelled.
     Packed rows go to the model as rows or flattened, by `packing_layout`."""
     from trl import SFTTrainer
 
-    score_labelled_positions_only()
+    use_labelled_logits_on_cpu()
 
     trainer_class = packed_rows_trainer_class() if packing_layout(job.params, model) == "rows" else SFTTrainer
     return trainer_class(

@@ -381,3 +381,41 @@ def test_packing_is_refused_for_falcon(tmp_path):
     with pytest.raises(RecipeError, match=r"training.packing: .* falcon .* set training.packing=false"):
         check_packing(str(tmp_path), SFTParams(packing=True))
     check_packing(str(tmp_path), SFTParams(packing=False))
+
+
+
+@pytest.mark.parametrize("softcap, temperature", [(None, 1.0), (30.0, 0.7)])
+def test_plain_labelled_logits_equal_trl_chunked_log_probs_and_gradients(softcap, temperature, monkeypatch):
+    """On a CPU the trainer's LM head uses plain logits where they fit, TRL's chunked function above the budget:
+    the same log-probabilities, entropy, top-1 flags and gradients either way."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels import ChunkedLogProbFunction
+
+    from llm_finetune.training import labelled_logits
+
+    labelled_logits.use_labelled_logits_on_cpu()
+    head = trl_utils._ChunkedLogProbFunction
+    assert isinstance(head, labelled_logits.PlainOrChunkedLogProbs)
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(37, 16) * 3, torch.randn(301, 16)
+    targets = torch.randint(0, 301, (37,))
+    fields = ("log_probs", "entropy", "is_top1")
+
+    def run(apply):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        log_probs, entropy, _, _, top1 = apply(h, w, None, targets, temperature, 128, softcap, 1.0, fields)
+        log_probs.sum().backward()
+        return log_probs.detach(), entropy.detach(), top1, h.grad, w.grad
+
+    used = []
+    plain_log_probs = labelled_logits.plain_log_probs
+    monkeypatch.setattr(labelled_logits, "plain_log_probs", lambda *a: used.append(1) or plain_log_probs(*a))
+    plain, chunked = run(head.apply), run(ChunkedLogProbFunction.apply)
+    assert used == [1]
+    for mine, trl in zip(plain, chunked, strict=True):
+        assert mine.dtype == trl.dtype and torch.allclose(mine.float(), trl.float(), atol=1e-4), (mine, trl)
+    assert 0 < int(plain[2].sum()) < 37  # the top-1 check can fail: some targets are the argmax, some not
+    # Above the budget the call goes to TRL's function.
+    monkeypatch.setattr(labelled_logits, "PLAIN_LOGITS_BUDGET_BYTES", 37 * 301 * 4 - 1)
+    run(head.apply)
+    assert used == [1]

@@ -1,0 +1,89 @@
+"""The LM head of TRL's SFT loss on a CPU: only the labelled positions, projected as one plain matmul.
+
+TRL 1.16's fused LM head (`add_fused_lm_head`) scores tokens with `ChunkedLogProbFunction`: vocabulary tiles folded
+into online-logsumexp statistics, recomputed in the backward pass so the `[N, V]` logits never exist at once. That
+saves memory where the logits are large (long GPU batches, 100k+ vocabularies); on a CPU without Triton the tiles are
+folded by Python-driven torch ops and the projection runs twice, which made a training step 1.35x the time of the
+same step with plain logits and `cross_entropy` (tiny Llama, packed rows, LoRA; benchmarks/sft_throughput.py).
+
+`use_labelled_logits_on_cpu()` installs both halves, idempotently:
+- TRL projects every position on devices without Triton (a varying number of positions recompiles XLA graphs, which
+  an eager CPU does not have); here only the labelled ones are (the responses, under completion-only loss).
+- `PlainOrChunkedLogProbs` takes the place of TRL's function: on a CPU, while the labelled positions' fp32 logits
+  fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (`cross_entropy`'s kernels, autograd's
+  backward); elsewhere it is TRL's own function, unchanged. The outputs are the same fields; the logging-only ones
+  (entropy, top-1) carry no gradient, which SFT never asks for.
+
+Both hook private names of `trl.trainer.utils` that TRL reads at every call (`_use_triton`,
+`_ChunkedLogProbFunction`); tests/llm_finetune/training/test_causal_lm.py fails if either moves.
+"""
+
+from __future__ import annotations
+
+PLAIN_LOGITS_BUDGET_BYTES = 512 * 2**20  # fp32 logits of the labelled positions; above it TRL's chunked function
+
+
+def fits_plain(hidden, weight) -> bool:
+    """Whether plain logits serve this call: a CPU tensor whose labelled positions' fp32 logits fit the budget."""
+    return hidden.device.type == "cpu" and hidden.shape[0] * weight.shape[0] * 4 <= PLAIN_LOGITS_BUDGET_BYTES
+
+
+def plain_log_probs(hidden, weight, bias, targets, temperature: float, final_logit_softcapping: float | None = None,
+                    logit_scale: float = 1.0, outputs: tuple[str, ...] = ("log_probs",)):
+    """`ChunkedLogProbFunction`'s outputs from `[N, V]` logits: (log_probs, entropy, log_sum_sq_probs, mean_logits,
+    is_top1), the fields not in `outputs` None. The logits are transformed as TRL's kernel does (scale, softcap,
+    temperature) in fp32; log_probs carries the gradient."""
+    import torch
+    import torch.nn.functional as F
+
+    z = F.linear(hidden, weight, bias).float() * logit_scale  # the matmul in the autocast dtype, as TRL's tiles
+    if final_logit_softcapping is not None:
+        z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
+    if temperature != 1.0:
+        z = z / temperature
+    log_probs = -F.cross_entropy(z, targets, reduction="none")
+    entropy = log_sum_sq_probs = mean_logits = is_top1 = None
+    with torch.no_grad():
+        d = z.detach()
+        if "entropy" in outputs or "log_sum_sq_probs" in outputs:
+            log_p = d.log_softmax(-1)
+            if "entropy" in outputs:
+                entropy = -(log_p.exp() * log_p).sum(-1)
+            if "log_sum_sq_probs" in outputs:
+                log_sum_sq_probs = (2 * log_p).logsumexp(-1)
+        if "mean_logits" in outputs:
+            mean_logits = d.mean(-1)
+        if "is_top1" in outputs:
+            is_top1 = d.argmax(-1) == targets  # the first maximum, as TRL counts a tie
+    return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1
+
+
+class PlainOrChunkedLogProbs:
+    """A drop-in for TRL's `ChunkedLogProbFunction` (its `.apply` arguments and outputs): plain logits where they fit
+    on a CPU, else TRL's function."""
+
+    def __init__(self, chunked):
+        self.chunked = chunked
+
+    def apply(self, hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping=None,
+              logit_scale=1.0, outputs=("log_probs",)):
+        if not fits_plain(hidden, weight):
+            return self.chunked.apply(hidden, weight, bias, targets, temperature, chunk_size, final_logit_softcapping,
+                                      logit_scale, outputs)
+        return plain_log_probs(hidden, weight, bias, targets, temperature, final_logit_softcapping, logit_scale,
+                               outputs)
+
+
+def use_labelled_logits_on_cpu() -> None:
+    """Score only the labelled positions on a CPU, with plain logits where they fit (module docstring)."""
+    import trl.trainer.utils as trl_utils
+
+    scores_all_on_cpu = trl_utils._use_triton
+    if not getattr(scores_all_on_cpu, "compact_on_cpu", False):
+        def compact(device) -> bool:
+            return device.type == "cpu" or scores_all_on_cpu(device)
+
+        compact.compact_on_cpu = True
+        trl_utils._use_triton = compact
+    if not isinstance(trl_utils._ChunkedLogProbFunction, PlainOrChunkedLogProbs):
+        trl_utils._ChunkedLogProbFunction = PlainOrChunkedLogProbs(trl_utils._ChunkedLogProbFunction)
