@@ -10,7 +10,7 @@ same step with plain logits and `cross_entropy` (tiny Llama, packed rows, LoRA; 
 - TRL projects every position on devices without Triton (a varying number of positions recompiles XLA graphs, which
   an eager CPU does not have); here only the labelled ones are (the responses, under completion-only loss).
 - `PlainOrChunkedLogProbs` takes the place of TRL's function: on a CPU, while the labelled positions' fp32 logits
-  fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (`cross_entropy`'s kernels, autograd's
+  fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (one `log_softmax`, autograd's
   backward); elsewhere it is TRL's own function, unchanged. The outputs are the same fields; the logging-only ones
   (entropy, top-1) carry no gradient, which SFT never asks for.
 
@@ -41,16 +41,15 @@ def plain_log_probs(hidden, weight, bias, targets, temperature: float, final_log
         z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
     if temperature != 1.0:
         z = z / temperature
-    log_probs = -F.cross_entropy(z, targets, reduction="none")
+    log_p = z.log_softmax(-1)  # once: the log-probabilities (with gradient) and the logging fields read it
+    log_probs = log_p.gather(-1, targets[:, None]).squeeze(-1)
     entropy = log_sum_sq_probs = mean_logits = is_top1 = None
     with torch.no_grad():
-        d = z.detach()
-        if "entropy" in outputs or "log_sum_sq_probs" in outputs:
-            log_p = d.log_softmax(-1)
-            if "entropy" in outputs:
-                entropy = -(log_p.exp() * log_p).sum(-1)
-            if "log_sum_sq_probs" in outputs:
-                log_sum_sq_probs = (2 * log_p).logsumexp(-1)
+        d, log_p = z.detach(), log_p.detach()
+        if "entropy" in outputs:
+            entropy = -(log_p.exp() * log_p).sum(-1)
+        if "log_sum_sq_probs" in outputs:
+            log_sum_sq_probs = (2 * log_p).logsumexp(-1)
         if "mean_logits" in outputs:
             mean_logits = d.mean(-1)
         if "is_top1" in outputs:
