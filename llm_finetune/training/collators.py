@@ -39,13 +39,27 @@ class PackedRowsCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, examples: list[dict]) -> dict[str, Any]:
-        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+        """The batch TRL's DataCollatorForLanguageModeling(return_position_ids=True) makes, less its attention mask,
+        built in numpy: its per-row `torch.tensor(list)` calls cost ~2 ms a batch of 4 x 512, 3% of a tiny step."""
+        import numpy as np
+        import torch
 
-        batch = DataCollatorForLanguageModeling(pad_token_id=self.pad_token_id, return_position_ids=True,
-                                                pad_to_multiple_of=self.pad_to_multiple_of)(examples)
-        del batch["attention_mask"]  # with a mask the model would attend across the records of a row
-        batch["labels"][batch["position_ids"] == 0] = -100
-        return batch
+        width = max(len(e["input_ids"]) for e in examples)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = np.full((len(examples), width), self.pad_token_id, dtype=np.int64)
+        labels = np.full((len(examples), width), -100, dtype=np.int64)
+        position_ids = np.zeros((len(examples), width), dtype=np.int64)
+        for i, e in enumerate(examples):
+            n = len(e["input_ids"])
+            input_ids[i, :n] = e["input_ids"]
+            labels[i, :n] = e.get("labels", e["input_ids"])
+            lengths = np.asarray(e.get("seq_lengths", [n]), dtype=np.int64)
+            starts = np.cumsum(lengths) - lengths
+            position_ids[i, :n] = np.arange(n) - np.repeat(starts, lengths)
+        labels[position_ids == 0] = -100  # each record's first token; pads (position 0) too
+        return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+                "position_ids": torch.from_numpy(position_ids)}
 
 
 def packed_real_tokens(input_ids, position_ids, pad_token_id: int):

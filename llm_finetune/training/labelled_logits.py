@@ -10,8 +10,8 @@ same step with plain logits and `cross_entropy` (tiny Llama, packed rows, LoRA; 
 - TRL projects every position on devices without Triton (a varying number of positions recompiles XLA graphs, which
   an eager CPU does not have); here only the labelled ones are (the responses, under completion-only loss).
 - `PlainOrChunkedLogProbs` takes the place of TRL's function: on a CPU, while the labelled positions' fp32 logits
-  fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (one `log_softmax`, autograd's
-  backward); elsewhere it is TRL's own function, unchanged. The outputs are the same fields; the logging-only ones
+  fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (one softmax for the forward, the
+  logging statistics and the backward); elsewhere it is TRL's own function, unchanged. The outputs are the same fields; the logging-only ones
   (entropy, top-1) carry no gradient, which SFT never asks for.
 
 Both hook private names of `trl.trainer.utils` that TRL reads at every call (`_use_triton`,
@@ -32,7 +32,7 @@ def plain_log_probs(hidden, weight, bias, targets, temperature: float, final_log
                     logit_scale: float = 1.0, outputs: tuple[str, ...] = ("log_probs",)):
     """`ChunkedLogProbFunction`'s outputs from `[N, V]` logits: (log_probs, entropy, log_sum_sq_probs, mean_logits,
     is_top1), the fields not in `outputs` None. The logits are transformed as TRL's kernel does (scale, softcap,
-    temperature) in fp32; log_probs carries the gradient."""
+    temperature) in fp32; log_probs carries the gradient (`TargetLogProbs`)."""
     import torch
     import torch.nn.functional as F
 
@@ -41,20 +41,49 @@ def plain_log_probs(hidden, weight, bias, targets, temperature: float, final_log
         z = final_logit_softcapping * torch.tanh(z / final_logit_softcapping)
     if temperature != 1.0:
         z = z / temperature
-    log_p = z.log_softmax(-1)  # once: the log-probabilities (with gradient) and the logging fields read it
-    log_probs = log_p.gather(-1, targets[:, None]).squeeze(-1)
-    entropy = log_sum_sq_probs = mean_logits = is_top1 = None
-    with torch.no_grad():
-        d, log_p = z.detach(), log_p.detach()
-        if "entropy" in outputs:
-            entropy = -(log_p.exp() * log_p).sum(-1)
-        if "log_sum_sq_probs" in outputs:
-            log_sum_sq_probs = (2 * log_p).logsumexp(-1)
-        if "mean_logits" in outputs:
-            mean_logits = d.mean(-1)
-        if "is_top1" in outputs:
-            is_top1 = d.argmax(-1) == targets  # the first maximum, as TRL counts a tie
-    return log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1
+    log_probs, entropy, log_sum_sq_probs, is_top1 = target_log_probs_function().apply(
+        z, targets, "entropy" in outputs, "log_sum_sq_probs" in outputs, "is_top1" in outputs)
+    mean_logits = z.detach().mean(-1) if "mean_logits" in outputs else None
+    return (log_probs, entropy if "entropy" in outputs else None,
+            log_sum_sq_probs if "log_sum_sq_probs" in outputs else None, mean_logits,
+            is_top1 if "is_top1" in outputs else None)
+
+
+_TARGET_LOG_PROBS = None
+
+
+def target_log_probs_function():
+    """`TargetLogProbs.apply(z, targets, entropy, log_sum_sq_probs, is_top1)` -> (log p(target), entropy,
+    log sum p^2, top-1 flags), the statistics empty where not asked. One softmax serves the forward, the statistics
+    and the backward: it is kept for `d log p_t / dz = onehot(t) - p`, where autograd over `log_softmax` and `gather`
+    would save log p, exponentiate it again and scatter a zero `[N, V]` tensor."""
+    global _TARGET_LOG_PROBS
+    if _TARGET_LOG_PROBS is None:
+        import torch
+
+        class TargetLogProbs(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, z, targets, entropy: bool, log_sum_sq_probs: bool, is_top1: bool):
+                log_p = z.log_softmax(-1)
+                chosen = log_p.gather(-1, targets[:, None]).squeeze(-1)
+                p = log_p.exp()
+                none = z.new_empty(0)
+                stats = (-torch.linalg.vecdot(p, log_p) if entropy else none,
+                         (2 * log_p).logsumexp(-1) if log_sum_sq_probs else none,
+                         z.argmax(-1) == targets if is_top1 else none.bool())  # the first maximum, as TRL counts
+                ctx.save_for_backward(p, targets)
+                ctx.mark_non_differentiable(*stats)
+                return (chosen, *stats)
+
+            @staticmethod
+            def backward(ctx, grad, *_):
+                p, targets = ctx.saved_tensors
+                grad_z = p * -grad[:, None]  # not in place: a second backward (retain_graph) reads p again
+                grad_z.scatter_add_(-1, targets[:, None], grad[:, None])
+                return grad_z, None, None, None, None
+
+        _TARGET_LOG_PROBS = TargetLogProbs
+    return _TARGET_LOG_PROBS
 
 
 class PlainOrChunkedLogProbs:

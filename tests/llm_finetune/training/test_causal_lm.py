@@ -336,6 +336,26 @@ def test_packed_records_do_not_attend_to_each_other(tmp_path, family):
     assert (rows["labels"][1, 12:] == -100).all() and (rows["labels"][0, 1:7] == records[0][1:]).all()
 
 
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_packed_rows_equal_trls_collator_without_its_attention_mask(multiple):
+    """PackedRowsCollator builds in numpy what TRL's collator builds (same tensors, dtypes and label masking)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from llm_finetune.training.collators import PackedRowsCollator
+
+    g = torch.Generator().manual_seed(0)
+    examples = [{"input_ids": torch.randint(1, 50, (n,), generator=g).tolist(), "seq_lengths": lengths}
+                for n, lengths in ((13, [7, 6]), (5, [5]), (11, [1, 4, 6]))]
+    examples[0]["labels"] = [-100] * 9 + examples[0]["input_ids"][9:]  # completion-only labels
+    ours = PackedRowsCollator(pad_token_id=0, pad_to_multiple_of=multiple)(examples)
+    trls = DataCollatorForLanguageModeling(pad_token_id=0, return_position_ids=True,
+                                           pad_to_multiple_of=multiple)(examples)
+    trls["labels"][trls["position_ids"] == 0] = -100
+    assert set(ours) == {"input_ids", "labels", "position_ids"} and ours["input_ids"].shape[1] == (16 if multiple else 13)
+    for key, value in ours.items():
+        assert value.dtype == trls[key].dtype and torch.equal(value, trls[key]), key
+
+
 def test_packed_rows_tell_padding_from_a_pad_token_in_the_text():
     """Llama pads with <unk>, which text can also hold: only each row's trailing padding is not a real token."""
     from llm_finetune.training.collators import PackedRowsCollator, packed_real_tokens
@@ -345,6 +365,22 @@ def test_packed_rows_tell_padding_from_a_pad_token_in_the_text():
                                                  {"input_ids": [1, 7], "seq_lengths": [2]}])
     real = packed_real_tokens(rows["input_ids"], rows["position_ids"], pad)
     assert real.tolist() == [[True] * 6, [True, True, False, False, False, False]]
+
+
+def test_packed_rows_trainer_counts_flops_as_the_trainer_does(llama):
+    """The packed-rows trainer counts parameters once, and estimates each batch's FLOPs as Trainer's default does."""
+    from transformers import Trainer
+
+    from llm_finetune.training.causal_lm import packed_rows_trainer_class
+
+    job = small_job(llama["base"], llama["validated"], llama["work"] / "flops", packing=True)
+    trainer = build_trainer(job, load_base_model(job.base_model, job.lora), load_tokenizer(job.base_model),
+                            instruction_dataset(job.validated, "train", job.data))
+    assert isinstance(trainer, packed_rows_trainer_class())
+    batch = next(iter(trainer.get_train_dataloader()))
+    narrow = {"input_ids": batch["input_ids"][:1, :7]}
+    for inputs in (batch, narrow, batch):
+        assert trainer.floating_point_ops(inputs) == Trainer.floating_point_ops(trainer, inputs) > 0
 
 
 def test_fused_lm_head_scores_only_labelled_positions_on_cpu(llama, monkeypatch):
@@ -399,13 +435,14 @@ def test_plain_labelled_logits_equal_trl_chunked_log_probs_and_gradients(softcap
     torch.manual_seed(0)
     hidden, weight = torch.randn(37, 16) * 3, torch.randn(301, 16)
     targets = torch.randint(0, 301, (37,))
-    fields = ("log_probs", "entropy", "is_top1")
+    fields = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
+    upstream = torch.randn(37)  # a gradient that differs per position, as a loss with weights would send
 
     def run(apply):
         h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
-        log_probs, entropy, _, _, top1 = apply(h, w, None, targets, temperature, 128, softcap, 1.0, fields)
-        log_probs.sum().backward()
-        return log_probs.detach(), entropy.detach(), top1, h.grad, w.grad
+        log_probs, entropy, sum_sq, mean, top1 = apply(h, w, None, targets, temperature, 128, softcap, 1.0, fields)
+        (log_probs * upstream).sum().backward()
+        return log_probs.detach(), entropy.detach(), sum_sq.detach(), mean.detach(), top1, h.grad, w.grad
 
     used = []
     plain_log_probs = labelled_logits.plain_log_probs
@@ -414,7 +451,7 @@ def test_plain_labelled_logits_equal_trl_chunked_log_probs_and_gradients(softcap
     assert used == [1]
     for mine, trl in zip(plain, chunked, strict=True):
         assert mine.dtype == trl.dtype and torch.allclose(mine.float(), trl.float(), atol=1e-4), (mine, trl)
-    assert 0 < int(plain[2].sum()) < 37  # the top-1 check can fail: some targets are the argmax, some not
+    assert 0 < int(plain[4].sum()) < 37  # the top-1 check can fail: some targets are the argmax, some not
     # Above the budget the call goes to TRL's function.
     monkeypatch.setattr(labelled_logits, "PLAIN_LOGITS_BUDGET_BYTES", 37 * 301 * 4 - 1)
     run(head.apply)
