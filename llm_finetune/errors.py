@@ -60,6 +60,11 @@ class RegistryLookupError(RecipeError, LookupError):
     """A registered model, version or alias a recipe names does not exist."""
 
 
+class TrackingUriError(RecipeError):
+    """The MLflow tracking URI cannot be used here: a SageMaker managed MLflow ARN that is malformed, or without the
+    sagemaker-mlflow plugin or AWS credentials to sign its requests."""
+
+
 class ReleaseRolledBackError(RuntimeError):
     """A release step failed and what the release had changed was undone (aliases, endpoint, package status)."""
 

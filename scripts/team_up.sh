@@ -10,6 +10,9 @@
 #   MLFLOW_S3_ENDPOINT_URL an S3-compatible endpoint for LLMFT_TEAM_ARTIFACTS (leave unset for AWS S3)
 #   LLMFT_TEAM_DIR         state folder (default .llmft/team)     LLMFT_VENV   the Python environment (default .venv)
 #   LLMFT_TEAM_WORKER_LIMIT  flow runs the worker takes at once (default: no limit); the next waits for a free worker
+#   LLMFT_TEAM_TRACKING_URI  an MLflow tracking server the team already has, instead of starting one (nor its database
+#                          and S3 stand-in): a SageMaker managed MLflow ARN (arn:aws:sagemaker:REGION:ACCOUNT:
+#                          mlflow-tracking-server/NAME; flow runs sign with the worker's AWS credentials) or http(s)://
 set -euo pipefail
 # Folders given relative are relative to where this is called from.
 TEAM=$(realpath -m "${LLMFT_TEAM_DIR:-$(dirname "$0")/../.llmft/team}")
@@ -36,6 +39,16 @@ case ${LLMFT_TEAM_WORKER_LIMIT:-} in
   '') ;;
   *[!0-9]* | 0*) die "LLMFT_TEAM_WORKER_LIMIT must be a number of runs (1 or more), got '$LLMFT_TEAM_WORKER_LIMIT'";;
   *) WORKER_LIMIT=(--limit "$LLMFT_TEAM_WORKER_LIMIT");;
+esac
+TRACKING=${LLMFT_TEAM_TRACKING_URI:-}
+case $TRACKING in
+  '' | http://?* | https://?*) ;;
+  arn:*)  # the recipes' own check: the ARN's form and the sagemaker-mlflow plugin
+    problem=$("$PY" -c 'import sys; from llm_finetune.recipes.base import check_tracking_uri as c
+try: c(sys.argv[1])
+except ValueError as e: print(e)' "$TRACKING") || die "could not check LLMFT_TEAM_TRACKING_URI with $PY"
+    [ -z "$problem" ] || die "LLMFT_TEAM_TRACKING_URI: $problem";;
+  *) die "LLMFT_TEAM_TRACKING_URI must be a SageMaker managed MLflow ARN or an http(s):// URL, got '$TRACKING'";;
 esac
 
 source scripts/env.sh  # offline Hugging Face settings, no telemetry
@@ -87,16 +100,20 @@ else
   as_pg "$PGBIN/pg_ctl" -D "$PG/data" -l "$PG/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG" start >/dev/null || die "postgres did not start; see $PG/postgres.log"
 fi
-for db in prefect mlflow; do
+DATABASES=(prefect)
+[ -n "$TRACKING" ] || DATABASES+=(mlflow)
+for db in "${DATABASES[@]}"; do
   PGPASSWORD=$PG_PASSWORD "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U llmft -d postgres -qtAc \
     "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
     PGPASSWORD=$PG_PASSWORD "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U llmft -d postgres -qc "CREATE DATABASE $db" ||
     die "could not create database $db; see $PG/postgres.log"
 done
 
-# S3 for MLflow's artifacts: the one given, else a moto stand-in with its bucket.
+# S3 for MLflow's artifacts: the one given, else a moto stand-in with its bucket; none for the team's own server.
 S3_CREDENTIALS=()  # the environment of the S3 stand-in and of MLflow's artifact proxy
-if [ -n "${LLMFT_TEAM_ARTIFACTS:-}" ]; then
+if [ -n "$TRACKING" ]; then
+  ARTIFACTS= S3_ENDPOINT=  # the server's own artifact store
+elif [ -n "${LLMFT_TEAM_ARTIFACTS:-}" ]; then
   ARTIFACTS=$LLMFT_TEAM_ARTIFACTS
   S3_ENDPOINT=${MLFLOW_S3_ENDPOINT_URL:-}
 else
@@ -114,9 +131,10 @@ if "llmft-mlflow" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
 EOF
 fi
 
-# MLflow: runs and registry in Postgres; artifacts proxied to S3 (clients need no S3 credentials).
-ML_URL=http://127.0.0.1:$(port_of mlflow)
-if running mlflow; then say "mlflow already running"; else
+# MLflow: runs and registry in Postgres; artifacts proxied to S3 (clients need no S3 credentials). Or the team's own.
+ML_URL=${TRACKING:-http://127.0.0.1:$(port_of mlflow)}
+if [ -n "$TRACKING" ]; then say "mlflow: the team's server $TRACKING"
+elif running mlflow; then say "mlflow already running"; else
   [ -z "$S3_ENDPOINT" ] || S3_CREDENTIALS+=("MLFLOW_S3_ENDPOINT_URL=$S3_ENDPOINT")
   # The password through PGPASSWORD (psycopg2 reads it), not on the command line that `ps` shows.
   start mlflow env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false PGPASSWORD="$PG_PASSWORD" "${S3_CREDENTIALS[@]}" \
@@ -131,7 +149,7 @@ if running prefect; then say "prefect already running"; else
   PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://llmft:$PG_PASSWORD@127.0.0.1:$PG_PORT/prefect" \
     start prefect "$VENV/bin/prefect" server start --host 127.0.0.1 --port "$(port_of prefect)"
 fi
-wait_http mlflow "$ML_URL/health" 180
+[ -n "$TRACKING" ] || wait_http mlflow "$ML_URL/health" 180
 wait_http prefect "$PF_URL/health" 180
 
 # The work pool and every deployment; deployed again when prefect.yaml changes.
@@ -168,4 +186,4 @@ done
   echo "export LLMFT_TEAM_ARTIFACTS=$ARTIFACTS"
   echo "export LLMFT_TEAM_S3_ENDPOINT=$S3_ENDPOINT"
 } >"$TEAM/env"
-say "up: Prefect UI ${PF_URL%/api}, MLflow $ML_URL, artifacts $ARTIFACTS; now: source ${TEAM#"$ROOT"/}/env"
+say "up: Prefect UI ${PF_URL%/api}, MLflow $ML_URL, artifacts ${ARTIFACTS:-in its store}; now: source ${TEAM#"$ROOT"/}/env"

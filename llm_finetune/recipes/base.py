@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import ClassVar, Literal, get_args
+from typing import Annotated, ClassVar, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,7 +38,28 @@ Scheduler = Literal["continuous", "batches"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 DEFAULT_SCHEDULER: Scheduler = "continuous"
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
-TRACKING_URI_DEFAULT = "Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db"
+TRACKING_URI_DEFAULT = ("Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db; an http(s):// server, or "
+                        "a SageMaker managed MLflow ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
+# The ARNs the sagemaker-mlflow plugin resolves (its partitions and resource types); it reads the region from them.
+SAGEMAKER_MLFLOW_ARN = re.compile(
+    r"arn:aws(?:-us-gov)?:sagemaker:[a-z0-9-]+:\d{12}:(?:mlflow-tracking-server|mlflow-app)/[A-Za-z0-9._-]+")
+
+
+def check_tracking_uri(uri: str | None) -> str | None:
+    """A tracking URI as given; an `arn:` one must be a SageMaker managed MLflow ARN, with the sagemaker-mlflow plugin
+    installed (it maps the ARN to the server's https URL and signs each request with the AWS credentials)."""
+    if uri is None or not uri.startswith("arn:"):
+        return uri
+    if not SAGEMAKER_MLFLOW_ARN.fullmatch(uri):
+        raise ValueError(f"{uri!r} is not a SageMaker managed MLflow ARN: expected "
+                         f"arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME or ...:mlflow-app/ID")
+    if importlib.util.find_spec("sagemaker_mlflow") is None:
+        raise ValueError(f"{uri}: a SageMaker managed MLflow ARN needs the sagemaker-mlflow plugin "
+                         f"(pip install sagemaker-mlflow; the sagemaker SDK installs it)")
+    return uri
+
+
+TrackingUri = Annotated[str | None, AfterValidator(check_tracking_uri)]
 
 
 def resolve_local(uri: str, base: Path) -> str:
@@ -95,7 +118,7 @@ class SageMakerModelPackageSpec(Strict):
 class RegistrySpec(Strict):
     """MLflow tracking and model registry (the registry of record), optionally mirrored to SageMaker."""
 
-    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
+    tracking_uri: TrackingUri = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
     model_name: str = Field(description="Registered model name; one version per distinct trained model")
     sagemaker: SageMakerModelPackageSpec | None = Field(
@@ -253,7 +276,7 @@ def default_tracking_uri(work_dir: str) -> str:
 class RunTracking(Strict):
     """MLflow tracking of a flow that evaluates without registering a model."""
 
-    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
+    tracking_uri: TrackingUri = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = Field(description="MLflow experiment the runs are logged to")
 
     def uri(self, work_dir: str) -> str:

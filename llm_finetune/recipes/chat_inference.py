@@ -13,6 +13,7 @@ from llm_finetune.recipes.base import (
     TRACKING_URI_DEFAULT,
     EndpointSpec,
     Strict,
+    TrackingUri,
     default_tracking_uri,
     resolve_local,
 )
@@ -30,7 +31,7 @@ class RegisteredModelRef(Strict):
     name: str = Field(description="Registered model name, e.g. dolly-llama2-tiny")
     version: str | None = Field(None, description="Version number; or give alias")
     alias: str | None = Field(None, description="Alias such as champion; or give version")
-    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
+    tracking_uri: TrackingUri = Field(None, description=TRACKING_URI_DEFAULT)
 
     @model_validator(mode="after")
     def _version_or_alias(self) -> RegisteredModelRef:
@@ -159,7 +160,7 @@ class GenerationGrid(Strict):
 class TrackingSpec(Strict):
     """Also log the run to MLflow: the recipe as params, each row's figures as metrics, outputs and tables."""
 
-    tracking_uri: str | None = Field(None, description=TRACKING_URI_DEFAULT)
+    tracking_uri: TrackingUri = Field(None, description=TRACKING_URI_DEFAULT)
     experiment: str = "chatbot-inference"
 
 

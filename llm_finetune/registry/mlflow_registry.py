@@ -13,11 +13,11 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from llm_finetune.approval import ApprovalDecision, GainInterval
-from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError
+from llm_finetune.errors import ApprovalRequiredError, RegistryLookupError, TrackingUriError
 from llm_finetune.fingerprint import build_once, locked
 from llm_finetune.generation import GenerationParams
 from llm_finetune.kinds import input_example, served_kind
-from llm_finetune.recipes.base import MODEL_URI
+from llm_finetune.recipes.base import MODEL_URI, check_tracking_uri
 
 APPROVAL_STATUS = "approval_status"  # pending | approved | rejected
 RELEASE_STATUS, RELEASE_REASON = "release_status", "release_reason"  # set when a release commits or rolls back
@@ -40,8 +40,8 @@ class RegisteredModelVersion(BaseModel):
 def registry_lock(tracking_uri: str):
     """Serialises registry writes of processes sharing a SQLite store (a lock file beside it).
 
-    A tracking server has no lock: there `log_and_register` reconciles after registering (the oldest version of a
-    trained model wins).
+    A tracking server (http(s)://, or a SageMaker managed MLflow ARN) has no lock: there `log_and_register` reconciles
+    after registering (the oldest version of a trained model wins).
     """
     if tracking_uri.startswith("sqlite:///"):
         return locked(Path(urlparse(tracking_uri).path))
@@ -59,10 +59,63 @@ def find_version(tracking_uri: str, name: str, training_fingerprint: str) -> Reg
 
 
 def _client(tracking_uri: str):
+    """The client every registry call goes through (and the process's tracking URI, which mlflow.start_run, the
+    sagemaker-mlflow plugin's signer and its header provider read)."""
     import mlflow
 
+    _check_arn(tracking_uri)
+    _arn_headers_only()
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+_READY_ARNS: set[str] = set()
+TRACKING_URI_SETTING = "the recipe's tracking_uri or $MLFLOW_TRACKING_URI"  # where a flow's tracking URI comes from
+
+
+def _check_arn(tracking_uri: str) -> None:
+    """A SageMaker managed MLflow ARN: the plugin is installed and boto3 finds AWS credentials to sign requests with
+    (SigV4), else one line naming the setting; checked once per ARN and process. Other URIs pass unchanged."""
+    if not tracking_uri.startswith("arn:") or tracking_uri in _READY_ARNS:
+        return
+    problem = f"MLflow tracking URI from {TRACKING_URI_SETTING}: "
+    try:
+        check_tracking_uri(tracking_uri)
+    except ValueError as e:
+        raise TrackingUriError(problem + str(e)) from None
+    import boto3
+
+    if boto3.Session().get_credentials() is None:
+        raise TrackingUriError(
+            f"{problem}{tracking_uri}: no AWS credentials to sign its requests with: set AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with an instance or task role) of an identity the "
+            f"server's IAM policy allows, with access to its S3 artifact store")
+    _READY_ARNS.add(tracking_uri)
+
+
+class _ArnOnlyHeaders:
+    """The sagemaker-mlflow plugin's request header provider, asked only while the tracking URI is an ARN. The
+    plugin's own in_context() is always True and it parses any tracking URI as an ARN: on an http:// server every
+    MLflow call logged 'Encountered unexpected error during resolving request headers: list index out of range'."""
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    def in_context(self) -> bool:
+        import mlflow
+
+        return mlflow.get_tracking_uri().startswith("arn:")  # the URI the plugin's request_headers() reads
+
+    def request_headers(self) -> dict[str, str]:
+        return self.plugin.request_headers()
+
+
+def _arn_headers_only() -> None:
+    """Wrap the plugin's header provider in MLflow's registry (mlflow has no public call for this; idempotent)."""
+    from mlflow.tracking.request_header.registry import _request_header_provider_registry as headers
+
+    headers._registry[:] = [_ArnOnlyHeaders(p) if type(p).__module__.startswith("sagemaker_mlflow.") else p
+                            for p in headers._registry]
 
 
 def ensure_experiment(tracking_uri: str, experiment: str) -> str:

@@ -414,8 +414,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"bearer token every request must carry (default ${TOKEN_ENV}; the variable keeps it "
                              "out of the process list); required on a non-loopback --host")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"),
-                        help="MLflow registry for models:/ URIs (default $MLFLOW_TRACKING_URI, else "
-                             "sqlite:///.llmft/mlflow.db)")
+                        help="MLflow registry for models:/ URIs: sqlite:///, http(s):// or a SageMaker managed MLflow "
+                             "ARN (default $MLFLOW_TRACKING_URI, else sqlite:///.llmft/mlflow.db)")
     parser.add_argument("--cache-dir", default=".llmft/endpoints", help="where registered versions are downloaded")
     args = parser.parse_args(argv)
     problems = []

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 from pydantic import BaseModel
 
@@ -210,3 +212,17 @@ def test_registry_is_the_team_server_when_mlflow_tracking_uri_is_set(monkeypatch
     assert recipe.tracking_uri() == "http://127.0.0.1:5001"
     pinned = load_recipe(DEFAULT_RECIPE, overrides=["registry.tracking_uri=sqlite:///elsewhere.db"])
     assert pinned.tracking_uri() == "sqlite:///elsewhere.db"  # a recipe's own URI wins
+
+
+def test_tracking_uri_may_be_a_sagemaker_managed_mlflow_arn(monkeypatch):
+    arn = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/team"
+    assert load_recipe(DEFAULT_RECIPE, overrides=[f"registry.tracking_uri={arn}"]).tracking_uri() == arn
+    app = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/app-6fjzbxzvqeqa"
+    assert load_recipe(DEFAULT_RECIPE, overrides=[f"registry.tracking_uri={app}"]).tracking_uri() == app
+    with pytest.raises(RecipeError, match=r"field 'registry.tracking_uri'.*is not a SageMaker managed MLflow ARN: "
+                                          r"expected arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME"):
+        load_recipe(DEFAULT_RECIPE, overrides=["registry.tracking_uri=arn:aws:sagemaker:eu-west-1:1234:team"])
+    monkeypatch.setitem(sys.modules, "sagemaker_mlflow", None)  # as where the plugin is not installed
+    with pytest.raises(RecipeError, match=r"field 'registry.tracking_uri'.*needs the sagemaker-mlflow plugin "
+                                          r"\(pip install sagemaker-mlflow"):
+        load_recipe(DEFAULT_RECIPE, overrides=[f"registry.tracking_uri={arn}"])

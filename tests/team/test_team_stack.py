@@ -208,6 +208,11 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
                                      "environment"),
     ({"LLMFT_TEAM_WORKER_LIMIT": "two"}, ("team_up: LLMFT_TEAM_WORKER_LIMIT must be a number of runs (1 or more), "
                                           "got 'two'")),
+    ({"LLMFT_TEAM_TRACKING_URI": "mlflow.db"}, ("team_up: LLMFT_TEAM_TRACKING_URI must be a SageMaker managed MLflow "
+                                                "ARN or an http(s):// URL, got 'mlflow.db'")),
+    ({"LLMFT_TEAM_TRACKING_URI": "arn:aws:sagemaker:us-east-1:123456789012:team"}, (
+        "team_up: LLMFT_TEAM_TRACKING_URI: 'arn:aws:sagemaker:us-east-1:123456789012:team' is not a SageMaker managed "
+        "MLflow ARN: expected arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME or ...:mlflow-app/ID")),
 ])
 def test_team_up_refuses_bad_settings_in_one_line_before_starting_anything(tmp_path, setting, message):
     env = {**os.environ, "LLMFT_VENV": sys.prefix, "LLMFT_TEAM_DIR": str(tmp_path / "state"), **setting}
