@@ -71,7 +71,9 @@ def resolve_aws(recipe: R) -> tuple[R, AwsSession | None]:
 def aws_from_recipe(flow_fn: Callable[P, T]) -> Callable[P, T]:
     """Under `@flow`: the flow's `recipe` parameter gets its named AWS blocks resolved before the first stage, and
     every AWS client inside the run (tasks, nested flows, rollback hooks) uses that session."""
-    signature = inspect.signature(flow_fn)
+    # Evaluated now, in the flow's module: Prefect resolves a flow's string annotations in the globals of the
+    # function it wraps, which would be this module's.
+    signature = inspect.signature(flow_fn, eval_str=True)
 
     @functools.wraps(flow_fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -80,4 +82,5 @@ def aws_from_recipe(flow_fn: Callable[P, T]) -> Callable[P, T]:
         with using_session(session):
             return flow_fn(*bound.args, **bound.kwargs)
 
+    run.__signature__ = signature  # type: ignore[attr-defined]
     return run
