@@ -20,6 +20,7 @@ from llm_finetune.data.raw_text import CorpusCheck, DocumentSelection, continuat
 from llm_finetune.models.base import StartingModel
 from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
 from llm_finetune.training.pretrain import PretrainingResult, pretrain_job
+from tasks.aws import aws_from_recipe
 from tasks.data import validate_data, validate_held_out_sets
 from tasks.evaluation import evaluate_held_out_perplexity
 from tasks.pretraining import (
@@ -56,6 +57,7 @@ def with_corpus(recipe: ContinuedPretrainingRecipe, corpus_uri: str | None) -> C
 
 
 @flow(name="continued-pretraining", log_prints=True)
+@aws_from_recipe
 def continued_pretraining(
     recipe: ContinuedPretrainingRecipe = load_recipe(DEFAULT_RECIPE_PATH, ContinuedPretrainingRecipe),
     corpus_uri: str | None = None,
@@ -97,6 +99,7 @@ class RollbackOutcome(BaseModel):
 
 
 @flow(name="rollback-champion", log_prints=True)
+@aws_from_recipe
 def rollback_champion(
     recipe: ContinuedPretrainingRecipe = load_recipe(DEFAULT_RECIPE_PATH, ContinuedPretrainingRecipe),
     reason: str = "manual rollback",

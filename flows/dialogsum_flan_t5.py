@@ -14,6 +14,7 @@ from flows.release import ReleaseOutcome, release_model
 from llm_finetune.data.summarization import summarization_test_cases
 from llm_finetune.recipes import SummarizationRecipe, load_recipe
 from llm_finetune.training.seq2seq import seq2seq_job
+from tasks.aws import aws_from_recipe
 from tasks.data import prepare_summarization_dataset, validate_data
 from tasks.evaluation import evaluate_base_and_finetuned
 from tasks.models import materialize_base_model
@@ -30,6 +31,7 @@ class DialogsumOutcome(ReleaseOutcome):
 
 
 @flow(name="dialogsum-flan-t5", log_prints=True)
+@aws_from_recipe
 def dialogsum_flan_t5(recipe: SummarizationRecipe = load_recipe(DEFAULT_RECIPE_PATH)) -> DialogsumOutcome:
     work = recipe.work_dir
     validated = validate_data(recipe.data, work)

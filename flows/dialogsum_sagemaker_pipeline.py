@@ -14,6 +14,7 @@ from prefect import flow
 
 from llm_finetune.pipelines.dialogsum import PipelineRun
 from llm_finetune.recipes import DialogsumPipelineRecipe, load_recipe
+from tasks.aws import aws_from_recipe
 from tasks.pipeline import start_sagemaker_pipeline, upsert_sagemaker_pipeline, wait_for_sagemaker_pipeline
 
 DEFAULT_RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "dialogsum_sagemaker_pipeline.yaml"
@@ -24,6 +25,7 @@ class PipelineExecutionFailed(RuntimeError):
 
 
 @flow(name="dialogsum-sagemaker-pipeline", log_prints=True)
+@aws_from_recipe
 def dialogsum_sagemaker_pipeline(
     recipe: DialogsumPipelineRecipe = load_recipe(DEFAULT_RECIPE_PATH, DialogsumPipelineRecipe),
 ) -> PipelineRun:

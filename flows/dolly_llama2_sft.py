@@ -17,6 +17,7 @@ from llm_finetune.data.intake import ValidatedData
 from llm_finetune.recipes import InstructionRecipe, load_recipe
 from llm_finetune.training.causal_lm import CausalTrainingResult, causal_job
 from llm_finetune.training.job import TrainingResult
+from tasks.aws import aws_from_recipe
 from tasks.data import check_sft_data, validate_data
 from tasks.evaluation import evaluate_instruction_models
 from tasks.models import materialize_base_model
@@ -38,6 +39,7 @@ class InstructionOutcome(ReleaseOutcome):
 
 
 @flow(name="dolly-llama2-sft", log_prints=True)
+@aws_from_recipe
 def dolly_llama2_sft(recipe: InstructionRecipe = load_recipe(DEFAULT_RECIPE_PATH, InstructionRecipe)
                      ) -> InstructionOutcome:
     work = recipe.work_dir

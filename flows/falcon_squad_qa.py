@@ -18,6 +18,7 @@ from llm_finetune.data.qa import qa_test_cases
 from llm_finetune.recipes import QARecipe, load_recipe
 from llm_finetune.training.extractive_qa import qa_job
 from llm_finetune.training.job import TrainingResult
+from tasks.aws import aws_from_recipe
 from tasks.data import check_qa_data, validate_data
 from tasks.evaluation import evaluate_qa_models
 from tasks.models import materialize_base_model
@@ -37,6 +38,7 @@ class QAOutcome(ReleaseOutcome):
 
 
 @flow(name="falcon-squad-qa", log_prints=True)
+@aws_from_recipe
 def falcon_squad_qa(recipe: QARecipe = load_recipe(DEFAULT_RECIPE_PATH, QARecipe)) -> QAOutcome:
     work = recipe.work_dir
     validated = validate_data(recipe.data, work)

@@ -18,6 +18,7 @@ from llm_finetune.kinds import EndpointTestCase
 from llm_finetune.models.base import StartingModel
 from llm_finetune.recipes import CodePretrainingRecipe, load_recipe
 from llm_finetune.training.pretrain import PretrainingResult, pretrain_job
+from tasks.aws import aws_from_recipe
 from tasks.data import validate_data, validate_held_out_sets
 from tasks.evaluation import evaluate_code_completions, evaluate_held_out_perplexity
 from tasks.models import materialize_base_model
@@ -38,6 +39,7 @@ class CodePretrainingOutcome(ReleaseOutcome):
 
 
 @flow(name="gpt2-pretrain-from-scratch", log_prints=True)
+@aws_from_recipe
 def gpt2_pretrain_from_scratch(
     recipe: CodePretrainingRecipe = load_recipe(DEFAULT_RECIPE_PATH, CodePretrainingRecipe),
 ) -> CodePretrainingOutcome:

@@ -19,6 +19,7 @@ from llm_finetune.data.intake import ValidatedData
 from llm_finetune.evaluation.classification import ClassificationComparison
 from llm_finetune.recipes import ClassificationRecipe, load_recipe
 from llm_finetune.training.classification import ClassificationTrainingResult, classification_job
+from tasks.aws import aws_from_recipe
 from tasks.data import report_class_balance, validate_data
 from tasks.evaluation import evaluate_classifiers
 from tasks.models import materialize_base_model
@@ -62,6 +63,7 @@ def train_and_evaluate_classifier(recipe: ClassificationRecipe) -> ClassifierRun
 
 
 @flow(name="imdb-sentiment", log_prints=True)
+@aws_from_recipe
 def imdb_sentiment(recipe: ClassificationRecipe = load_recipe(DEFAULT_RECIPE_PATH, ClassificationRecipe)
                    ) -> SentimentOutcome:
     run = train_and_evaluate_classifier(recipe)

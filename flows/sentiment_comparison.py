@@ -15,12 +15,14 @@ from prefect import flow
 from flows.imdb_sentiment import train_and_evaluate_classifier
 from llm_finetune.evaluation.arms import ArmRun
 from llm_finetune.recipes import SentimentComparisonRecipe, load_recipe
+from tasks.aws import aws_from_recipe
 from tasks.evaluation import ArmComparison, publish_arm_comparison
 
 DEFAULT_RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "sentiment_comparison_tiny.yaml"
 
 
 @flow(name="sentiment-comparison", log_prints=True)
+@aws_from_recipe
 def sentiment_comparison(recipe: SentimentComparisonRecipe = load_recipe(DEFAULT_RECIPE_PATH,
                                                                          SentimentComparisonRecipe)
                          ) -> ArmComparison:

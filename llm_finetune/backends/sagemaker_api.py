@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llm_finetune.aws import RETRYING, s3_client, sagemaker_client
+from llm_finetune.aws import RETRYING, current_session, s3_client, sagemaker_client
 from llm_finetune.backends import s3files
+from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import SageMakerSpec
 
 
@@ -40,11 +41,11 @@ class AwsClients:
 
 
 def clients_for(spec: SageMakerSpec) -> AwsClients:
-    """Clients for the recipe's region and endpoint. A stand-in accepts any signature, so when no AWS credentials are
-    configured it gets placeholder ones."""
+    """Clients for the recipe's region and endpoint (from the named AWS session when one is in use). A stand-in
+    accepts any signature, so when no AWS credentials are configured it gets placeholder ones."""
     import boto3
 
-    if spec.stand_in and boto3.Session().get_credentials() is None:
+    if spec.stand_in and current_session() is None and boto3.Session().get_credentials() is None:
         session = boto3.Session(aws_access_key_id="stand-in", aws_secret_access_key="stand-in",
                                 region_name=spec.region)
         return AwsClients(session.client("sagemaker", endpoint_url=spec.endpoint_url, config=RETRYING),
@@ -56,6 +57,9 @@ class S3Layout:
     """Where each thing goes under s3://<bucket>/<prefix>/."""
 
     def __init__(self, spec: SageMakerSpec):
+        if spec.bucket is None:
+            raise RecipeError("sagemaker.bucket is unset: set it, or name an S3Bucket block in aws.s3_bucket_block "
+                              "(a flow fills the bucket in from the block)")
         self.base = f"s3://{spec.bucket}/{spec.prefix.strip('/')}" if spec.prefix.strip("/") else f"s3://{spec.bucket}"
         self.checkpoint_base = spec.checkpoint_s3_uri or s3files.join_s3(self.base, "checkpoints")
 

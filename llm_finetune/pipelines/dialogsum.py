@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from llm_finetune.aws import aws_region
+from llm_finetune.aws import aws_region, boto_session
 from llm_finetune.backends.images import job_image, package_image
 from llm_finetune.fingerprint import fingerprint
 from llm_finetune.pipelines.dialogsum_steps import EVALUATION_FILE, RECIPE_FILE
@@ -54,13 +54,12 @@ def train_key(recipe: DialogsumPipelineRecipe) -> str:
 
 
 def pipeline_session(bucket: str):
-    """A PipelineSession on the default boto3 chain (AWS_ENDPOINT_URL reaches a stand-in)."""
-    import boto3
-
+    """A PipelineSession on the named AWS session, else the default boto3 chain (AWS_ENDPOINT_URL reaches a
+    stand-in)."""
     os.environ.setdefault("AWS_DEFAULT_REGION", aws_region())  # the SDK's workflow modules need it at import
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 
-    return PipelineSession(boto_session=boto3.Session(region_name=aws_region()), default_bucket=bucket)
+    return PipelineSession(boto_session=boto_session(), default_bucket=bucket)
 
 
 def build_pipeline(recipe: DialogsumPipelineRecipe, session, bundle_dir: Path):

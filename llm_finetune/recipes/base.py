@@ -408,7 +408,8 @@ class SageMakerSpec(Strict):
 
     region: str = Field("us-east-1", description="AWS region of the jobs and the bucket")
     role_arn: str = Field(description="IAM execution role the jobs run as (needs S3 access to the bucket)")
-    bucket: str = Field(description="S3 bucket for inputs, code, checkpoints and model artifacts")
+    bucket: str | None = Field(None, description="S3 bucket for inputs, code, checkpoints and model artifacts; "
+                               "unset: the bucket of the S3Bucket block named in aws.s3_bucket_block")
     prefix: str = Field("llm-finetune-flows", description="Key prefix in the bucket")
     endpoint_url: str | None = Field(
         None, description="SageMaker and S3 API endpoint other than AWS's (a VPC endpoint, LocalStack, a moto server: "
@@ -437,6 +438,20 @@ class SageMakerSpec(Strict):
         return self
 
 
+class AwsSpec(Strict):
+    """Which AWS identity and bucket a run uses, named as Prefect blocks (prefect-aws) on the run's Prefect server.
+    Unset: boto3's default credential chain (environment, AWS_PROFILE, instance or task role)."""
+
+    credentials_block: str | None = Field(
+        None, description="Name of an AwsCredentials block: every AWS client of the run (S3 data, SageMaker jobs, "
+        "model packages, endpoints, pipelines) uses its keys, profile or assumed role; its region and "
+        "aws_client_parameters.endpoint_url apply where the recipe names none")
+    s3_bucket_block: str | None = Field(
+        None, description="Name of an S3Bucket block: its bucket_name is the SageMaker bucket (sagemaker.bucket may "
+        "be left out; if given, it must be the same) and its bucket_folder goes before sagemaker.prefix; its "
+        "credentials are used when credentials_block is unset")
+
+
 class RecipeBase(Strict):
     """What every use case's recipe has; each adds its typed `data`, `model`, `training` and `evaluation`."""
 
@@ -451,6 +466,8 @@ class RecipeBase(Strict):
         "falls below its base model's by more than a tolerance")
     sagemaker: SageMakerSpec | None = Field(
         None, description="Needed when a step's backend is 'sagemaker' (training.backend, data.preparation_backend)")
+    aws: AwsSpec = Field(default_factory=AwsSpec, description="AWS credentials and bucket from named Prefect "
+                         "blocks; by default boto3's credential chain")
 
     # The evaluation's metrics the approval policy may name (-> which way is better); those without per-record
     # values; whether the release gate must measure a gain (False where no base model is compared).
@@ -480,6 +497,12 @@ class RecipeBase(Strict):
         if self.sagemaker is None and (uses := self.sagemaker_steps()):
             raise ValueError(f"{', '.join(uses)} is 'sagemaker' but the recipe has no 'sagemaker' section "
                              "(role_arn, bucket, ...)")
+        return self
+
+    @model_validator(mode="after")
+    def _sagemaker_has_bucket(self) -> RecipeBase:
+        if self.sagemaker is not None and self.sagemaker.bucket is None and self.aws.s3_bucket_block is None:
+            raise ValueError("sagemaker.bucket: set the S3 bucket, or name an S3Bucket block in aws.s3_bucket_block")
         return self
 
     @model_validator(mode="after")

@@ -60,3 +60,12 @@ def test_pipeline_recipe_loads_and_checks_its_inputs():
         load_recipe(path, DialogsumPipelineRecipe, ["pipeline.condition_metric=rouge2"])
     with pytest.raises(RecipeError, match="registry.sagemaker is required"):
         load_recipe(path, DialogsumPipelineRecipe, ["registry.sagemaker=null"])
+
+
+def test_the_jobs_bucket_is_named_in_the_recipe_or_by_an_s3_bucket_block():
+    with pytest.raises(RecipeError, match="sagemaker.bucket: set the S3 bucket, or name an S3Bucket block in "
+                                          "aws.s3_bucket_block"):
+        load_recipe(DEFAULT_RECIPE, overrides=["sagemaker={role_arn: r}"])
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=["sagemaker={role_arn: r}", "aws.s3_bucket_block=team-bucket"])
+    assert recipe.sagemaker.bucket is None and recipe.aws.credentials_block is None  # filled in when the flow starts
+    assert load_recipe(DEFAULT_RECIPE).aws.model_dump() == {"credentials_block": None, "s3_bucket_block": None}
