@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from llm_finetune.forms import in_declared_order
+
 Prompt = str | list[dict]  # a raw string, or chat messages [{"role": ..., "content": ...}, ...]
 
 
@@ -18,7 +20,7 @@ class GenerationParams(BaseModel):
     """Keyword arguments for `model.generate`; every field is range-checked, unknown ones are refused.
     Greedy unless do_sample is set."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=in_declared_order)
 
     max_new_tokens: int = Field(64, ge=1, le=2048, description="Most tokens generated per answer")
     num_beams: int = Field(1, ge=1, le=16, description="1 is greedy search")

@@ -49,10 +49,11 @@ def train_model(job: TrainJob, sagemaker: SageMakerSpec | None = None) -> Traini
     elif result.resumed_from_checkpoint:
         logger.info("resumed from %s", result.resumed_from_checkpoint)
     rows = "\n".join(f"| {p['step']} | {p['loss']:.4f} |" for p in result.loss_curve)
+    loss = "n/a" if result.train_loss is None else f"{result.train_loss:.4f}"
     create_markdown_artifact(
         key="training-loss-curve",
         markdown=(
-            f"## Training\n\nsteps: {result.global_step}, final mean loss: {result.train_loss}, "
+            f"## Training\n\nsteps: {result.global_step}, final mean loss: {loss}, "
             f"tokens/s: {result.tokens_per_second:,.0f} (real tokens {result.real_tokens:,} of "
             f"{result.padded_tokens:,} padded)\n\n| step | loss |\n|---|---|\n{rows}\n"
         ),

@@ -25,6 +25,7 @@ from pydantic import (
 
 from llm_finetune.containers import DIALECTS, ContainerMismatch, SageMakerContainer, container_for_image
 from llm_finetune.fingerprint import FINGERPRINT_CONTEXT
+from llm_finetune.forms import in_declared_order
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.jumpstart import JumpStartSpec
 
@@ -38,8 +39,10 @@ Scheduler = Literal["continuous", "batches"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 DEFAULT_SCHEDULER: Scheduler = "continuous"
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
-TRACKING_URI_DEFAULT = ("Default: $MLFLOW_TRACKING_URI, else sqlite:///<work_dir>/mlflow.db; an http(s):// server, or "
-                        "a SageMaker managed MLflow ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
+# Descriptions are markdown in the Prefect form, which drops a bare <word> as HTML: placeholders go in backticks.
+TRACKING_URI_DEFAULT = ("Default: `$MLFLOW_TRACKING_URI`, else `sqlite:///<work_dir>/mlflow.db`; an http(s):// "
+                        "server, or a SageMaker managed MLflow ARN "
+                        "(`arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME`)")
 # The ARNs the sagemaker-mlflow plugin resolves (its partitions and resource types); it reads the region from them.
 SAGEMAKER_MLFLOW_ARN = re.compile(
     r"arn:aws(?:-us-gov)?:sagemaker:[a-z0-9-]+:\d{12}:(?:mlflow-tracking-server|mlflow-app)/[A-Za-z0-9._-]+")
@@ -70,7 +73,7 @@ def resolve_local(uri: str, base: Path) -> str:
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=in_declared_order)
 
 
 def require_exactly_one(section: BaseModel, names: tuple[str, ...]) -> None:
@@ -418,8 +421,8 @@ class SageMakerSpec(Strict):
         False, description="The API at endpoint_url is a local stand-in (moto) that records jobs without running them: "
         "run each job's container on this machine under the SageMaker container contract")
     checkpoint_s3_uri: str | None = Field(
-        None, description="Base S3 URI of training checkpoints; each job's are under <uri>/<training fingerprint>/ so "
-        "a relaunched (spot-interrupted, failed) job resumes. Default s3://<bucket>/<prefix>/checkpoints")
+        None, description="Base S3 URI of training checkpoints; each job's are under `<uri>/<training fingerprint>/` so "
+        "a relaunched (spot-interrupted, failed) job resumes. Default `s3://<bucket>/<prefix>/checkpoints`")
     training: SageMakerTraining = Field(default_factory=SageMakerTraining)
     processing: SageMakerProcessing = Field(default_factory=SageMakerProcessing)
     poll_initial_s: float = Field(10.0, gt=0, description="First wait between job status polls")

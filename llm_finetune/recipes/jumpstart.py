@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llm_finetune.forms import in_declared_order
+
 
 class JumpStartSpec(BaseModel):
     """A JumpStart model with the fields JumpStart would resolve (run `resolve_jumpstart_spec` once online)."""
 
     # Strict like every recipe section (recipes.base.Strict, which imports this module, so not its subclass).
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=in_declared_order)
 
     model_id: str = Field(description="e.g. meta-textgeneration-llama-2-7b, huggingface-llm-falcon-7b-bf16")
     model_version: str = "*"

@@ -91,8 +91,8 @@ class PerplexityEvaluationParams(Strict):
 
     max_documents: int | None = Field(50, gt=0, description="Validation documents scored (in domain)")
     out_of_domain: dict[str, HeldOutSet] = Field(
-        default_factory=dict, description="Named held-out sets of other text; each gets a 'perplexity_<name>' metric "
-        "and all together 'perplexity_out_of_domain'")
+        default_factory=dict, description="Named held-out sets of other text; each gets a `perplexity_<name>` metric "
+        "and all together `perplexity_out_of_domain`")
     batch_size: int = Field(8, gt=0, description="Blocks per forward pass")
     num_samples_shown: int = Field(3, ge=0, description="Held-out documents continued by both models in the report")
     sample_prompt_tokens: int = Field(32, gt=0, description="Tokens of a held-out document given as the prompt")

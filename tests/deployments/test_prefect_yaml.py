@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,22 @@ def test_deployments_load_their_flows_with_recipe_forms():
         data_type = schema["definitions"][recipe_type]["properties"]["data"]["$ref"].rsplit("/", 1)[1]
         data_fields = schema["definitions"][data_type]["properties"]
         assert "s3://" in data_fields["train_uri"]["description"]  # field docs show in the UI form
+
+
+def test_recipe_forms_keep_their_field_order_and_placeholders():
+    # A Prefect server on PostgreSQL stores the schema as jsonb, which sorts keys by length; the form sorts by position.
+    # The form renders a description as markdown and drops a bare <work_dir> as an HTML tag ('sqlite:////mlflow.db').
+    unnumbered, bare = set(), {}
+    for d in build_deployments(PREFECT_YAML):
+        for name, definition in d._parameter_openapi_schema.model_dump()["definitions"].items():
+            properties = definition.get("properties", {})
+            if [p.get("position") for p in properties.values()] != list(range(len(properties))):
+                unnumbered.add(name)
+            for field, prop in [(None, definition), *properties.items()]:
+                outside_code = re.sub(r"`[^`]*`", "", prop.get("description") or "")
+                if re.search(r"<[A-Za-z/!]", outside_code):
+                    bare[f"{name}.{field}" if field else name] = prop["description"]
+    assert unnumbered == set() and bare == {}
 
 
 def test_entrypoints_are_flows():

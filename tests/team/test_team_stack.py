@@ -24,9 +24,11 @@ from pathlib import Path
 import boto3
 import mlflow
 import pytest
+from pydantic import BaseModel
 
-from llm_finetune.recipes import ContinuedPretrainingRecipe, load_recipe
+from llm_finetune.recipes import ContinuedPretrainingRecipe, SummarizationRecipe, load_recipe
 from llm_finetune.registry.mlflow_registry import DUPLICATE_OF, TRAINING_FINGERPRINT
+from tests.browser_helpers import Browser
 from tests.conftest import REPO, small_recipe
 from tests.pretraining_helpers import SMALL, lines, write
 from tests.release_helpers import GATE_PASSES
@@ -134,12 +136,6 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
             steps == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $LLMFT_PROJECT_DIR }}"}}]
             for steps in pull_steps.values())
 
-        if chromium := shutil.which("chromium"):  # what a person sees: the UI reaches its API on this port
-            dom = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                  "--virtual-time-budget=20000", "--dump-dom", prefect_api.removesuffix("/api") +
-                                  "/deployments"], capture_output=True, text=True, timeout=120).stdout
-            assert "13 Deployments" in dom and "Ready" in dom and "dialogsum-flan-t5" in dom, dom[-2000:]
-
         recipe = small_recipe(work, *TINY_RUN)
         started = time.monotonic()
         run_id = python(START_DEPLOYMENT, "dialogsum-flan-t5/dialogsum-flan-t5",
@@ -164,6 +160,10 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
         state = end_of(prefect_api, [run_id], 420, "end of the flow run")[0]["state"]
         print(f"deployment run: {time.monotonic() - started:.0f} s")
         assert state["type"] == "COMPLETED", state
+        if chromium := shutil.which("chromium"):
+            started = time.monotonic()
+            the_ui_shows_the_deployments_the_recipe_form_and_the_run_artifacts(chromium, prefect_api, run_id)
+            print(f"UI checks in headless Chromium: {time.monotonic() - started:.0f} s")
 
         # prefect.yaml's weekly schedule is live: the server holds runs for coming Mondays 03:00 UTC, for the worker.
         weekly = api(prefect_api, "/deployments/name/continued-pretraining/continued-pretraining")
@@ -324,3 +324,79 @@ def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: s
     assert "no-new-data" in second and "training-documents" not in second  # outcome 'no-new-data'
     assert len(mlflow.MlflowClient(tracking_uri).search_model_versions(
         f"name = '{recipe.registry.model_name}'")) == 1
+
+
+def the_ui_shows_the_deployments_the_recipe_form_and_the_run_artifacts(chromium: str, prefect_api: str,
+                                                                       run_id: str) -> None:
+    """What a person sees in the Prefect UI, which reaches its API on this port: every deployment Ready; the custom
+    run form of dialogsum-flan-t5 with the recipe as a typed form (the labels of its sections' fields, in declared
+    order, not a JSON box); the Artifacts tabs of the run and of its release-model run listing their artifacts (evaluation, approval,
+    endpoint test); the evaluation's evidence (ROUGE table, sample summaries) rendered on their artifact pages.
+    Screenshots go to $LLMFT_SCREENSHOTS, else a printed temporary folder."""
+    ui = prefect_api.removesuffix("/api")
+    shots = Path(os.environ.get("LLMFT_SCREENSHOTS") or tempfile.mkdtemp(prefix="llmft-ui-"))
+    shots.mkdir(parents=True, exist_ok=True)
+    print(f"UI screenshots: {shots}")
+    deployment = api(prefect_api, "/deployments/name/dialogsum-flan-t5/dialogsum-flan-t5")
+    [release] = api(prefect_api, "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    with Browser(chromium) as page:
+        text = page.open(f"{ui}/deployments", "document.body.innerText.includes('13 Deployments') && "
+                         "document.body.innerText.includes('Ready') && document.body.innerText")
+        assert "dialogsum-flan-t5" in text and "Not Ready" not in text
+
+        page.open(f"{ui}/deployments/deployment/{deployment['id']}/run",
+                  "document.querySelectorAll('.schema-form-property__label').length > 50")
+        page.screenshot(shots / "deployment-run-form.png")  # once the form has stopped changing
+        labels = [label.removesuffix(" (Optional)") for label in page.js(
+            "[...document.querySelectorAll('.schema-form-property__label')].map(e => e.textContent.trim())")]
+        fields = SummarizationRecipe.model_fields
+        sections = [SummarizationRecipe, *(fields[s].annotation for s in ("model", "data", "training"))]
+        assert not set().union(*map(titles, sections)) - set(labels), set().union(*map(titles, sections)) - set(labels)
+        # In declared order (name, work_dir, data and its fields), though PostgreSQL's jsonb sorts the stored schema's
+        # keys by length: llm_finetune/forms.py numbers them.
+        declared = [*titles(SummarizationRecipe)[:3], *titles(fields["data"].annotation)]
+        assert labels[1:1 + len(declared)] == declared, labels
+
+        artifacts = artifacts_tab_lists_the_runs_artifacts(page, ui, prefect_api, run_id,
+                                                           shots / "flow-run-artifacts.png")
+        assert {"rouge-base-vs-finetuned", "sample-summaries"} <= set(artifacts), sorted(artifacts)
+        evidence = artifacts_tab_lists_the_runs_artifacts(page, ui, prefect_api, release["id"],
+                                                          shots / "release-run-artifacts.png")
+        assert {"approval-gain-intervals", "endpoint-inference-test"} <= set(evidence), sorted(evidence)
+
+        table = artifacts["rouge-base-vs-finetuned"]
+        data = json.loads(table["data"])
+        # Cells holding markdown (the metric names) fill in after the table is drawn.
+        rows = page.open(f"{ui}/artifacts/artifact/{table['id']}", "(r => r.length > 1 && r.every(c => c[0]) && r)"
+                         "([...document.querySelectorAll('table tr')].map(r => [...r.querySelectorAll('th, td')]"
+                         ".map(c => c.textContent.trim())))")
+        assert rows[0] == list(data[0]), rows
+        assert [[r[0], *map(float, r[1:])] for r in rows[1:]] == [list(r.values()) for r in data], rows
+        page.screenshot(shots / "artifact-rouge-base-vs-finetuned.png")
+
+        samples = artifacts["sample-summaries"]
+        headings = page.open(f"{ui}/artifacts/artifact/{samples['id']}", "(h => h.length && h)([...document."
+                             "querySelectorAll('.markdown-renderer h3')].map(h => h.textContent.trim()))")
+        assert headings == re.findall(r"^### (.+)$", samples["data"], re.MULTILINE)  # one per record
+        assert page.js("document.querySelector('.markdown-renderer table th')?.textContent") == "metric"
+        page.screenshot(shots / "artifact-sample-summaries.png")
+
+
+def artifacts_tab_lists_the_runs_artifacts(page: Browser, ui: str, prefect_api: str, run_id: str,
+                                           shot: Path) -> dict[str, dict]:
+    """The run's artifacts by key, once its Artifacts tab shows each one's key and description."""
+    artifacts = {a["key"]: a for a in api(prefect_api, "/artifacts/filter", {"artifacts": {
+        "flow_run_id": {"any_": [run_id]}, "type": {"not_any_": ["result"]}}})}
+    page.open(f"{ui}/runs/flow-run/{run_id}", "!!document.querySelector('li.p-tab#artifacts')")
+    # Clicked: a link with ?tab=Artifacts falls back to Logs, as the tab is hidden while the run loads.
+    page.js("document.querySelector('li.p-tab#artifacts').click()")
+    words = [*artifacts, *(a["description"] for a in artifacts.values())]
+    page.wait(f"(t => {json.dumps(words)}.every(w => t.includes(w)))"
+              "(document.querySelector('.flow-run-artifacts')?.innerText ?? '')")
+    page.screenshot(shot)
+    return artifacts
+
+
+def titles(model: type[BaseModel]) -> list[str]:
+    """The labels Prefect's form gives a model's fields, in declared order."""
+    return [f.title or name.replace("_", " ").title() for name, f in model.model_fields.items()]
