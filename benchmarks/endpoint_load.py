@@ -18,7 +18,6 @@ compare the ratios within one run.
 
     source scripts/env.sh
     python -m benchmarks.endpoint_load [--compare peer|batching] [--requests 96] [--clients 1 16 64] [--skip-t5]
-        [--join-every 1 2 4] [--skip-batches]
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import cpu_model
-from llm_finetune.recipes.base import DEFAULT_JOIN_EVERY
 from llm_finetune.serving.endpoint import EndpointHandle, start_local_endpoint, stop_local_endpoint
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -206,31 +204,27 @@ def compare_batching(label: str, model_dir: str, inputs: list[str], client_count
     print()
 
 
-def compare_peer(model_dir: str, inputs: list[str], client_counts: list[int], work: Path, seed: int,
-                 join_every: list[int], with_batches: bool = True) -> None:
-    """Issue 22: our endpoint (continuous, once per --join-every-steps value, and dynamic batches) vs `transformers
-    serve --continuous-batching`, plain greedy (repetition penalty 1.0: transformers serve drops that processor under
-    continuous batching), max new tokens drawn per request from NEW_TOKENS."""
+def compare_peer(model_dir: str, inputs: list[str], client_counts: list[int], work: Path, seed: int) -> None:
+    """Issue 22: our endpoint (continuous, and dynamic batches) vs `transformers serve --continuous-batching`, plain
+    greedy (repetition penalty 1.0: transformers serve drops that processor under continuous batching), max new
+    tokens drawn per request from NEW_TOKENS."""
     from benchmarks.transformers_serve import start_transformers_serve
 
     rng = random.Random(seed)
     max_new = [rng.choice(NEW_TOKENS) for _ in inputs]
     greedy = {"repetition_penalty": 1.0}
     results = {}
-    servers = {(f"ours: continuous, join every {n}" if len(join_every) > 1 else "ours: continuous"):
-               ("--scheduler", "continuous", "--join-every-steps", str(n)) for n in join_every}
-    if with_batches:
-        servers["ours: batches"] = ("--scheduler", "batches")
-    for name, args in servers.items():
+    for name, args in (("ours: continuous", ("--scheduler", "continuous")),
+                       ("ours: batches", ("--scheduler", "batches"))):
         handle = ours(model_dir, name.replace(": ", "-"), work, args)
         results[name] = run_server("tiny Llama", name, handle, invocations(inputs, max_new, greedy), len(inputs),
                                    client_counts)
     peer = start_transformers_serve(model_dir, work / "transformers-serve.log")
     results["peer"] = run_server("tiny Llama", "transformers serve --cb", peer, completions(inputs, max_new, model_dir),
                                  len(inputs), client_counts)
-    for name in [name for name in servers if "continuous" in name]:
-        for clients in client_counts:
-            verdict(f"{name} vs transformers serve", clients, results[name][clients], results["peer"][clients], 1.5)
+    for clients in client_counts:
+        verdict("ours (continuous) vs transformers serve", clients, results["ours: continuous"][clients],
+                results["peer"][clients], 1.5)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -244,9 +238,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="OMP_NUM_THREADS of every server (the same for ours and the peer); on a busy 2-core "
                              "machine one torch thread ran the tiny Llama's decode steps 10x faster than two")
     parser.add_argument("--skip-t5", action="store_true", help="batching: only the tiny Llama")
-    parser.add_argument("--join-every", type=int, nargs="+", default=[DEFAULT_JOIN_EVERY],
-                        help="peer: our continuous server once per value of --join-every-steps")
-    parser.add_argument("--skip-batches", action="store_true", help="peer: leave out our dynamic-batches server")
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the servers inherit it
     clients = args.clients or ([1, 16, 64] if args.compare == "peer" else [1, 4, 16])
@@ -263,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
             print(HEADER)
             print("-" * len(HEADER))
             if args.compare == "peer":
-                compare_peer(model_dir, inputs, clients, work, args.seed, args.join_every, not args.skip_batches)
+                compare_peer(model_dir, inputs, clients, work, args.seed)
             else:
                 compare_batching(label, model_dir, inputs, clients, work)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -33,7 +33,6 @@ from llm_finetune.recipes.jumpstart import JumpStartSpec
 DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "probes" / "suites" / "instruction_following.yaml"
 DEFAULT_MAX_BODY_BYTES = 1_000_000  # 1 MB: a batch of dialogues, far from a memory problem
 DEFAULT_MAX_BATCH_SIZE = 64  # rows of the continuous scheduler too: 64 clients of endpoint_load.py run at once
-DEFAULT_JOIN_EVERY = 1  # continuous scheduler: decode steps between two prefills while rows run (1: every step)
 DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.py re-send within a few ms
 Scheduler = Literal["continuous", "batches"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)

@@ -2,9 +2,7 @@
 
 One scheduler thread holds the running batch (llm_finetune.serving.running_batch). Between two decode steps it
 drops rows whose client has gone, admits waiting prompts (up to `max_rows` rows in all) and settles rows that
-finished, so a short answer leaves without waiting for a long one and a new request starts within a few steps.
-Admitting costs a prefill forward of its own, so while rows are running, prompts that arrive are prefilled together
-at most every `join_every` decode steps (at once when nothing runs, or when enough wait to fill the batch).
+finished, so a short answer leaves without waiting for a long one and a new request starts at the next step.
 Greedy requests only (`takes`); the server sends the others to the dynamic batcher (llm_finetune.serving.batching).
 If a forward raises, the requests whose rows were in it get the error and those rows leave the batch.
 """
@@ -20,7 +18,7 @@ from dataclasses import dataclass
 
 from llm_finetune.generation import Completion, GenerationParams, completions, eos_token_ids
 from llm_finetune.inference.served import Encoded
-from llm_finetune.recipes.base import DEFAULT_JOIN_EVERY, DEFAULT_MAX_BATCH_SIZE
+from llm_finetune.recipes.base import DEFAULT_MAX_BATCH_SIZE
 from llm_finetune.serving.batching import settle
 
 logger = logging.getLogger("llm_finetune.serving")
@@ -39,8 +37,7 @@ class _Waiting:
     future: asyncio.Future
 
 
-def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE,
-                       join_every: int = DEFAULT_JOIN_EVERY) -> ContinuousBatcher | None:
+def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE) -> ContinuousBatcher | None:
     """The engine for a served model that it can run (decoder-only with a plain KV cache), else None."""
     from llm_finetune.serving.running_batch import uses_plain_cache  # lazy: imports torch and transformers
 
@@ -51,27 +48,22 @@ def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE,
         logger.warning("continuous batching is off for this model: its probe forward failed (%s: %s)",
                        type(e).__name__, e)
         plain = False
-    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows, join_every=join_every) if plain else None
+    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows) if plain else None
 
 
 class ContinuousBatcher:
     """Answers greedy requests on a decoder-only transformers model, rows joining and leaving between steps."""
 
-    def __init__(self, model, tokenizer, *, max_rows: int = DEFAULT_MAX_BATCH_SIZE,
-                 join_every: int = DEFAULT_JOIN_EVERY):
+    def __init__(self, model, tokenizer, *, max_rows: int = DEFAULT_MAX_BATCH_SIZE):
         from llm_finetune.serving.running_batch import RunningBatch  # lazy: imports torch and transformers
 
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-        if join_every < 1:
-            raise ValueError(f"join_every must be >= 1, got {join_every}")
         self.tokenizer = tokenizer
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.batch = RunningBatch(model, self.eos_ids)
         self.max_rows = max_rows
-        self.join_every = join_every
         self.rows_per_step: Counter[int] = Counter()  # rows in a decode step -> how many steps
-        self.rows_per_join: Counter[int] = Counter()  # rows in a prefill forward -> how many prefills
         self._queue: queue.Queue[_Waiting | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="continuous-batching", daemon=True)
@@ -115,22 +107,18 @@ class ContinuousBatcher:
             self._fail([*running.values(), *waiting], RuntimeError("the endpoint is shutting down"))
 
     def _schedule(self, waiting: deque[_Waiting], running: dict[int, _Waiting]) -> None:
-        steps_since_join = 0
         while not self._closed:
             self._take(waiting, block=not running and not waiting)
             self._drop_cancelled(waiting, running)
             room = self.max_rows - len(running)
-            if waiting and room > 0 and (not running or steps_since_join >= self.join_every or len(waiting) >= room):
+            if waiting and room > 0:
                 admitted = [self._admitted(waiting.popleft()) for _ in range(min(room, len(waiting)))]
                 new = {id(w.row): w for w in admitted}
                 running.update(new)
-                self.rows_per_join[len(admitted)] += 1
                 self._guarded(new, running, self.batch.join, [w.row for w in admitted])
-                steps_since_join = 0
             if running:
                 self.rows_per_step[len(running)] += 1
                 self._guarded(dict(running), running, self.batch.step)
-                steps_since_join += 1
 
     def _guarded(self, rows: dict[int, _Waiting], running: dict[int, _Waiting], forward, *args) -> None:
         """Run a forward (a join or a step) and answer the rows it finished; if it raises, its rows get the error

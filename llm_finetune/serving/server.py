@@ -13,8 +13,7 @@ its generation stops, streamed or not.
 
     python -m llm_finetune.serving.server --model DIR | models:/NAME/VERSION | models:/NAME@ALIAS
         [--host 127.0.0.1] [--port 8080] [--max-body-bytes N] [--max-batch-size 64] [--max-batch-wait-ms 10]
-        [--scheduler continuous|batches] [--join-every-steps 1] [--auth-token TOKEN] [--tracking-uri URI]
-        [--cache-dir DIR]
+        [--scheduler continuous|batches] [--auth-token TOKEN] [--tracking-uri URI] [--cache-dir DIR]
 
 Loopback by default; on any other address a bearer token is required (--auth-token or $LLMFT_ENDPOINT_TOKEN),
 else the server refuses to start. With --port 0 the OS picks a free port; the server prints 'LISTENING <port>' on
@@ -51,7 +50,6 @@ from llm_finetune.generation import Completion, GenerationParams, Prompt
 from llm_finetune.inference.served import Encoded, PromptRejected, RequestError, batch_key, load_text_model
 from llm_finetune.kinds import ServedKind
 from llm_finetune.recipes.base import (
-    DEFAULT_JOIN_EVERY,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT_MS,
     DEFAULT_MAX_BODY_BYTES,
@@ -182,12 +180,11 @@ def split_batch(model: ServedModel, batch_size: int):
 
 def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
-               scheduler: Scheduler = DEFAULT_SCHEDULER, join_every: int = DEFAULT_JOIN_EVERY,
-               auth_token: str | None = None) -> FastAPI:
+               scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None) -> FastAPI:
     """The endpoint around a served model; requests are batched (max_batch_size 1: one prompt at a time)."""
     batcher = Batcher(split_batch(model, max_batch_size), max_batch_size=max_batch_size,
                       max_wait_ms=max_batch_wait_ms)
-    continuous = continuous_batcher(model, max_batch_size, join_every) if scheduler == "continuous" else None
+    continuous = continuous_batcher(model, max_batch_size) if scheduler == "continuous" else None
     logger.info("scheduler: %s", "continuous batching for greedy requests" if continuous else "dynamic batches")
 
     @asynccontextmanager
@@ -374,12 +371,12 @@ def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path) -> S
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
-          scheduler: Scheduler = DEFAULT_SCHEDULER, join_every: int = DEFAULT_JOIN_EVERY,
-          auth_token: str | None = None, tracking_uri: str | None = None, cache_dir: str = ".llmft/endpoints") -> None:
+          scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None, tracking_uri: str | None = None,
+          cache_dir: str = ".llmft/endpoints") -> None:
     tracking_uri = tracking_uri or f"sqlite:///{os.path.abspath('.llmft/mlflow.db')}"
     app = create_app(load_served_model(model, tracking_uri, cache_dir), max_body_bytes,
                      max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, scheduler=scheduler,
-                     join_every=join_every, auth_token=auth_token)
+                     auth_token=auth_token)
     sock = bind(host, port)
     # loop/http "auto": uvloop and httptools (dependencies) where importable, else asyncio and h11. Less time in the
     # event loop leaves more GIL to the decode thread (issue 22: ~+8% requests/s at 16 and 64 clients).
@@ -407,9 +404,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="continuous: greedy text-generation requests join and leave a running batch between "
                              "decode steps; batches: requests that arrive together run as one generate (default "
                              f"{DEFAULT_SCHEDULER})")
-    parser.add_argument("--join-every-steps", type=int, default=DEFAULT_JOIN_EVERY,
-                        help="continuous: while rows run, prompts that arrive are prefilled together at most every N "
-                             f"decode steps (one forward for several; default {DEFAULT_JOIN_EVERY})")
     parser.add_argument("--auth-token", default=os.environ.get(TOKEN_ENV) or None,
                         help=f"bearer token every request must carry (default ${TOKEN_ENV}; the variable keeps it "
                              "out of the process list); required on a non-loopback --host")
@@ -425,8 +419,6 @@ def main(argv: list[str] | None = None) -> None:
         problems.append(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
     if args.max_batch_wait_ms < 0:
         problems.append(f"--max-batch-wait-ms must be >= 0, got {args.max_batch_wait_ms:g}")
-    if args.join_every_steps < 1:
-        problems.append(f"--join-every-steps must be >= 1, got {args.join_every_steps}")
     if not is_loopback(args.host) and not args.auth_token:
         problems.append(f"--host {args.host} is not a loopback address: set a bearer token with --auth-token or "
                         f"${TOKEN_ENV}, or serve on 127.0.0.1")
@@ -434,8 +426,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("; ".join(problems))
     try:
         serve(args.model, args.host, args.port, args.max_body_bytes, max_batch_size=args.max_batch_size,
-              max_batch_wait_ms=args.max_batch_wait_ms, scheduler=args.scheduler, join_every=args.join_every_steps,
-              auth_token=args.auth_token,
+              max_batch_wait_ms=args.max_batch_wait_ms, scheduler=args.scheduler, auth_token=args.auth_token,
               tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
     except (ValueError, ApprovalRequiredError) as e:  # a models:/ URI that does not resolve, or is not approved
         parser.exit(2, f"{parser.prog}: error: {e}\n")

@@ -142,37 +142,6 @@ def test_requests_answer_as_the_single_request_path(model, engine):
     assert max(engine.rows_per_step) <= 3 and not engine.batch.rows
 
 
-@pytest.mark.parametrize("join_every, joins", [(1, {1: 4}), (40, {1: 1, 3: 1})])
-def test_prompts_that_arrive_while_rows_run_are_prefilled_together(model, join_every, joins):
-    """With join_every N, prompts arriving one step apart while a row runs wait for one prefill forward together
-    (N 1: each is prefilled alone, at the next step); their answers are the single-request path's either way."""
-    params = GenerationParams(max_new_tokens=60, repetition_penalty=1.0)
-    expected = [model.complete(model.encode([p], params), params)[0] for p in PROMPTS[:4]]
-    engine = ContinuousBatcher(model.causal_lm, model.tokenizer, max_rows=8, join_every=join_every)
-
-    def steps() -> int:
-        return sum(engine.rows_per_step.values())
-
-    async def one_step_apart():
-        answers = [asyncio.ensure_future(engine.submit(model.encode([PROMPTS[0]], params), params,
-                                                       cancelled=threading.Event()))]
-        for prompt in PROMPTS[1:4]:
-            before = steps()
-            while steps() == before:  # the running row has taken a step since the last arrival
-                await asyncio.sleep(0.0005)
-            answers.append(asyncio.ensure_future(engine.submit(model.encode([prompt], params), params,
-                                                               cancelled=threading.Event())))
-        return [a[0] for a in await asyncio.gather(*answers)]
-
-    try:
-        assert run(one_step_apart()) == expected
-        assert dict(engine.rows_per_join) == joins
-    finally:
-        engine.close()
-    with pytest.raises(ValueError, match="join_every must be >= 1, got 0"):
-        ContinuousBatcher(model.causal_lm, model.tokenizer, join_every=0)
-
-
 class Tokens:
     """A streamer that cancels its request once `after` new tokens have come."""
 
