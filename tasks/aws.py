@@ -17,6 +17,7 @@ from prefect.settings import PREFECT_API_URL
 from llm_finetune.aws import AwsSession, using_session
 from llm_finetune.errors import RecipeError
 from llm_finetune.recipes import RecipeBase
+from llm_finetune.registry.mlflow_registry import check_arn_tracking
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,7 +71,8 @@ def resolve_aws(recipe: R) -> tuple[R, AwsSession | None]:
 
 def aws_from_recipe(flow_fn: Callable[P, T]) -> Callable[P, T]:
     """Under `@flow`: the flow's `recipe` parameter gets its named AWS blocks resolved before the first stage, and
-    every AWS client inside the run (tasks, nested flows, rollback hooks) uses that session."""
+    every AWS client inside the run (tasks, nested flows, rollback hooks) uses that session. A SageMaker managed
+    MLflow ARN as tracking URI is checked there too (plugin, AWS credentials), not first at registration."""
     # Evaluated now, in the flow's module: Prefect resolves a flow's string annotations in the globals of the
     # function it wraps, which would be this module's.
     signature = inspect.signature(flow_fn, eval_str=True)
@@ -79,6 +81,7 @@ def aws_from_recipe(flow_fn: Callable[P, T]) -> Callable[P, T]:
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         bound = signature.bind(*args, **kwargs)
         bound.arguments["recipe"], session = resolve_aws(bound.arguments["recipe"])
+        check_arn_tracking(bound.arguments["recipe"].tracking_uri())  # an ARN's plugin and credentials, up front
         with using_session(session):
             return flow_fn(*bound.args, **bound.kwargs)
 

@@ -63,7 +63,7 @@ def _client(tracking_uri: str):
     sagemaker-mlflow plugin's signer and its header provider read)."""
     import mlflow
 
-    _check_arn(tracking_uri)
+    check_arn_tracking(tracking_uri)
     _arn_headers_only()
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -73,9 +73,10 @@ _READY_ARNS: set[str] = set()
 TRACKING_URI_SETTING = "the recipe's tracking_uri or $MLFLOW_TRACKING_URI"  # where a flow's tracking URI comes from
 
 
-def _check_arn(tracking_uri: str) -> None:
+def check_arn_tracking(tracking_uri: str) -> None:
     """A SageMaker managed MLflow ARN: the plugin is installed and boto3 finds AWS credentials to sign requests with
-    (SigV4), else one line naming the setting; checked once per ARN and process. Other URIs pass unchanged."""
+    (SigV4), else one line naming the setting; checked once per ARN and process. Other URIs pass unchanged. Every
+    registry call checks it; flows also do when they start (tasks.aws), before any stage."""
     if not tracking_uri.startswith("arn:") or tracking_uri in _READY_ARNS:
         return
     problem = f"MLflow tracking URI from {TRACKING_URI_SETTING}: "

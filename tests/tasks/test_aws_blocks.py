@@ -9,7 +9,7 @@ from prefect import flow, task
 from llm_finetune.aws import client, current_session
 from llm_finetune.backends.sagemaker import stage_folder
 from llm_finetune.backends.sagemaker_api import S3Layout, clients_for
-from llm_finetune.errors import RecipeError
+from llm_finetune.errors import RecipeError, TrackingUriError
 from llm_finetune.recipes import SummarizationRecipe
 from tasks.aws import aws_from_recipe
 from tasks.data import validate_data
@@ -105,6 +105,21 @@ def test_an_unknown_block_fails_before_any_stage(tmp_path, prefect_server):
         f"aws.credentials_block: no AwsCredentials block named 'no-such-block' on {prefect_server.api_url}; create it "
         "(Prefect UI: Blocks, or AwsCredentials(...).save('no-such-block')) or remove aws.credentials_block to use the "
         "default AWS credential chain")
+    assert not (tmp_path / "data").exists()  # validate-data never ran
+
+
+def test_an_arn_tracking_uri_without_credentials_fails_before_any_stage(tmp_path, monkeypatch):
+    import llm_finetune.registry.mlflow_registry as registry
+
+    monkeypatch.setattr(registry, "_READY_ARNS", set())
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    for key in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(key, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team"
+    with pytest.raises(TrackingUriError, match=r"^MLflow tracking URI from .*: no AWS credentials to sign"):
+        aws_blocks_check(small_recipe(tmp_path, f"registry.tracking_uri={arn}"))
     assert not (tmp_path / "data").exists()  # validate-data never ran
 
 
