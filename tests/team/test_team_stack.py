@@ -2,7 +2,8 @@
 for MLflow's artifacts, a process worker. A deployment runs through the worker to completion while the Prefect server
 is killed and started again by team_up.sh, its artifacts land in the stand-in's bucket, another process loads the
 approved model by alias; a second worker and the first take two runs of one recipe at once and they end with one
-version; a test-only cron makes the server schedule continued pretraining, whose first run trains and whose second
+version; the Dolly deployment pauses for a reviewer, who answers its typed form through the REST API as the UI
+does; a test-only cron makes the server schedule continued pretraining, whose first run trains and whose second
 finds no new data; team_down.sh stops every PID."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
@@ -26,7 +28,7 @@ import mlflow
 import pytest
 from pydantic import BaseModel
 
-from llm_finetune.recipes import ContinuedPretrainingRecipe, SummarizationRecipe, load_recipe
+from llm_finetune.recipes import ContinuedPretrainingRecipe, InstructionRecipe, SummarizationRecipe, load_recipe
 from llm_finetune.registry.mlflow_registry import DUPLICATE_OF, TRAINING_FINGERPRINT
 from tests.browser_helpers import Browser
 from tests.conftest import REPO, small_recipe
@@ -59,6 +61,10 @@ DIALOGUE = "#Person1#: Where is the station? #Person2#: Go straight and turn lef
 WORKER_SETTINGS = {"LLMFT_TEAM_WORKER_LIMIT": "1", "PREFECT_WORKER_QUERY_SECONDS": "2"}
 TINY_RUN = ("registry.tracking_uri=null", "data.max_train_records=32", "training.max_steps=6",
             "evaluation.max_records=4", "endpoint.num_test_records=1", "approval.min_metrics={}", *GATE_PASSES)
+# The Dolly default, small; its gate asks for a 99% lower perplexity, which 4 steps cannot give: a reviewer decides.
+DOLLY_REVIEWED = ("registry.tracking_uri=null", "registry.model_name=team-dolly", "data.max_train_records=32",
+                  "training.max_steps=4", "evaluation.max_records=2", "endpoint.num_test_records=1",
+                  "approval.min_relative_decrease={perplexity: 0.99}", "approval.manual_timeout_s=600")
 TEST_CRON = "* * * * * */20"  # every 20 s (croniter's sixth field is seconds); prefect.yaml's schedule is weekly
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -185,6 +191,8 @@ def test_team_up_runs_a_deployment_through_a_server_restart_and_team_down_stops_
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="llmft-mlflow")["Contents"]]
         assert model_key in keys, keys
 
+        a_paused_review_is_answered_through_the_api(prefect_api, team_env["MLFLOW_TRACKING_URI"], work, client_env)
+
         worker_env = {**env, **team_env, "LLMFT_PROJECT_DIR": str(REPO),
                       "PREFECT_HOME": str(team / "state" / "prefect-home")}
         # Another fingerprint than the first run's (fewer steps): it trains, in the same work_dir.
@@ -246,6 +254,48 @@ def end_of(prefect_api: str, run_ids: list[str], seconds: float, what: str) -> l
         return all(r["state"]["type"] in FINAL for r in runs) and runs
 
     return wait_for(ended, seconds, what)
+
+
+def a_paused_review_is_answered_through_the_api(prefect_api: str, tracking_uri: str, work: Path,
+                                                client_env: dict) -> None:
+    """The Dolly deployment runs on the worker; its gate cannot pass on the numbers, so the run pauses with the typed
+    review form. The test reads the evidence and answers the form through the REST API, as the UI does (POST
+    /flow_runs/{id}/resume with the input); the run completes and the version is the champion, approved by that
+    reviewer."""
+    recipe = load_recipe(REPO / "recipes" / "dolly_llama2_tiny.yaml", InstructionRecipe,
+                         overrides=[f"work_dir={work}", *DOLLY_REVIEWED])
+    started = time.monotonic()
+    run_id = python(START_DEPLOYMENT, "dolly-llama2-sft/dolly-llama2-sft", json.dumps(recipe.model_dump(mode="json")),
+                    env=client_env, timeout=120)["id"]
+
+    def paused_with_form():
+        paused = api(prefect_api, "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}})
+        keys = paused[0]["state"]["state_details"].get("run_input_keyset") if paused else None
+        return keys and (paused[0]["id"], keys)
+
+    paused_id, keys = wait_for(paused_with_form, 420, "the Dolly run paused for review")
+    evidence = wait_for(lambda: _input_or_none(prefect_api, paused_id, keys["description"]), 60, "the review form")
+    assert f"# Review `{recipe.registry.model_name}` version" in evidence and "perplexity" in evidence, evidence[:2000]
+    schema = json.dumps(_input_or_none(prefect_api, paused_id, keys["schema"]))
+    assert all(field in schema for field in ("approve", "reviewer", "reason"))
+    api(prefect_api, f"/flow_runs/{paused_id}/resume",
+        {"run_input": {"approve": True, "reviewer": "team-lead", "reason": "read the samples"}})
+    state = end_of(prefect_api, [run_id], 300, "end of the reviewed Dolly run")[0]["state"]
+    assert state["type"] == "COMPLETED", state
+    champion = mlflow.MlflowClient(tracking_uri).get_model_version_by_alias(recipe.registry.model_name, "champion")
+    assert champion.tags["approval_status"] == "approved" and champion.tags["approval_reviewer"] == "team-lead"
+    print(f"Dolly run paused for review, resumed through the API: {time.monotonic() - started:.0f} s")
+
+
+def _input_or_none(prefect_api: str, run_id: str, key: str):
+    """A paused run's stored input (its form's description or schema), None until it is stored."""
+    try:
+        value = api(prefect_api, f"/flow_runs/{run_id}/input/{key}")
+    except urllib.error.HTTPError as e:
+        if e.code != 404:
+            raise
+        return None
+    return value  # stored as JSON: the description a string, the schema an object
 
 
 def two_workers_take_two_runs_at_once(prefect_api: str, tracking_uri: str, recipe: dict, worker_env: dict,
