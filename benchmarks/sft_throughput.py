@@ -39,6 +39,7 @@ Speeds on a shared machine vary from run to run: compare the ratios within one r
 
     source scripts/env.sh
     python -m benchmarks.sft_throughput [--quick] [--steps 20] [--warmup 2] [--recipes tiny 27m] [--cases ...]
+        [--rounds 1]
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -397,8 +400,9 @@ def matmul_parameters(model_dir: str) -> int:
     return sum(p.numel() for p in model.parameters()) - embedding
 
 
-def print_trainer_vs_bare(rows: dict, warmup: int) -> None:
-    """Each trainer case's steady tokens/s as a share of the best bare loop on its model and rows."""
+def print_trainer_vs_bare(rows: dict, warmup: int) -> dict[str, float]:
+    """Each trainer case's steady tokens/s as a share of the best bare loop on its model and rows (returned too)."""
+    ratios = {}
     for case, loops in BARE_LOOPS.items():
         rates = {loop: steady(rows[loop], warmup)[0] for loop in loops if loop in rows}
         rates = {loop: rate for loop, rate in rates.items() if rate}
@@ -406,9 +410,47 @@ def print_trainer_vs_bare(rows: dict, warmup: int) -> None:
         if not rates or not trainer_rate:
             continue
         best = max(rates, key=rates.get)
+        ratios[case] = trainer_rate / rates[best]
         others = ", ".join(f"{loop} {rate:.0f}" for loop, rate in rates.items())
-        print(f"steady tokens/s, {case} {trainer_rate:.0f} vs best bare loop {best}: {trainer_rate / rates[best]:.2f}x "
+        print(f"steady tokens/s, {case} {trainer_rate:.0f} vs best bare loop {best}: {ratios[case]:.2f}x "
               f"(bare loops: {others})")
+    return ratios
+
+
+def print_ratio_spread(ratios: list[dict[str, float]]) -> None:
+    """Over rounds: each trainer case's median ratio to its best bare loop, with the lowest and highest."""
+    for case in BARE_LOOPS:
+        seen = sorted(r[case] for r in ratios if case in r)
+        if len(seen) > 1:
+            print(f"{case} vs best bare loop over {len(seen)} rounds: median {statistics.median(seen):.2f}x "
+                  f"(range {seen[0]:.2f}x-{seen[-1]:.2f}x)")
+
+
+def run_cases(cases: list[str], recipe_name: str, work: Path, steps: int, warmup: int, n: int, peak: dict,
+              header: str) -> dict[str, float]:
+    """One process per case, a table row each; the trainer cases' ratios to their bare loops."""
+    print(header)
+    print("-" * len(header))
+    rows = {}
+    for case, label in CASES.items():
+        if case not in cases:
+            continue
+        shutil.rmtree(work / case, ignore_errors=True)  # an earlier round's run folder would be resumed, not trained
+        r = rows[case] = case_in_child(case, recipe_name, work, steps)
+        tokens_s = r["real_tokens"] / r["seconds"]
+        steady_s, warmup_s = steady(r, warmup)
+        flops_per_token = (4 if r["trainable"] < n / 2 else 6) * n  # LoRA: no weight gradients
+        mfu = 100 * flops_per_token * tokens_s / 1e9 / peak[r["precision"]]
+        pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
+        steady_text = f"{steady_s:>12.0f}" if steady_s else f"{'-':>12}"
+        print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {tokens_s:>10.0f} {steady_text} "
+              f"{warmup_s:>9.1f} {mfu:>6.1f} {pad:>6.1f} {r['peak_mb']:>8.0f} "
+              f"{r['peak_mb'] - r['start_mb']:>9.0f}")
+    if "seed_padded" in rows:
+        baseline = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
+        print("real tokens/s vs seed-style: " + ", ".join(
+            f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / baseline:.2f}x" for case in rows))
+    return print_trainer_vs_bare(rows, warmup)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -421,6 +463,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="recipes to train (default: tiny and 27m; quick: tiny)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
                         help="cases to run (TRL's defaults train in bf16: very slow where bf16 is emulated)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the cases this many times, alternating, and print each trainer case's median ratio "
+                             "to its bare loop (one process per case moves a ratio by ~10%% from run to run)")
     parser.add_argument("--case", choices=list(CASES), help=argparse.SUPPRESS)  # one case, in a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -451,27 +496,12 @@ def main(argv: list[str] | None = None) -> None:
                   "case")
             header = (f"{'case':<44} {'prec':>5} {'trainable':>10} {'real tok/s':>10} {'steady tok/s':>12} "
                       f"{'warm-up s':>9} {'MFU %':>6} {'pad %':>6} {'peak MB':>8} {'train +MB':>9}")
-            print(header)
-            print("-" * len(header))
-            rows = {}
-            for case, label in CASES.items():
-                if case not in args.cases:
-                    continue
-                r = rows[case] = case_in_child(case, recipe_name, work, steps)
-                tokens_s = r["real_tokens"] / r["seconds"]
-                steady_s, warmup_s = steady(r, warmup)
-                flops_per_token = (4 if r["trainable"] < n / 2 else 6) * n  # LoRA: no weight gradients
-                mfu = 100 * flops_per_token * tokens_s / 1e9 / peak[r["precision"]]
-                pad = 100 * (1 - r["real_tokens"] / r["padded_tokens"]) if r["padded_tokens"] else 0.0
-                steady_text = f"{steady_s:>12.0f}" if steady_s else f"{'-':>12}"
-                print(f"{label:<44} {r['precision']:>5} {r['trainable']:>10,} {tokens_s:>10.0f} {steady_text} "
-                      f"{warmup_s:>9.1f} {mfu:>6.1f} {pad:>6.1f} {r['peak_mb']:>8.0f} "
-                      f"{r['peak_mb'] - r['start_mb']:>9.0f}")
-            if "seed_padded" in rows:
-                baseline = rows["seed_padded"]["real_tokens"] / rows["seed_padded"]["seconds"]
-                print("real tokens/s vs seed-style: " + ", ".join(
-                    f"{case} {rows[case]['real_tokens'] / rows[case]['seconds'] / baseline:.2f}x" for case in rows))
-            print_trainer_vs_bare(rows, warmup)
+            ratios = []
+            for round_ in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    print(f"round {round_} of {args.rounds}")
+                ratios.append(run_cases(args.cases, recipe_name, work, steps, warmup, n, peak, header))
+            print_ratio_spread(ratios)
 
     mfu_steps = 2 if args.quick else 3
     print(f"\nBare loop, {'tiny quick' if args.quick else '~27M'} Llama, AdamW, {mfu_steps} steps after 1 warm-up:")
