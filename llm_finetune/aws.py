@@ -2,9 +2,9 @@
 
 boto3 already honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_SAGEMAKER; an explicit endpoint_url
 wins over them. Inside `using_session(...)` clients come from that session instead of boto3's default credential chain
-(the Prefect layer builds it from the blocks a recipe's `aws` section names). SageMaker clients retry throttling and transient errors (botocore's "standard" retry mode:
-ThrottlingException, HTTP 500/502/503/504, connection errors) with exponential backoff, so a busy account slows a flow
-down instead of failing it.
+(the Prefect layer builds it from the blocks a recipe's `aws` section names). SageMaker clients retry throttling and
+transient errors (botocore's "standard" retry mode: ThrottlingException, HTTP 500/502/503/504, connection errors)
+with exponential backoff, so a busy account slows a flow down instead of failing it.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ from llm_finetune.recipes.summarization import (
 )
 
 __all__ = [
-    "DATA_URI_HELP", "ApprovalPolicy", "AwsSpec", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec", "RecipeBase",
+    "DATA_URI_HELP", "ApprovalPolicy", "AwsSpec", "DataSource", "EndpointSpec", "EvaluationParams", "ModelSpec",
+    "RecipeBase",
     "RegistrySpec", "SageMakerEndpointSpec", "SageMakerModelPackageSpec", "Seq2SeqTrainingParams", "Strict",
     "SummarizationData", "SummarizationRecipe", "TinyT5Spec", "apply_overrides", "load_recipe", "parse_override",
     "SageMakerCompute", "SageMakerProcessing", "SageMakerSpec", "SageMakerTraining",

@@ -420,8 +420,8 @@ class SageMakerSpec(Strict):
         False, description="The API at endpoint_url is a local stand-in (moto) that records jobs without running them: "
         "run each job's container on this machine under the SageMaker container contract")
     checkpoint_s3_uri: str | None = Field(
-        None, description="Base S3 URI of training checkpoints; each job's are under `<uri>/<training fingerprint>/` so "
-        "a relaunched (spot-interrupted, failed) job resumes. Default `s3://<bucket>/<prefix>/checkpoints`")
+        None, description="Base S3 URI of training checkpoints; each job's are under `<uri>/<training fingerprint>/` "
+        "so a relaunched (spot-interrupted, failed) job resumes. Default `s3://<bucket>/<prefix>/checkpoints`")
     training: SageMakerTraining = Field(default_factory=SageMakerTraining)
     processing: SageMakerProcessing = Field(default_factory=SageMakerProcessing)
     poll_initial_s: float = Field(10.0, gt=0, description="First wait between job status polls")

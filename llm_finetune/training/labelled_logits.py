@@ -11,14 +11,16 @@ same step with plain logits and `cross_entropy` (tiny Llama, packed rows, LoRA; 
   an eager CPU does not have); here only the labelled ones are (the responses, under completion-only loss).
 - `PlainOrChunkedLogProbs` takes the place of TRL's function: on a CPU, while the labelled positions' fp32 logits
   fit in `PLAIN_LOGITS_BUDGET_BYTES`, log-probabilities come from plain logits (one softmax for the forward, the
-  logging statistics and the backward); elsewhere it is TRL's own function, unchanged. The outputs are the same fields; the logging-only ones
-  (entropy, top-1) carry no gradient, which SFT never asks for.
+  logging statistics and the backward); elsewhere it is TRL's own function, unchanged. The outputs are the same
+  fields; the logging-only ones (entropy, top-1) carry no gradient, which SFT never asks for.
 
 Both hook private names of `trl.trainer.utils` that TRL reads at every call (`_use_triton`,
 `_ChunkedLogProbFunction`); tests/llm_finetune/training/test_causal_lm.py fails if either moves.
 """
 
 from __future__ import annotations
+
+import functools
 
 PLAIN_LOGITS_BUDGET_BYTES = 512 * 2**20  # fp32 logits of the labelled positions; above it TRL's chunked function
 
@@ -49,41 +51,36 @@ def plain_log_probs(hidden, weight, bias, targets, temperature: float, final_log
             is_top1 if "is_top1" in outputs else None)
 
 
-_TARGET_LOG_PROBS = None
-
-
+@functools.cache
 def target_log_probs_function():
     """`TargetLogProbs.apply(z, targets, entropy, log_sum_sq_probs, is_top1)` -> (log p(target), entropy,
     log sum p^2, top-1 flags), the statistics empty where not asked. One softmax serves the forward, the statistics
     and the backward: it is kept for `d log p_t / dz = onehot(t) - p`, where autograd over `log_softmax` and `gather`
     would save log p, exponentiate it again and scatter a zero `[N, V]` tensor."""
-    global _TARGET_LOG_PROBS
-    if _TARGET_LOG_PROBS is None:
-        import torch
+    import torch
 
-        class TargetLogProbs(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, z, targets, entropy: bool, log_sum_sq_probs: bool, is_top1: bool):
-                log_p = z.log_softmax(-1)
-                chosen = log_p.gather(-1, targets[:, None]).squeeze(-1)
-                p = log_p.exp()
-                none = z.new_empty(0)
-                stats = (-torch.linalg.vecdot(p, log_p) if entropy else none,
-                         (2 * log_p).logsumexp(-1) if log_sum_sq_probs else none,
-                         z.argmax(-1) == targets if is_top1 else none.bool())  # the first maximum, as TRL counts
-                ctx.save_for_backward(p, targets)
-                ctx.mark_non_differentiable(*stats)
-                return (chosen, *stats)
+    class TargetLogProbs(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z, targets, entropy: bool, log_sum_sq_probs: bool, is_top1: bool):
+            log_p = z.log_softmax(-1)
+            chosen = log_p.gather(-1, targets[:, None]).squeeze(-1)
+            p = log_p.exp()
+            none = z.new_empty(0)
+            stats = (-torch.linalg.vecdot(p, log_p) if entropy else none,
+                     (2 * log_p).logsumexp(-1) if log_sum_sq_probs else none,
+                     z.argmax(-1) == targets if is_top1 else none.bool())  # the first maximum, as TRL counts
+            ctx.save_for_backward(p, targets)
+            ctx.mark_non_differentiable(*stats)
+            return (chosen, *stats)
 
-            @staticmethod
-            def backward(ctx, grad, *_):
-                p, targets = ctx.saved_tensors
-                grad_z = p * -grad[:, None]  # not in place: a second backward (retain_graph) reads p again
-                grad_z.scatter_add_(-1, targets[:, None], grad[:, None])
-                return grad_z, None, None, None, None
+        @staticmethod
+        def backward(ctx, grad, *_):
+            p, targets = ctx.saved_tensors
+            grad_z = p * -grad[:, None]  # not in place: a second backward (retain_graph) reads p again
+            grad_z.scatter_add_(-1, targets[:, None], grad[:, None])
+            return grad_z, None, None, None, None
 
-        _TARGET_LOG_PROBS = TargetLogProbs
-    return _TARGET_LOG_PROBS
+    return TargetLogProbs
 
 
 class PlainOrChunkedLogProbs:

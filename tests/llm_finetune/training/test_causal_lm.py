@@ -351,7 +351,8 @@ def test_packed_rows_equal_trls_collator_without_its_attention_mask(multiple):
     trls = DataCollatorForLanguageModeling(pad_token_id=0, return_position_ids=True,
                                            pad_to_multiple_of=multiple)(examples)
     trls["labels"][trls["position_ids"] == 0] = -100
-    assert set(ours) == {"input_ids", "labels", "position_ids"} and ours["input_ids"].shape[1] == (16 if multiple else 13)
+    assert set(ours) == {"input_ids", "labels", "position_ids"}
+    assert ours["input_ids"].shape[1] == (16 if multiple else 13)
     for key, value in ours.items():
         assert value.dtype == trls[key].dtype and torch.equal(value, trls[key]), key
 
