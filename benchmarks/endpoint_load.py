@@ -1,7 +1,8 @@
 """Endpoint load: requests/s, tokens/s and latency at several client counts, for two comparisons.
 
 `--compare peer` (issue 22, the default): our endpoint server (`python -m llm_finetune.serving.server`), with the
-continuous scheduler and with dynamic batches, against `transformers serve --continuous-batching`
+continuous scheduler (its own decode forward, and transformers' forward: `--decode-forward transformers`) and with
+dynamic batches, against `transformers serve --continuous-batching`
 (benchmarks/transformers_serve.py) on the same model folder, at 1, 16 and 64 clients. Every server gets the same
 greedy requests: validation prompts of the tiny Llama of recipes/dolly_llama2_tiny.yaml, each with max_new_tokens
 drawn from {8, 16, 32, 64} (fixed seed); repetition penalty 1.0 (transformers serve drops it under continuous
@@ -27,6 +28,7 @@ import http.client
 import json
 import os
 import random
+import re
 import tempfile
 import threading
 import time
@@ -215,8 +217,10 @@ def compare_peer(model_dir: str, inputs: list[str], client_counts: list[int], wo
     greedy = {"repetition_penalty": 1.0}
     results = {}
     for name, args in (("ours: continuous", ("--scheduler", "continuous")),
+                       ("ours: continuous (hf fwd)", ("--scheduler", "continuous", "--decode-forward",
+                                                      "transformers")),
                        ("ours: batches", ("--scheduler", "batches"))):
-        handle = ours(model_dir, name.replace(": ", "-"), work, args)
+        handle = ours(model_dir, re.sub(r"\W+", "-", name).strip("-"), work, args)
         results[name] = run_server("tiny Llama", name, handle, invocations(inputs, max_new, greedy), len(inputs),
                                    client_counts)
     peer = start_transformers_serve(model_dir, work / "transformers-serve.log")
@@ -225,6 +229,11 @@ def compare_peer(model_dir: str, inputs: list[str], client_counts: list[int], wo
     for clients in client_counts:
         verdict("ours (continuous) vs transformers serve", clients, results["ours: continuous"][clients],
                 results["peer"][clients], 1.5)
+    for clients in client_counts:
+        mine, theirs = results["ours: continuous"][clients], results["ours: continuous (hf fwd)"][clients]
+        print(f"own decode forward vs transformers' forward, {clients} clients: "
+              f"{mine['requests_s'] / theirs['requests_s']:.2f}x requests/s, p95 {mine['p95_ms']:.0f} vs "
+              f"{theirs['p95_ms']:.0f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:

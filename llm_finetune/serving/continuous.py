@@ -15,6 +15,7 @@ import queue
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from llm_finetune.generation import Completion, GenerationParams, completions, eos_token_ids
 from llm_finetune.inference.served import Encoded
@@ -22,6 +23,9 @@ from llm_finetune.recipes.base import DEFAULT_MAX_BATCH_SIZE
 from llm_finetune.serving.batching import settle
 
 logger = logging.getLogger("llm_finetune.serving")
+
+DecodeForward = Literal["own", "transformers"]
+DECODE_FORWARDS: tuple[str, ...] = get_args(DecodeForward)
 
 
 class ClientGone(Exception):
@@ -37,7 +41,8 @@ class _Waiting:
     future: asyncio.Future
 
 
-def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE) -> ContinuousBatcher | None:
+def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE, *,
+                       own_forward: bool = True) -> ContinuousBatcher | None:
     """The engine for a served model that it can run (decoder-only with a plain KV cache), else None."""
     from llm_finetune.serving.running_batch import uses_plain_cache  # lazy: imports torch and transformers
 
@@ -48,20 +53,23 @@ def continuous_batcher(model, max_rows: int = DEFAULT_MAX_BATCH_SIZE) -> Continu
         logger.warning("continuous batching is off for this model: its probe forward failed (%s: %s)",
                        type(e).__name__, e)
         plain = False
-    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows) if plain else None
+    return ContinuousBatcher(lm, model.tokenizer, max_rows=max_rows, own_forward=own_forward) if plain else None
 
 
 class ContinuousBatcher:
-    """Answers greedy requests on a decoder-only transformers model, rows joining and leaving between steps."""
+    """Answers greedy requests on a decoder-only transformers model, rows joining and leaving between steps;
+    with own_forward, a model that SlotBatch supports runs on that forward (llm_finetune.serving.slot_batch)."""
 
-    def __init__(self, model, tokenizer, *, max_rows: int = DEFAULT_MAX_BATCH_SIZE):
+    def __init__(self, model, tokenizer, *, max_rows: int = DEFAULT_MAX_BATCH_SIZE, own_forward: bool = True):
         from llm_finetune.serving.running_batch import RunningBatch  # lazy: imports torch and transformers
+        from llm_finetune.serving.slot_batch import SlotBatch
 
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.tokenizer = tokenizer
         self.eos_ids = eos_token_ids(model, tokenizer)
-        self.batch = RunningBatch(model, self.eos_ids)
+        own = own_forward and SlotBatch.supports(model)
+        self.batch = (SlotBatch if own else RunningBatch)(model, self.eos_ids)
         self.max_rows = max_rows
         self.rows_per_step: Counter[int] = Counter()  # rows in a decode step -> how many steps
         self._queue: queue.Queue[_Waiting | None] = queue.Queue()

@@ -155,8 +155,10 @@ class RunningBatch:
     def _advance(self, logits: torch.Tensor, indices: range) -> list[Row]:
         """Pick the next token of rows `indices` (whose logits these are), as generate's greedy search does."""
         seen, penalty = self.seen[indices.start : indices.stop], self.penalty[indices.start : indices.stop]
-        penalized = torch.where(logits < 0, logits * penalty, logits / penalty)  # RepetitionPenaltyLogitsProcessor
-        chosen = torch.where(seen, penalized, logits).argmax(-1).cpu()
+        if bool((penalty != 1.0).any()):  # else the penalty changes nothing: x * 1.0 == x / 1.0 == x
+            penalized = torch.where(logits < 0, logits * penalty, logits / penalty)  # RepetitionPenaltyLogitsProcessor
+            logits = torch.where(seen, penalized, logits)
+        chosen = logits.argmax(-1).cpu()
         self.pending[indices.start : indices.stop] = chosen
         self.seen[torch.arange(indices.start, indices.stop), chosen] = True
         finished = []

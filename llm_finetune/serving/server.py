@@ -59,7 +59,7 @@ from llm_finetune.recipes.base import (
 )
 from llm_finetune.serving.batching import Batcher
 from llm_finetune.serving.client import TOKEN_ENV
-from llm_finetune.serving.continuous import continuous_batcher
+from llm_finetune.serving.continuous import DECODE_FORWARDS, DecodeForward, continuous_batcher
 from llm_finetune.serving.protocol import (  # noqa: F401  (InvocationError, parse_invocation: public here too)
     ChatAnswer,
     ChatRequest,
@@ -180,12 +180,17 @@ def split_batch(model: ServedModel, batch_size: int):
 
 def create_app(model: ServedModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
-               scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None) -> FastAPI:
-    """The endpoint around a served model; requests are batched (max_batch_size 1: one prompt at a time)."""
+               scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None,
+               decode_forward: DecodeForward = "own") -> FastAPI:
+    """The endpoint around a served model; requests are batched (max_batch_size 1: one prompt at a time).
+    decode_forward (continuous scheduler): "own", the project's Llama forward where it applies
+    (llm_finetune.serving.slot_batch), else transformers'; "transformers", always transformers'."""
     batcher = Batcher(split_batch(model, max_batch_size), max_batch_size=max_batch_size,
                       max_wait_ms=max_batch_wait_ms)
-    continuous = continuous_batcher(model, max_batch_size) if scheduler == "continuous" else None
-    logger.info("scheduler: %s", "continuous batching for greedy requests" if continuous else "dynamic batches")
+    continuous = (continuous_batcher(model, max_batch_size, own_forward=decode_forward == "own")
+                  if scheduler == "continuous" else None)
+    logger.info("scheduler: %s", f"continuous batching for greedy requests ({type(continuous.batch).__name__})"
+                if continuous else "dynamic batches")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -372,11 +377,11 @@ def load_served_model(model: str, tracking_uri: str, cache_dir: str | Path) -> S
 def serve(model: str, host: str = "127.0.0.1", port: int = 8080, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *,
           max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_batch_wait_ms: float = DEFAULT_MAX_BATCH_WAIT_MS,
           scheduler: Scheduler = DEFAULT_SCHEDULER, auth_token: str | None = None, tracking_uri: str | None = None,
-          cache_dir: str = ".llmft/endpoints") -> None:
+          cache_dir: str = ".llmft/endpoints", decode_forward: DecodeForward = "own") -> None:
     tracking_uri = tracking_uri or f"sqlite:///{os.path.abspath('.llmft/mlflow.db')}"
     app = create_app(load_served_model(model, tracking_uri, cache_dir), max_body_bytes,
                      max_batch_size=max_batch_size, max_batch_wait_ms=max_batch_wait_ms, scheduler=scheduler,
-                     auth_token=auth_token)
+                     auth_token=auth_token, decode_forward=decode_forward)
     sock = bind(host, port)
     # loop/http "auto": uvloop and httptools (dependencies) where importable, else asyncio and h11. Less time in the
     # event loop leaves more GIL to the decode thread (issue 22: ~+8% requests/s at 16 and 64 clients).
@@ -404,6 +409,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="continuous: greedy text-generation requests join and leave a running batch between "
                              "decode steps; batches: requests that arrive together run as one generate (default "
                              f"{DEFAULT_SCHEDULER})")
+    parser.add_argument("--decode-forward", choices=DECODE_FORWARDS, default="own",
+                        help="continuous scheduler: own, the project's forward for Llama-family models with plain "
+                             "linear layers (llm_finetune.serving.slot_batch), transformers' for the others; "
+                             "transformers: always transformers' forward (default own)")
     parser.add_argument("--auth-token", default=os.environ.get(TOKEN_ENV) or None,
                         help=f"bearer token every request must carry (default ${TOKEN_ENV}; the variable keeps it "
                              "out of the process list); required on a non-loopback --host")
@@ -427,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         serve(args.model, args.host, args.port, args.max_body_bytes, max_batch_size=args.max_batch_size,
               max_batch_wait_ms=args.max_batch_wait_ms, scheduler=args.scheduler, auth_token=args.auth_token,
-              tracking_uri=args.tracking_uri, cache_dir=args.cache_dir)
+              tracking_uri=args.tracking_uri, cache_dir=args.cache_dir, decode_forward=args.decode_forward)
     except (ValueError, ApprovalRequiredError) as e:  # a models:/ URI that does not resolve, or is not approved
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 

@@ -10,6 +10,7 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.serving.continuous import ClientGone, ContinuousBatcher
 from llm_finetune.serving.running_batch import Row, RunningBatch
 from llm_finetune.serving.server import create_app
+from llm_finetune.serving.slot_batch import SlotBatch
 from tests.http_helpers import request, send_and_hang_up, serving_in_thread
 from tests.serving_helpers import wait_until
 from tests.tiny_causal import dolly_records
@@ -37,16 +38,24 @@ def eos_ids(model) -> set[int]:
     return {model.tokenizer.eos_token_id}
 
 
+@pytest.mark.parametrize("batch_class", [RunningBatch, SlotBatch])
 @pytest.mark.parametrize("penalty", [1.0, 1.2])
-def test_staggered_rows_answer_as_generate_alone_and_reuse_the_cache(model, penalty):
+def test_staggered_rows_answer_as_generate_alone_and_reuse_the_cache(model, penalty, batch_class, monkeypatch):
     """Rows join at steps 0, 3 and 7 and leave when done; each answer equals generate alone, and every forward
-    after a row's prefill feeds one token per row (the running rows' cache is never recomputed)."""
+    after a row's prefill feeds one token per row (the running rows' cache is never recomputed). SlotBatch runs
+    its own forward: transformers' is never called."""
     budgets = [24, 5, 12, 30, 9]
     rows = [Row(ids(model, p), n, penalty) for p, n in zip(PROMPTS, budgets)]
-    fed = []
+    fed, transformers_forwards = [], []
     hook = model.causal_lm.register_forward_pre_hook(
-        lambda m, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-    batch, finished, left_early = RunningBatch(model.causal_lm, eos_ids(model)), [], []
+        lambda m, args, kwargs: transformers_forwards.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    if batch_class is SlotBatch:
+        own = SlotBatch._forward
+        monkeypatch.setattr(SlotBatch, "_forward", lambda self, ids, *rest: fed.append(tuple(ids.shape))
+                            or own(self, ids, *rest))
+    else:
+        fed = transformers_forwards
+    batch, finished, left_early = batch_class(model.causal_lm, eos_ids(model)), [], []
     try:
         for step in range(200):
             joining = {0: rows[:1], 3: rows[1:3], 7: rows[3:]}.get(step, [])
@@ -59,7 +68,8 @@ def test_staggered_rows_answer_as_generate_alone_and_reuse_the_cache(model, pena
             done = batch.step()
             left_early += [r for r in done if batch.rows]
             finished += done
-            assert (batch.width == int(batch.lengths.max())) if batch.rows else (batch.cache is None)
+            if batch_class is RunningBatch:
+                assert (batch.width == int(batch.lengths.max())) if batch.rows else (batch.cache is None)
     finally:
         hook.remove()
     for row, prompt, budget in zip(rows, PROMPTS, budgets):
@@ -69,6 +79,52 @@ def test_staggered_rows_answer_as_generate_alone_and_reuse_the_cache(model, pena
                 (2, max(len(r.prompt) for r in rows[3:]))]
     assert [shape for shape in fed if shape[1] > 1] == prefills
     assert len(fed) == len(prefills) + sum(1 for shape in fed if shape[1] == 1)
+    assert (transformers_forwards == []) is (batch_class is SlotBatch)
+    assert batch.cache is None and not getattr(batch, "keys", None)  # an idle batch holds no cache
+
+
+def test_slot_batch_in_bfloat16_answers_as_generate_alone(model):
+    """The norms' casts and a bfloat16 cache: a row answers as generate does alone on the same bfloat16 model, to
+    the token, also in slots grown and reused by earlier rows. (Rows decoded together are not compared here: in
+    bfloat16, attention over a batch's masked columns rounds differently from attention over the row alone, for
+    this batch and for transformers' padded batches alike.)"""
+    import copy
+
+    import torch
+
+    lm = copy.deepcopy(model.causal_lm).to(torch.bfloat16)
+    batch = SlotBatch(lm, eos_ids(model))
+    for prompt in PROMPTS[:3]:
+        row = Row(ids(model, prompt), 12)
+        batch.join([row])
+        assert batch.keys[0].dtype == torch.bfloat16
+        while batch.rows:
+            batch.step()
+        with torch.inference_mode():
+            out = lm.generate(torch.tensor([row.prompt]), max_new_tokens=12, do_sample=False,
+                              pad_token_id=model.tokenizer.pad_token_id)
+        assert row.tokens == out[0, len(row.prompt):].tolist(), prompt
+
+
+def test_slot_batch_takes_plain_llama_only(model, tmp_path):
+    """Its forward is only used where it computes what transformers does: not for LoRA-wrapped layers, not for
+    GPT-2 or a sliding-window Mistral."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llm_finetune.inference.served import load_text_model
+    from tests.tiny_causal import build_tiny_causal
+
+    assert SlotBatch.supports(model.causal_lm)
+    for own, chosen in ((True, SlotBatch), (False, RunningBatch)):
+        engine = ContinuousBatcher(model.causal_lm, model.tokenizer, own_forward=own)
+        engine.close()
+        assert type(engine.batch) is chosen
+    wrapped = get_peft_model(AutoModelForCausalLM.from_config(model.causal_lm.config),
+                             LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not SlotBatch.supports(wrapped.base_model.model)
+    for family in ("gpt2", "mistral"):
+        assert not SlotBatch.supports(load_text_model(build_tiny_causal(tmp_path / family, family)).causal_lm)
 
 
 def test_a_row_ends_at_eos_before_its_budget(model):
