@@ -35,6 +35,7 @@ class QAOutcome(ReleaseOutcome):
     worst: list[dict]
     data_check: dict
     training: TrainingResult
+    caveat: str | None = None  # set when the model cannot learn the task here (random weights)
 
 
 @flow(name="falcon-squad-qa", log_prints=True)
@@ -52,4 +53,5 @@ def falcon_squad_qa(recipe: QARecipe = load_recipe(DEFAULT_RECIPE_PATH, QARecipe
                             kind=recipe.served_kind)
     return QAOutcome(**dict(release), training=training, data_check=data_check, worst=comparison.worst,
                      answers_lost_to_truncation=comparison.finetuned.answers_lost,
-                     metrics={"base": comparison.base.metrics, "finetuned": comparison.finetuned.metrics})
+                     metrics={"base": comparison.base.metrics, "finetuned": comparison.finetuned.metrics},
+                     caveat=recipe.random_weights_caveat())

@@ -123,3 +123,11 @@ class QARecipe(RecipeBase):
     def served_kind(self) -> Literal["text-generation", "question-answering"]:
         """Generative models answer the prompt's continuation; extractive ones a span of the context."""
         return "text-generation" if self.generative is not None else "question-answering"
+
+    def random_weights_caveat(self) -> str | None:
+        """One line saying what a generative model built offline from random weights can and cannot learn here."""
+        if self.generative is None or self.generative.model.tiny is None:
+            return None
+        return ("generative model built offline with random weights: fine-tuning on these questions teaches it no "
+                "reading comprehension (its F1 comes from common words such as 'of', not from the context); set "
+                "generative.model.name_or_path to a pretrained causal LM (e.g. tiiuae/falcon-7b) for real figures")
