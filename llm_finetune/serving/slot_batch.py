@@ -134,6 +134,7 @@ class SlotBatch(RunningBatch):
         self.lengths = self.lengths + 1
         return self._advance(self._logits(x[:, -1]), range(len(self.rows)))
 
+    @torch.inference_mode()  # the scheduler drops cancelled rows outside a forward; the cache is an inference tensor
     def drop(self, rows: list[Row]) -> None:
         """Remove rows: the last rows move into the slots of the leaving ones, so rows stay in slots 0..n-1. The
         cache grows by doubling (at most twice the slots and columns in use) and is freed when no row is left."""

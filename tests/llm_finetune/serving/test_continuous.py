@@ -83,6 +83,20 @@ def test_staggered_rows_answer_as_generate_alone_and_reuse_the_cache(model, pena
     assert batch.cache is None and not getattr(batch, "keys", None)  # an idle batch holds no cache
 
 
+def test_slot_batch_cancelling_a_row_moves_the_last_one_into_its_slot(model):
+    """A cancelled row (dropped by the scheduler, outside the forward) leaves a hole that the last row fills; the
+    rows left answer as generate alone."""
+    rows = [Row(ids(model, p), 10, 1.2) for p in PROMPTS[:4]]
+    batch = SlotBatch(model.causal_lm, eos_ids(model))
+    batch.join(rows)
+    batch.step()
+    batch.drop([rows[0]])
+    assert batch.rows == [rows[3], rows[1], rows[2]]
+    while batch.rows:
+        batch.step()
+    assert [r.tokens for r in rows[1:]] == [alone(model, p, 10, 1.2) for p in PROMPTS[1:4]]
+
+
 def test_slot_batch_in_bfloat16_answers_as_generate_alone(model):
     """The norms' casts and a bfloat16 cache: a row answers as generate does alone on the same bfloat16 model, to
     the token, also in slots grown and reused by earlier rows. (Rows decoded together are not compared here: in
