@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from llm_finetune.recipes import ChatInferenceRecipe, load_recipe
 from llm_finetune.serving.endpoint import EndpointHandle
+from tasks.aws import aws_from_recipe
 from tasks.chat_inference import SuiteReport, load_prompt_suites, log_chat_inference, run_prompt_suite
 from tasks.endpoint import deploy_local_endpoint, stop_endpoint
 from tasks.registry import resolve_model_version
@@ -35,6 +36,7 @@ class ChatInferenceOutcome(BaseModel):
 
 
 @flow(name="chatbot-inference", log_prints=True)
+@aws_from_recipe
 def chatbot_inference(recipe: ChatInferenceRecipe = load_recipe(DEFAULT_RECIPE_PATH, ChatInferenceRecipe)
                       ) -> ChatInferenceOutcome:
     target, work = recipe.endpoint, recipe.work_dir

@@ -18,6 +18,7 @@ from llm_finetune.probes.chat_models import ProbeTarget
 from llm_finetune.probes.suite import suite_texts
 from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.probes import InstructionProbeRecipe
+from tasks.aws import aws_from_recipe
 from tasks.probes import (
     ProbeReport,
     load_probe_suite,
@@ -37,6 +38,7 @@ class ProbeOutcome(BaseModel):
 
 
 @flow(name="instruction-following-probe", log_prints=True)
+@aws_from_recipe
 def instruction_following_probe(
     recipe: InstructionProbeRecipe = load_recipe(DEFAULT_RECIPE_PATH, InstructionProbeRecipe),
 ) -> ProbeOutcome:

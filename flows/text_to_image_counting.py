@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from llm_finetune.inference.text_to_image import counting_prompts
 from llm_finetune.recipes import load_recipe
 from llm_finetune.recipes.text_to_image import TextToImageCountingRecipe
+from tasks.aws import aws_from_recipe
 from tasks.text_to_image import (
     CountingReport,
     count_generated_objects,
@@ -38,6 +39,7 @@ class CountingOutcome(BaseModel):
 
 
 @flow(name="text-to-image-counting", log_prints=True)
+@aws_from_recipe
 def text_to_image_counting(
     recipe: TextToImageCountingRecipe = load_recipe(DEFAULT_RECIPE_PATH, TextToImageCountingRecipe),
 ) -> CountingOutcome:

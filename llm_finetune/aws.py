@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError, PartialCredentialsError
 
 RETRYING = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -84,14 +85,23 @@ def client(service: str, endpoint_url: str | None = None, region: str | None = N
                                   region_name=region or aws.session.region_name or aws_region(), config=config)
 
 
+def current_credentials() -> Credentials | None:
+    """The credentials AWS clients built now sign with: the named identity's, else the default chain's; None when
+    there are none."""
+    aws = _CURRENT.get()
+    if aws is None:
+        return boto3.Session().get_credentials()
+    with _SESSION_LOCK:
+        return aws.session.get_credentials()
+
+
 def boto_session(region: str | None = None) -> boto3.Session:
-    """A boto3 Session for an SDK that takes one (the sagemaker SDK): the named identity's credentials, else the
-    default chain."""
+    """A boto3 Session for an SDK that takes one (the sagemaker SDK, the sagemaker-mlflow signer): the named
+    identity's credentials, else the default chain. A new one per call: a boto3 Session is not thread-safe."""
     aws = _CURRENT.get()
     if aws is None:
         return boto3.Session(region_name=region or aws_region())
-    with _SESSION_LOCK:
-        credentials = aws.session.get_credentials()
+    credentials = current_credentials()
     if credentials is None:
         raise NoCredentialsError()
     frozen = credentials.get_frozen_credentials()

@@ -1,5 +1,6 @@
 """Helpers for tests against an MLflow tracking server: a real `mlflow server` on loopback, a stand-in for a SageMaker
-managed MLflow front door that checks each request's SigV4 signature before passing it on, and MLflow's log records."""
+managed MLflow front door that checks each request's SigV4 signature before passing it on (in front of any HTTP API:
+before moto, it shows who signed a run's AWS requests), and MLflow's log records."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,17 +68,25 @@ class SeenRequest:
     path: str
     headers: dict[str, str]
     problem: str | None  # why its signature does not hold; None when it does
+    key: str | None  # the access key id in its signature's Credential scope
 
 
-def sigv4_problem(method: str, path: str, headers: dict[str, str], body: bytes, credentials: Credentials,
+def signing_key(headers: dict[str, str]) -> str | None:
+    """The access key id in a request's SigV4 Credential scope (who signed it), if it has one."""
+    auth = SIGV4.fullmatch({name.lower(): value for name, value in headers.items()}.get("authorization", ""))
+    return auth["key"] if auth else None
+
+
+def sigv4_problem(method: str, path: str, headers: dict[str, str], body: bytes, identities: Sequence[Credentials],
                   region: str, service: str) -> str | None:
-    """Why a received request is not signed by `credentials` for region and service (SigV4), recomputed with
+    """Why a received request is not signed by one of `identities` for region and service (SigV4), recomputed with
     botocore's signer from the headers the request says it signed; None when the signature holds."""
     headers = {name.lower(): value for name, value in headers.items()}  # the signer lists them in lower case
     auth = SIGV4.fullmatch(headers.get("authorization", ""))
     if not auth:
         return f"no SigV4 Authorization header: {headers.get('authorization')!r}"
-    if (auth["key"], auth["region"], auth["service"]) != (credentials.access_key, region, service):
+    credentials = next((c for c in identities if c.access_key == auth["key"]), None)
+    if credentials is None or (auth["region"], auth["service"]) != (region, service):
         return f"credential scope {auth['key']}/{auth['region']}/{auth['service']}"
     if headers.get("x-amz-content-sha256") != hashlib.sha256(body).hexdigest():
         return "X-Amz-Content-SHA256 is not the body's hash"
@@ -90,10 +99,11 @@ def sigv4_problem(method: str, path: str, headers: dict[str, str], body: bytes, 
 
 
 @contextmanager
-def signature_checking_proxy(upstream: str, credentials: Credentials, region: str,
+def signature_checking_proxy(upstream: str, identities: Sequence[Credentials], region: str,
                              service: str) -> Iterator[tuple[str, list[SeenRequest]]]:
-    """A loopback front door for `upstream` that records every request with its signature check and passes it on
-    (the check does not refuse: the test asserts on what was seen); yields (its URL, the requests seen)."""
+    """A loopback front door for `upstream` that records every request with its signature check (against the one of
+    `identities` whose access key signed it) and who signed it, and passes it on (the check does not refuse: the test
+    asserts on what was seen); yields (its URL, the requests seen)."""
     seen: list[SeenRequest] = []
     target = upstream.removeprefix("http://")
 
@@ -102,8 +112,8 @@ def signature_checking_proxy(upstream: str, credentials: Credentials, region: st
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = dict(self.headers.items())
             seen.append(SeenRequest(self.command, self.path, headers,
-                                    sigv4_problem(self.command, self.path, headers, body, credentials, region,
-                                                  service)))
+                                    sigv4_problem(self.command, self.path, headers, body, identities, region,
+                                                  service), signing_key(headers)))
             conn = http.client.HTTPConnection(target, timeout=120)
             try:
                 conn.request(self.command, self.path, body=body or None,
@@ -116,11 +126,15 @@ def signature_checking_proxy(upstream: str, credentials: Credentials, region: st
             for key, value in response.getheaders():
                 if key.lower() not in HOP_BY_HOP:
                     self.send_header(key, value)
+            if self.command == "HEAD":  # no body; its length is the resource's (S3 HeadObject's object size)
+                self.send_header("Content-Length", response.getheader("Content-Length", "0"))
+                self.end_headers()
+                return
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _pass_on
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = _pass_on
 
         def log_message(self, *args):  # no access log on the test's stderr
             pass

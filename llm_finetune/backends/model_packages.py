@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.backends.images import package_image
 from llm_finetune.backends.service_model import checked
-from llm_finetune.errors import ApprovalRequiredError
+from llm_finetune.errors import ApprovalRequiredError, RecipeError
 from llm_finetune.kinds import served_kind
 from llm_finetune.recipes import SageMakerModelPackageSpec
 from llm_finetune.registry.mlflow_registry import RELEASE_REASON, RELEASE_STATUS, ROLLED_BACK
@@ -121,6 +121,9 @@ def register_model_package(
     existing = find_package(sm, spec.model_package_group, mlflow_name, mlflow_version)
     if existing is not None:
         return existing
+    if spec.s3_prefix is None:  # a flow fills it in from aws.s3_bucket_block when it starts (tasks.aws)
+        raise RecipeError("registry.sagemaker.s3_prefix is unset: set it, or name an S3Bucket block in "
+                          "aws.s3_bucket_block and run the flow, which fills it in")
     prefix = spec.s3_prefix.rstrip("/")
     bucket, _ = split_s3_uri(prefix + "/")
     if model_source.startswith("s3://"):

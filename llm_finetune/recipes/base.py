@@ -37,6 +37,7 @@ DEFAULT_MAX_BATCH_WAIT_MS = 10.0  # the 16 clients of benchmarks/endpoint_load.p
 Scheduler = Literal["continuous", "batches"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 DEFAULT_SCHEDULER: Scheduler = "continuous"
+MODEL_PACKAGES_FOLDER = "model-packages"  # registry.sagemaker.s3_prefix's folder in an S3Bucket block's bucket
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w.-]+))")
 # Descriptions are markdown in the Prefect form, which drops a bare <word> as HTML: placeholders go in backticks.
 TRACKING_URI_DEFAULT = ("Default: `$MLFLOW_TRACKING_URI`, else `sqlite:///<work_dir>/mlflow.db`; an http(s):// "
@@ -105,7 +106,10 @@ class SageMakerModelPackageSpec(Strict):
     """A SageMaker Model Package Group mirroring the MLflow registry: one model package per registered version."""
 
     model_package_group: str = Field(description="Model Package Group name (created when missing)")
-    s3_prefix: str = Field(description="s3://bucket/prefix: each trained model's model.tar.gz and metrics go here")
+    s3_prefix: str | None = Field(
+        None, pattern=r"^s3://[^/]+(/.*)?$", description="s3://bucket/prefix: each trained model's model.tar.gz and "
+        f"metrics go here; unset: `s3://<bucket_name>/<bucket_folder>/{MODEL_PACKAGES_FOLDER}` of the S3Bucket block "
+        "named in aws.s3_bucket_block")
     image_uri: str | None = Field(
         None, description="Inference container image; default: the Hugging Face PyTorch inference DLC from the "
         "sagemaker SDK's image URI tables for the region and the first of inference_instance_types")
@@ -446,12 +450,19 @@ class AwsSpec(Strict):
 
     credentials_block: str | None = Field(
         None, description="Name of an AwsCredentials block: every AWS client of the run (S3 data, SageMaker jobs, "
-        "model packages, endpoints, pipelines) uses its keys, profile or assumed role; its region and "
-        "aws_client_parameters.endpoint_url apply where the recipe names none")
+        "model packages, endpoints, pipelines) and MLflow (the requests to a SageMaker managed MLflow ARN, s3:// "
+        "artifacts) use its keys, profile or assumed role; its region and aws_client_parameters.endpoint_url apply "
+        "where the recipe names none")
     s3_bucket_block: str | None = Field(
         None, description="Name of an S3Bucket block: its bucket_name is the SageMaker bucket (sagemaker.bucket may "
-        "be left out; if given, it must be the same) and its bucket_folder goes before sagemaker.prefix; its "
+        "be left out; if given, it must be the same) and its bucket_folder goes before sagemaker.prefix; "
+        f"registry.sagemaker.s3_prefix defaults to `s3://<bucket_name>/<bucket_folder>/{MODEL_PACKAGES_FOLDER}`; its "
         "credentials are used when credentials_block is unset")
+
+
+# The `aws` section of every recipe whose flow reaches AWS (S3 data, SageMaker, endpoints, a managed MLflow ARN).
+AwsSection = Annotated[AwsSpec, Field(default_factory=AwsSpec, description="AWS credentials and bucket from named "
+                                      "Prefect blocks; by default boto3's credential chain")]
 
 
 class RecipeBase(Strict):
@@ -468,8 +479,7 @@ class RecipeBase(Strict):
         "falls below its base model's by more than a tolerance")
     sagemaker: SageMakerSpec | None = Field(
         None, description="Needed when a step's backend is 'sagemaker' (training.backend, data.preparation_backend)")
-    aws: AwsSpec = Field(default_factory=AwsSpec, description="AWS credentials and bucket from named Prefect "
-                         "blocks; by default boto3's credential chain")
+    aws: AwsSection
 
     # The evaluation's metrics the approval policy may name (-> which way is better); those without per-record
     # values; whether the release gate must measure a gain (False where no base model is compared).
@@ -505,6 +515,14 @@ class RecipeBase(Strict):
     def _sagemaker_has_bucket(self) -> RecipeBase:
         if self.sagemaker is not None and self.sagemaker.bucket is None and self.aws.s3_bucket_block is None:
             raise ValueError("sagemaker.bucket: set the S3 bucket, or name an S3Bucket block in aws.s3_bucket_block")
+        return self
+
+    @model_validator(mode="after")
+    def _model_packages_have_a_prefix(self) -> RecipeBase:
+        package = self.registry.sagemaker
+        if package is not None and package.s3_prefix is None and self.aws.s3_bucket_block is None:
+            raise ValueError("registry.sagemaker.s3_prefix: set s3://bucket/prefix for the model packages' files, or "
+                             "name an S3Bucket block in aws.s3_bucket_block")
         return self
 
     @model_validator(mode="after")

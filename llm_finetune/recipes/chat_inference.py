@@ -11,6 +11,7 @@ from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.base import (
     DATA_URI_HELP,
     TRACKING_URI_DEFAULT,
+    AwsSection,
     EndpointSpec,
     Strict,
     TrackingUri,
@@ -174,9 +175,16 @@ class ChatInferenceRecipe(Strict):
         min_length=1, description="Suites by name (lowercase, dashes; names the artifacts), run in this order")
     grid: GenerationGrid = Field(default_factory=GenerationGrid)
     tracking: TrackingSpec | None = Field(default_factory=TrackingSpec, description="null: Prefect artifacts only")
+    aws: AwsSection
 
     def default_tracking_uri(self) -> str:
         return default_tracking_uri(self.work_dir)
+
+    def tracking_uris(self) -> list[str]:
+        """The MLflow tracking URIs the run talks to: its registered model's and its own run log's."""
+        ref = self.endpoint.registered_model
+        return ([ref.tracking_uri or self.default_tracking_uri()] if ref else []) + (
+            [self.tracking.tracking_uri or self.default_tracking_uri()] if self.tracking else [])
 
     def with_paths_relative_to(self, base: Path) -> ChatInferenceRecipe:
         """Local suite files and tokenizer folders in a recipe file are relative to that file."""

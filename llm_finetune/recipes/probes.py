@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from llm_finetune.recipes.base import (
     MODEL_URI,
+    AwsSection,
     ProbeSuiteSpec,
     RunTracking,
     Strict,
@@ -57,6 +58,7 @@ class InstructionProbeRecipe(Strict):
     probes: ProbeSuiteSpec = Field(default_factory=ProbeSuiteSpec)
     models: list[ProbeModelSpec] = Field(min_length=1)
     tracking: RunTracking = Field(default_factory=lambda: RunTracking(experiment="instruction-following-probe"))
+    aws: AwsSection
 
     @field_validator("models")
     @classmethod

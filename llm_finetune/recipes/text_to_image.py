@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import RunTracking, Strict, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import AwsSection, RunTracking, Strict, require_exactly_one, resolve_existing
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")
@@ -143,6 +143,7 @@ class TextToImageCountingRecipe(Strict):
     detector: DetectorSpec
     grid_thumbnail: int = Field(128, ge=16, le=512, description="Pixels per image in the grid artifact")
     tracking: RunTracking = Field(default_factory=lambda: RunTracking(experiment="text-to-image-counting"))
+    aws: AwsSection
 
     def tracking_uri(self) -> str:
         return self.tracking.uri(self.work_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -64,34 +65,42 @@ def _client(tracking_uri: str):
     import mlflow
 
     check_arn_tracking(tracking_uri)
-    _arn_headers_only()
+    _as_the_run()
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
-_READY_ARNS: set[str] = set()
+_READY_ARNS: set[tuple[str, str | None]] = set()  # (ARN, where the run's identity was named; None: default chain)
 TRACKING_URI_SETTING = "the recipe's tracking_uri or $MLFLOW_TRACKING_URI"  # where a flow's tracking URI comes from
 
 
 def check_arn_tracking(tracking_uri: str) -> None:
-    """A SageMaker managed MLflow ARN: the plugin is installed and boto3 finds AWS credentials to sign requests with
-    (SigV4), else one line naming the setting; checked once per ARN and process. Other URIs pass unchanged. Every
-    registry call checks it; flows also do when they start (tasks.aws), before any stage."""
-    if not tracking_uri.startswith("arn:") or tracking_uri in _READY_ARNS:
+    """A SageMaker managed MLflow ARN: the plugin is installed and there are AWS credentials to sign requests with
+    (SigV4): the run's (llm_finetune.aws.using_session), else boto3's default chain; else one line naming the
+    setting. Checked once per ARN and identity in a process; other URIs pass unchanged. Every registry call checks it;
+    flows also do when they start (tasks.aws), before any stage."""
+    if not tracking_uri.startswith("arn:"):
+        return
+    from llm_finetune.aws import current_credentials, current_session  # lazy: boto3, for ARNs only
+
+    aws = current_session()
+    if (tracking_uri, aws and aws.source) in _READY_ARNS:
         return
     problem = f"MLflow tracking URI from {TRACKING_URI_SETTING}: "
     try:
         check_tracking_uri(tracking_uri)
     except ValueError as e:
         raise TrackingUriError(problem + str(e)) from None
-    import boto3
-
-    if boto3.Session().get_credentials() is None:
+    if current_credentials() is None:
+        if aws is not None:
+            raise TrackingUriError(
+                f"{problem}{tracking_uri}: {aws.source} gives no AWS credentials to sign its requests with: give the "
+                f"block keys, a profile or a role the server's IAM policy allows, with access to its S3 artifact store")
         raise TrackingUriError(
             f"{problem}{tracking_uri}: no AWS credentials to sign its requests with: set AWS_ACCESS_KEY_ID and "
             f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with an instance or task role) of an identity the "
             f"server's IAM policy allows, with access to its S3 artifact store")
-    _READY_ARNS.add(tracking_uri)
+    _READY_ARNS.add((tracking_uri, aws and aws.source))
 
 
 class _ArnOnlyHeaders:
@@ -111,12 +120,62 @@ class _ArnOnlyHeaders:
         return self.plugin.request_headers()
 
 
-def _arn_headers_only() -> None:
-    """Wrap the plugin's header provider in MLflow's registry (mlflow has no public call for this; idempotent)."""
+class _RunIdentitySigner:
+    """The sagemaker-mlflow plugin's request auth provider (the SigV4 signer of an ARN's requests), signing with the
+    run's AWS identity where one is active (llm_finetune.aws.using_session: a recipe's aws.credentials_block), else
+    as the plugin does, with boto3's default chain. MLflow asks it once per request, in the thread making the
+    request: a flow's tasks carry the run's session there (a context variable)."""
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+
+    def get_name(self) -> str:
+        return self.plugin.get_name()
+
+    def get_auth(self):
+        from llm_finetune.aws import boto_session, current_session  # lazy: boto3, for ARNs only
+
+        if current_session() is None:
+            return self.plugin.get_auth()
+        # lazy: the plugin is optional (only ARNs need it); its own hook for a caller's boto3 Session
+        from sagemaker_mlflow import use_session
+
+        with use_session(boto_session()):  # a Session of its own: the run's is shared by threads
+            return self.plugin.get_auth()
+
+
+def _s3_artifacts_as_the_run(repository: type) -> Callable[..., object]:
+    """MLflow's S3 artifact repository (the sagemaker-mlflow plugin's, where installed) built with the run's AWS
+    credentials where a run's session is active, else as MLflow builds it (boto3's default chain). MLflow builds
+    one per run, in the thread that first touches the run's artifacts, and keeps it for the process."""
+
+    def build(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
+        from llm_finetune.aws import current_credentials, current_session  # lazy: boto3, for s3:// artifacts only
+
+        keys = {}
+        if current_session() is not None and (credentials := current_credentials()) is not None:
+            frozen = credentials.get_frozen_credentials()
+            keys = {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                    "session_token": frozen.token}
+        return repository(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri, **keys)
+
+    build.wraps = repository  # type: ignore[attr-defined]  # marks it wrapped
+    return build
+
+
+def _as_the_run() -> None:
+    """MLflow calls made under a run's AWS session act as that identity: the sagemaker-mlflow plugin's signer and
+    the S3 artifact store; the plugin's header provider answers for ARNs only. Wraps them in MLflow's registries
+    (mlflow has no public call for this); idempotent."""
+    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry as artifacts
+    from mlflow.tracking.request_auth.registry import _request_auth_provider_registry as auth
     from mlflow.tracking.request_header.registry import _request_header_provider_registry as headers
 
-    headers._registry[:] = [_ArnOnlyHeaders(p) if type(p).__module__.startswith("sagemaker_mlflow.") else p
-                            for p in headers._registry]
+    for registry, wrapper in ((headers, _ArnOnlyHeaders), (auth, _RunIdentitySigner)):
+        registry._registry[:] = [wrapper(p) if type(p).__module__.startswith("sagemaker_mlflow.") else p
+                                 for p in registry._registry]
+    if not hasattr(artifacts._registry["s3"], "wraps"):
+        artifacts._registry["s3"] = _s3_artifacts_as_the_run(artifacts._registry["s3"])
 
 
 def ensure_experiment(tracking_uri: str, experiment: str) -> str:

@@ -69,3 +69,14 @@ def test_the_jobs_bucket_is_named_in_the_recipe_or_by_an_s3_bucket_block():
     recipe = load_recipe(DEFAULT_RECIPE, overrides=["sagemaker={role_arn: r}", "aws.s3_bucket_block=team-bucket"])
     assert recipe.sagemaker.bucket is None and recipe.aws.credentials_block is None  # filled in when the flow starts
     assert load_recipe(DEFAULT_RECIPE).aws.model_dump() == {"credentials_block": None, "s3_bucket_block": None}
+
+
+def test_the_model_packages_prefix_is_named_in_the_recipe_or_by_an_s3_bucket_block():
+    group = "registry.sagemaker={model_package_group: g}"
+    with pytest.raises(RecipeError, match="registry.sagemaker.s3_prefix: set s3://bucket/prefix for the model "
+                                          "packages' files, or name an S3Bucket block in aws.s3_bucket_block"):
+        load_recipe(DEFAULT_RECIPE, overrides=[group])
+    recipe = load_recipe(DEFAULT_RECIPE, overrides=[group, "aws.s3_bucket_block=team-bucket"])
+    assert recipe.registry.sagemaker.s3_prefix is None  # filled in when the flow starts
+    with pytest.raises(RecipeError, match=r"registry.sagemaker.s3_prefix.*should match pattern"):
+        load_recipe(DEFAULT_RECIPE, overrides=["registry.sagemaker={model_package_group: g, s3_prefix: bucket/p}"])

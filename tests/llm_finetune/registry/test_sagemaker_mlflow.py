@@ -6,15 +6,18 @@ https://REGION.experiments.sagemaker.aws. The service's own authorisation (IAM) 
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import mlflow
 import pytest
 from botocore.credentials import Credentials
 
 from llm_finetune.approval import ApprovalDecision
-from llm_finetune.aws import s3_client
+from llm_finetune.aws import AwsSession, s3_client, using_session
 from llm_finetune.errors import TrackingUriError
 from llm_finetune.registry import mlflow_registry as registry
 from llm_finetune.registry.mlflow_registry import (
@@ -22,6 +25,7 @@ from llm_finetune.registry.mlflow_registry import (
     download_registered_model,
     ensure_experiment,
     log_and_register,
+    log_report,
     model_tags,
     record_approval,
 )
@@ -63,7 +67,7 @@ def test_arn_tracking_uri_registers_and_loads_the_champion_through_signed_reques
 
     credentials = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", moto_endpoint)  # the server's artifact bucket
-    with signature_checking_proxy(tracking_server, credentials, "us-east-1", "sagemaker-mlflow") as (front, seen):
+    with signature_checking_proxy(tracking_server, [credentials], "us-east-1", "sagemaker-mlflow") as (front, seen):
         monkeypatch.setenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT", front)
         with mlflow_log_records() as records:
             version = register(ARN, trained_tiny_model["finetuned"])
@@ -90,6 +94,36 @@ def test_arn_tracking_uri_registers_and_loads_the_champion_through_signed_reques
     assert [r.getMessage() for r in records if HEADER_ERROR in r.getMessage()] == []
 
 
+def test_arn_requests_and_artifacts_sign_with_the_runs_session_not_the_environments_keys(
+        tracking_server, moto_endpoint, monkeypatch, tmp_path):
+    environment = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+    team = Credentials("AKIATEAMBLOCK0000001", "the-team-blocks-secret")  # as an AwsCredentials block's keys
+    assert team.access_key != environment.access_key
+    run = AwsSession(boto3.Session(aws_access_key_id=team.access_key, aws_secret_access_key=team.secret_key,
+                                   region_name="eu-west-1"), source="aws.credentials_block 'team-aws'")
+    report = tmp_path / "report.md"
+    report.write_text("# a report\n")
+    identities = [environment, team]
+    with signature_checking_proxy(tracking_server, identities, "us-east-1", "sagemaker-mlflow") as (front, seen), \
+            signature_checking_proxy(moto_endpoint, identities, "us-east-1", "s3") as (s3_front, s3_seen):
+        monkeypatch.setenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT", front)
+        monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_front)  # the artifact bucket, behind its own front door
+        with using_session(run):
+            log_report(ARN, "signed-by-the-run", "report", {"score": 1.0}, [report], tags={})
+            # A flow's task: another thread, started with a copy of the run's context (Prefect's task runner).
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(contextvars.copy_context().run, model_tags, ARN, "nothing-registered").result()
+        in_run, s3_in_run = len(seen), len(s3_seen)
+        log_report(ARN, "signed-by-the-default-chain", "report", {"score": 1.0}, [report], tags={})
+
+    assert in_run >= 3 and len(seen) > in_run and s3_in_run >= 1 and len(s3_seen) > s3_in_run
+    assert [(r.method, r.path, r.problem) for r in seen + s3_seen if r.problem] == []  # every signature holds
+    # The run's keys, while the environment holds others; no session: boto3's default chain, as before.
+    assert {r.key for r in seen[:in_run]} == {r.key for r in s3_seen[:s3_in_run]} == {team.access_key}
+    assert {r.key for r in seen[in_run:]} == {r.key for r in s3_seen[s3_in_run:]} == {environment.access_key}
+    assert {r.method for r in s3_seen} == {"PUT"} and all(r.path.endswith("/report.md") for r in s3_seen)
+
+
 def test_arn_without_credentials_or_plugin_is_one_line_naming_the_setting(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_READY_ARNS", set())  # checked once per process: check again
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -105,6 +139,17 @@ def test_arn_without_credentials_or_plugin_is_one_line_naming_the_setting(monkey
         f"MLflow tracking URI from the recipe's tracking_uri or $MLFLOW_TRACKING_URI: {ARN}: no AWS credentials to "
         f"sign its requests with: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or run with an instance or "
         f"task role) of an identity the server's IAM policy allows, with access to its S3 artifact store")
+    # A run's identity stands in for the environment's; one that finds no credentials is named.
+    with using_session(AwsSession(boto3.Session(aws_access_key_id="AKIATEAM", aws_secret_access_key="s"),
+                                  source="aws.credentials_block 'team-aws'")):
+        registry.check_arn_tracking(ARN)
+    empty = AwsSession(boto3.Session(), source="aws.credentials_block 'empty'")
+    with using_session(empty), pytest.raises(TrackingUriError) as err:
+        registry.check_arn_tracking(ARN)
+    assert str(err.value) == (
+        f"MLflow tracking URI from the recipe's tracking_uri or $MLFLOW_TRACKING_URI: {ARN}: aws.credentials_block "
+        f"'empty' gives no AWS credentials to sign its requests with: give the block keys, a profile or a role the "
+        f"server's IAM policy allows, with access to its S3 artifact store")
 
     monkeypatch.setitem(sys.modules, "sagemaker_mlflow", None)  # as where the plugin is not installed
     with pytest.raises(TrackingUriError) as err:
