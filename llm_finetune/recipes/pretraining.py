@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -19,6 +18,7 @@ from llm_finetune.recipes.base import (
     Strict,
     TrainingLoopParams,
 )
+from llm_finetune.recipes.paths import CwdPath, RecipePath
 
 
 class RawTextData(DataSource):
@@ -35,7 +35,7 @@ class RawTextData(DataSource):
 class HeldOutSet(Strict):
     """Documents a model is scored on and never trained on: perplexity of their packed tokens."""
 
-    uri: str = Field(description=DATA_URI_HELP)
+    uri: RecipePath = Field(description=DATA_URI_HELP)
     text_field: str = "text"
     format: Literal["json", "csv", "tsv", "parquet", "arrow", "text"] | None = None
     max_documents: int | None = Field(50, gt=0, description="Use only the first N documents")
@@ -65,7 +65,7 @@ class PretrainModelSpec(Strict):
     """Where pretraining starts: a Hub id or local directory of a causal LM (gpt2, meta-llama/Llama-2-7b-hf), or
     a GPT-2 built from a config (random weights)."""
 
-    name_or_path: str | None = Field(None, description="Hub id or local directory of a causal LM with a tokenizer")
+    name_or_path: CwdPath | None = Field(None, description="Hub id or local directory of a causal LM with a tokenizer")
     config: GPT2ConfigSpec | None = None
 
     @model_validator(mode="after")
@@ -147,17 +147,6 @@ class PretrainingRecipe(RecipeBase):
         sets = ["in_domain", *self.evaluation.out_of_domain, *(["out_of_domain"] if self.evaluation.out_of_domain
                                                                else [])]
         return {f"perplexity_{name}": "lower" for name in sets}
-
-    def with_paths_relative_to(self, base: Path) -> PretrainingRecipe:
-        """The validation split's and every out-of-domain set's local paths, relative to the recipe file."""
-        recipe = super().with_paths_relative_to(base)
-        sets = {name: s.model_copy(update={"uri": _resolve(s.uri, base)})
-                for name, s in self.evaluation.out_of_domain.items()}
-        return recipe.model_copy(update={"evaluation": self.evaluation.model_copy(update={"out_of_domain": sets})})
-
-
-def _resolve(uri: str, base: Path) -> str:
-    return uri if "://" in uri or Path(uri).is_absolute() else str((base / uri).resolve())
 
 
 def _promotion_policy() -> ApprovalPolicy:

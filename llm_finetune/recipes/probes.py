@@ -3,20 +3,11 @@ local folders, tiny offline models, HTTP or SageMaker endpoints), pass rates per
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import (
-    MODEL_URI,
-    AwsSection,
-    ProbeSuiteSpec,
-    RunTracking,
-    Strict,
-    require_exactly_one,
-    resolve_existing,
-)
+from llm_finetune.recipes.base import MODEL_URI, AwsSection, ProbeSuiteSpec, RunTracking, Strict, require_exactly_one
 from llm_finetune.recipes.instruction import TinyCausalSpec
+from llm_finetune.recipes.paths import CwdPath, RecipeModel
 
 MODEL_SOURCES = ("name_or_path", "registered", "endpoint_url", "sagemaker_endpoint", "tiny")
 
@@ -25,7 +16,8 @@ class ProbeModelSpec(Strict):
     """One model under test; set exactly one source."""
 
     name: str = Field(pattern=r"^[\w.-]+$", description="Label in tables and charts (letters, digits, . _ -)")
-    name_or_path: str | None = Field(None, description="Hub id (mistralai/Mistral-7B-Instruct-v0.3) or local folder")
+    name_or_path: RecipeModel | None = Field(
+        None, description="Hub id (mistralai/Mistral-7B-Instruct-v0.3) or local folder")
     registered: str | None = Field(
         None, description="A registered MLflow version, models:/NAME/VERSION, or an alias, models:/NAME@ALIAS")
     endpoint_url: str | None = Field(
@@ -54,7 +46,8 @@ class InstructionProbeRecipe(Strict):
     """Everything one probe run needs."""
 
     name: str = "instruction-following-probe"
-    work_dir: str = Field(".llmft", description="Caches, answers, MLflow store (relative to the working directory)")
+    work_dir: CwdPath = Field(".llmft", description="Caches, answers, MLflow store (relative to the working "
+                              "directory)")
     probes: ProbeSuiteSpec = Field(default_factory=ProbeSuiteSpec)
     models: list[ProbeModelSpec] = Field(min_length=1)
     tracking: RunTracking = Field(default_factory=lambda: RunTracking(experiment="instruction-following-probe"))
@@ -70,9 +63,3 @@ class InstructionProbeRecipe(Strict):
 
     def tracking_uri(self) -> str:
         return self.tracking.uri(self.work_dir)
-
-    def with_paths_relative_to(self, base: Path) -> InstructionProbeRecipe:
-        """The suite file, and model folders that exist there, are relative to the recipe file."""
-        models = [m.model_copy(update={"name_or_path": resolve_existing(m.name_or_path, base)}) if m.name_or_path
-                  else m for m in self.models]
-        return self.model_copy(update={"probes": self.probes.with_suite_relative_to(base), "models": models})

@@ -16,6 +16,7 @@ from llm_finetune.recipes.base import (
     Strict,
     TrainingLoopParams,
 )
+from llm_finetune.recipes.paths import CwdPath
 
 
 class SummarizationData(DataSource):
@@ -57,7 +58,7 @@ class TinyT5Spec(Strict):
 class ModelSpec(Strict):
     """Base model: a Hub id or local directory (e.g. google/flan-t5-base), or a tiny offline T5."""
 
-    name_or_path: str | None = None
+    name_or_path: CwdPath | None = None
     tiny: TinyT5Spec | None = None
 
     @model_validator(mode="after")

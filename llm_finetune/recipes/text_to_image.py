@@ -3,12 +3,12 @@ counting what it drew, accuracy per N and object and the asked-vs-found confusio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from llm_finetune.recipes.base import AwsSection, RunTracking, Strict, require_exactly_one, resolve_existing
+from llm_finetune.recipes.base import AwsSection, RunTracking, Strict, require_exactly_one
+from llm_finetune.recipes.paths import CwdPath, RecipeModel
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")
@@ -39,7 +39,7 @@ class DiffusionModelSpec(Strict):
     """The text-to-image pipeline: a Hub id or local folder any diffusers AutoPipelineForText2Image loads
     (stabilityai/stable-diffusion-xl-base-1.0), or a tiny offline one."""
 
-    name_or_path: str | None = None
+    name_or_path: RecipeModel | None = None
     tiny: TinyDiffusionSpec | None = None
     variant: str | None = Field(None, description="Weights variant on the Hub, e.g. 'fp16' (smaller download)")
 
@@ -117,7 +117,7 @@ class TinyDetectorSpec(Strict):
 class DetectorSpec(Strict):
     """The counter: a zero-shot object detector through transformers (google/owlv2-base-patch16-ensemble)."""
 
-    name_or_path: str | None = None
+    name_or_path: RecipeModel | None = None
     tiny: TinyDetectorSpec | None = None
     query_template: str = Field("a photo of a {object}", description="Text query per object; must contain {object}")
     score_threshold: float = Field(0.3, ge=0, le=1, description="Boxes scoring below it are not counted")
@@ -136,7 +136,7 @@ class TextToImageCountingRecipe(Strict):
     """Everything one counting run needs."""
 
     name: str = "text-to-image-counting"
-    work_dir: str = Field(".llmft", description="Caches, images, MLflow store (relative to the working directory)")
+    work_dir: CwdPath = Field(".llmft", description="Caches, images, MLflow store (relative to the working directory)")
     pipeline: DiffusionModelSpec
     images: ImageSettings = Field(default_factory=ImageSettings)
     prompts: CountingPrompts
@@ -147,12 +147,6 @@ class TextToImageCountingRecipe(Strict):
 
     def tracking_uri(self) -> str:
         return self.tracking.uri(self.work_dir)
-
-    def with_paths_relative_to(self, base: Path) -> TextToImageCountingRecipe:
-        """Model folders that exist next to the recipe file are taken from there."""
-        return self.model_copy(update={
-            section: spec.model_copy(update={"name_or_path": resolve_existing(spec.name_or_path, base)})
-            for section, spec in (("pipeline", self.pipeline), ("detector", self.detector)) if spec.name_or_path})
 
     def random_weights_caveat(self) -> str | None:
         """One line saying the counts are noise when a model is built from a config with random weights."""

@@ -1,3 +1,4 @@
+import json
 import re
 from pathlib import Path
 
@@ -5,6 +6,7 @@ import yaml
 from prefect.flows import Flow
 
 from deployments.serve import PREFECT_YAML, build_deployments, deployment_specs
+from tests.conftest import REPO, SHARED_DATA
 
 FLOWS_DIR = Path(__file__).resolve().parents[2] / "flows"
 
@@ -53,6 +55,14 @@ def test_recipe_forms_keep_their_field_order_and_placeholders():
                 if re.search(r"<[A-Za-z/!]", outside_code):
                     bare[f"{name}.{field}" if field else name] = prop["description"]
     assert unnumbered == set() and bare == {}
+
+
+def test_forms_hold_no_path_of_the_deploying_machine():
+    # The stored schema's defaults fill every custom-run form: a worker elsewhere (the image's /opt/llmft) must get
+    # paths it can resolve, relative to its own project folder.
+    forms = {d.name: json.dumps(d._parameter_openapi_schema.model_dump()) for d in build_deployments(PREFECT_YAML)}
+    assert {name: form for name, form in forms.items() if str(REPO) in form or str(SHARED_DATA) in form} == {}
+    assert '"train_uri": "../shared/data/dialogsum/train.jsonl"' in forms["dialogsum-flan-t5"]
 
 
 def test_entrypoints_are_flows():
