@@ -16,7 +16,7 @@ def test_dolly_recipes_load(path):
     assert recipe.registry.model_name == recipe.name
     assert "rougeL" in recipe.approval.min_gain_over_base or "perplexity" in recipe.approval.min_relative_decrease
     if recipe.model.tiny is not None:
-        assert recipe.data.train_uri == str((DOLLY / "train.jsonl").resolve())
+        assert recipe.data.train_uri == str(DOLLY / "train.jsonl")  # lexical: a linked shared/ stays as linked
     elif recipe.sagemaker is not None and recipe.sagemaker.jumpstart is not None:  # JumpStart's trainer quantizes
         assert recipe.training.backend == "sagemaker" and recipe.endpoint.target == "sagemaker"
     else:
