@@ -93,13 +93,9 @@ class RunningBatch:
         out = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
                          position_ids=positions.to(self.model.device), use_cache=True, **self.extras)
         logits = out.logits[:, -1, :].float()
-        seen = torch.zeros(logits.shape, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            seen[i, r.prompt] = True
-            if r.streamer is not None:
-                r.streamer.put(torch.tensor(r.prompt))
-        self._merge(rows, out.past_key_values, lengths, seen)
-        first = len(self.rows) - len(rows)
+        self._merge(out.past_key_values)
+        first = len(self.rows)
+        self._append(rows, lengths, self._seen_and_streamed(rows, logits.shape[-1]))
         return self._advance(logits, range(first, len(self.rows)))
 
     @torch.inference_mode()
@@ -135,22 +131,39 @@ class RunningBatch:
             layer.keys = layer.keys.index_select(0, on_device)[:, :, lead:]
             layer.values = layer.values.index_select(0, on_device)[:, :, lead:]
 
-    def _merge(self, rows: list[Row], cache: DynamicCache, lengths: torch.Tensor, seen: torch.Tensor) -> None:
+    def _merge(self, cache: DynamicCache) -> None:
+        """The newcomers' cache below the running rows': both padded on the left to the same width."""
+        if self.cache is None:
+            self.cache = cache
+            return
+        width = max(self.width, cache.get_seq_length())
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
+            mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])
+
+    def _append(self, rows: list[Row], lengths: torch.Tensor, seen: torch.Tensor) -> None:
+        """The newcomers' row state after the running rows': cached lengths, no pending token yet, seen tokens and
+        penalties."""
         penalty = torch.tensor([[r.repetition_penalty] for r in rows])
         pending = torch.zeros(len(rows), dtype=torch.long)
-        if self.cache is None:
-            self.cache, self.seen = cache, seen
-            self.lengths, self.pending, self.penalty = lengths, pending, penalty
+        if not self.rows:
+            self.lengths, self.pending, self.seen, self.penalty = lengths, pending, seen, penalty
         else:
-            width = max(self.width, cache.get_seq_length())
-            for mine, theirs in zip(self.cache.layers, cache.layers):
-                mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
-                mine.values = torch.cat([_pad_left(mine.values, width), _pad_left(theirs.values, width)])
             self.lengths = torch.cat([self.lengths, lengths])
             self.pending = torch.cat([self.pending, pending])
             self.seen = torch.cat([self.seen, seen])
             self.penalty = torch.cat([self.penalty, penalty])
         self.rows += rows
+
+    @staticmethod
+    def _seen_and_streamed(rows: list[Row], vocab: int) -> torch.Tensor:
+        """[rows, vocab] tokens of each prompt (the repetition penalty's memory); streamers get their prompts."""
+        seen = torch.zeros((len(rows), vocab), dtype=torch.bool)
+        for i, r in enumerate(rows):
+            seen[i, r.prompt] = True
+            if r.streamer is not None:
+                r.streamer.put(torch.tensor(r.prompt))
+        return seen
 
     def _advance(self, logits: torch.Tensor, indices: range) -> list[Row]:
         """Pick the next token of rows `indices` (whose logits these are), as generate's greedy search does."""

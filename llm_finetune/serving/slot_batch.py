@@ -209,24 +209,3 @@ class SlotBatch(RunningBatch):
             cos, sin = self.inner.rotary_emb(self.inner.embed_tokens.weight[:1], positions)
             half = self.head_dim // 2
             self.cos, self.signed_sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)
-
-    def _append(self, rows: list[Row], lengths: torch.Tensor, seen: torch.Tensor) -> None:
-        penalty = torch.tensor([[r.repetition_penalty] for r in rows])
-        pending = torch.zeros(len(rows), dtype=torch.long)
-        if not self.rows:
-            self.lengths, self.pending, self.seen, self.penalty = lengths, pending, seen, penalty
-        else:
-            self.lengths = torch.cat([self.lengths, lengths])
-            self.pending = torch.cat([self.pending, pending])
-            self.seen = torch.cat([self.seen, seen])
-            self.penalty = torch.cat([self.penalty, penalty])
-        self.rows = self.rows + rows
-
-    @staticmethod
-    def _seen_and_streamed(rows: list[Row], vocab: int) -> torch.Tensor:
-        seen = torch.zeros((len(rows), vocab), dtype=torch.bool)
-        for i, r in enumerate(rows):
-            seen[i, r.prompt] = True
-            if r.streamer is not None:
-                r.streamer.put(torch.tensor(r.prompt))
-        return seen
