@@ -62,6 +62,6 @@ def chatbot_inference(recipe: ChatInferenceRecipe = load_recipe(DEFAULT_RECIPE_P
 
 def _deploy(recipe: ChatInferenceRecipe) -> EndpointHandle:
     ref = recipe.endpoint.registered_model
-    tracking_uri = ref.tracking_uri or recipe.default_tracking_uri()
+    tracking_uri = recipe.registered_model_tracking_uri()
     version = resolve_model_version(tracking_uri, ref.name, ref.version, ref.alias)
     return deploy_local_endpoint(version, tracking_uri, recipe.endpoint.local, recipe.work_dir)

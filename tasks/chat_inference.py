@@ -100,7 +100,7 @@ def log_chat_inference(recipe: ChatInferenceRecipe, endpoint: str, reports: list
               "grid.max_new_tokens": recipe.grid.max_new_tokens, "grid.stop": recipe.grid.stop}
     metrics = {k: v for r in reports for k, v in metrics_of(r.name, r.rows).items()}
     files = [Path(p) for r in reports for p in (r.outputs_path, Path(r.outputs_path).with_name(f"{r.name}-comparison.json"))]
-    run_id = log_run(tracking.tracking_uri or recipe.default_tracking_uri(), tracking.experiment, recipe.name,
+    run_id = log_run(recipe.run_log_tracking_uri(), tracking.experiment, recipe.name,
                      params, metrics, files, tags={"flow": "chatbot-inference"})
     get_run_logger().info("logged to MLflow run %s", run_id)
     return run_id

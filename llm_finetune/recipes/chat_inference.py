@@ -180,8 +180,15 @@ class ChatInferenceRecipe(Strict):
     def default_tracking_uri(self) -> str:
         return default_tracking_uri(self.work_dir)
 
+    def registered_model_tracking_uri(self) -> str | None:
+        """The MLflow registry of the registered model served (None when the endpoint is not one)."""
+        ref = self.endpoint.registered_model
+        return (ref.tracking_uri or self.default_tracking_uri()) if ref else None
+
+    def run_log_tracking_uri(self) -> str | None:
+        """Where the run is logged (None without tracking)."""
+        return (self.tracking.tracking_uri or self.default_tracking_uri()) if self.tracking else None
+
     def tracking_uris(self) -> list[str]:
         """The MLflow tracking URIs the run talks to: its registered model's and its own run log's."""
-        ref = self.endpoint.registered_model
-        return ([ref.tracking_uri or self.default_tracking_uri()] if ref else []) + (
-            [self.tracking.tracking_uri or self.default_tracking_uri()] if self.tracking else [])
+        return [uri for uri in (self.registered_model_tracking_uri(), self.run_log_tracking_uri()) if uri]
