@@ -103,6 +103,18 @@ def api(base: str, path: str, body: dict | None = None, method: str | None = Non
     return json.loads(answer) if answer else None
 
 
+def run_failures(prefect_api: str, runs: list[dict]) -> str:
+    """What ended each run that did not complete: its state's message and its error log lines."""
+    lines = []
+    for r in runs:
+        if r["state"]["type"] != "COMPLETED":
+            errors = api(prefect_api, "/logs/filter", {"logs": {"flow_run_id": {"any_": [r["id"]]},
+                                                                "level": {"ge_": 40}}})
+            lines += [f"{r['id']}: {r['state']['type']}: {r['state'].get('message')}",
+                      *(f"  {log['message'][-1500:]}" for log in errors)]
+    return "\n".join(lines)
+
+
 def wait_for(check, seconds: float, what: str):
     deadline = time.monotonic() + seconds
     while not (found := check()):
@@ -315,7 +327,7 @@ def two_workers_take_two_runs_at_once(prefect_api: str, tracking_uri: str, recip
         print(f"two runs at once on two workers: {time.monotonic() - started:.0f} s")
     finally:
         stop(worker)
-    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"], [r["state"] for r in runs]
+    assert [r["state"]["type"] for r in runs] == ["COMPLETED", "COMPLETED"], run_failures(prefect_api, runs)
     # The worker that won a run labels it (prefect.worker.name) once its PENDING proposal is accepted. Not the
     # "submitting flow run" log line: both workers write it when both fetch a run, and the loser then aborts.
     ran_by = {r["id"]: r["labels"].get("prefect.worker.name") for r in runs}
@@ -359,7 +371,7 @@ def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: s
     run_ids = [r["id"] for r in taken]
     ended = end_of(prefect_api, run_ids, 300, "end of the scheduled runs")
     print(f"scheduled continued pretraining, two runs: {time.monotonic() - started:.0f} s")
-    assert [r["state"]["type"] for r in ended] == ["COMPLETED", "COMPLETED"], [r["state"] for r in ended]
+    assert [r["state"]["type"] for r in ended] == ["COMPLETED", "COMPLETED"], run_failures(prefect_api, ended)
     assert all(r["auto_scheduled"] for r in ended)  # made by the server's scheduler from the cron
     assert [r["id"] for r in runs()] == run_ids  # the schedule is gone, and the runs it had made waiting with it
 
