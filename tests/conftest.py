@@ -77,6 +77,21 @@ def small_recipe(work_dir: Path, *overrides: str) -> SummarizationRecipe:
     return load_recipe(DEFAULT_RECIPE, overrides=[*where, *SMALL_OVERRIDES, *overrides])
 
 
+@pytest.fixture(autouse=True)
+def tracking_uri_of_the_process_restored():
+    """Tests that point mlflow at their own store (mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI) leave
+    later tests in the same worker their recipes' own defaults."""
+    import mlflow
+
+    before_env, before = os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+    if before_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before_env
+
+
 @pytest.fixture(scope="session", autouse=True)
 def stop_temporary_prefect_servers():
     """Prefect stops its temporary servers at interpreter exit and logs that to a console pytest has closed by then

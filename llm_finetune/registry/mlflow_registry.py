@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -66,8 +67,22 @@ def _client(tracking_uri: str):
 
     check_arn_tracking(tracking_uri)
     _as_the_run()
-    mlflow.set_tracking_uri(tracking_uri)
+    _set_process_tracking_uri(tracking_uri)
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _set_process_tracking_uri(tracking_uri: str) -> None:
+    """mlflow.set_tracking_uri without its side effect on $MLFLOW_TRACKING_URI (which it also sets, for subprocesses):
+    the variable is where a recipe's default tracking URI comes from, so one flow's registry would become the
+    default of every later recipe loaded in the process (a served SageMaker ARN taking over a local run)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 _READY_ARNS: set[tuple[str, str | None]] = set()  # (ARN, where the run's identity was named; None: default chain)

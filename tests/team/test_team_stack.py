@@ -66,6 +66,7 @@ DOLLY_REVIEWED = ("registry.tracking_uri=null", "registry.model_name=team-dolly"
                   "training.max_steps=4", "evaluation.max_records=2", "endpoint.num_test_records=1",
                   "approval.min_relative_decrease={perplexity: 0.99}", "approval.manual_timeout_s=600")
 TEST_CRON = "* * * * * */20"  # every 20 s (croniter's sixth field is seconds); prefect.yaml's schedule is weekly
+SCHEDULER_PASS_SECONDS = 10  # longer than one pass of the server's scheduler over a deployment
 FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
@@ -366,8 +367,13 @@ def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: s
     # The worker takes one run at a time: once it has taken a second, the first has ended.
     taken = wait_for(lambda: len(t := [r for r in runs() if r["state"]["type"] != "SCHEDULED"]) >= 2 and t, 300,
                      "two scheduled runs taken by the worker")
-    api(prefect_api, f"/deployments/{deployment['id']}/schedules/{deployment['schedules'][0]['id']}",
-        method="DELETE")
+    # Off, then gone: the server's scheduler may be inserting runs it computed from the active schedule (up to 100
+    # ahead) while the schedule is deleted, and those would stay waiting. Deactivated first, no later pass of the
+    # scheduler makes runs from it; the deletion, once a pass in flight has ended, takes what that pass made.
+    schedule = f"/deployments/{deployment['id']}/schedules/{deployment['schedules'][0]['id']}"
+    api(prefect_api, schedule, {"active": False}, method="PATCH")
+    time.sleep(SCHEDULER_PASS_SECONDS)
+    api(prefect_api, schedule, method="DELETE")
     run_ids = [r["id"] for r in taken]
     ended = end_of(prefect_api, run_ids, 300, "end of the scheduled runs")
     print(f"scheduled continued pretraining, two runs: {time.monotonic() - started:.0f} s")

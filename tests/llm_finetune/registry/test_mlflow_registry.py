@@ -6,10 +6,12 @@ import pytest
 from llm_finetune.approval import ApprovalDecision
 from llm_finetune.errors import ApprovalRequiredError
 from llm_finetune.generation import GenerationParams
+from llm_finetune.recipes.base import default_tracking_uri
 from llm_finetune.registry import mlflow_registry as registry
 from llm_finetune.registry.mlflow_registry import (
     approval_status,
     download_approved_model,
+    ensure_experiment,
     log_and_register,
     record_approval,
     recorded_decision,
@@ -65,6 +67,21 @@ def test_registered_version_needs_approval_and_keeps_history(trained_tiny_model,
     assert str(client.get_model_version_by_alias("summarizer", "champion").version) == v1.version
     with pytest.raises(ApprovalRequiredError, match="'rejected'"):
         download_approved_model(uri, "summarizer", v2.version, tmp_path / "dl2")
+
+
+def test_a_registry_call_leaves_the_default_tracking_uri_of_later_recipes_alone(tmp_path, monkeypatch):
+    # mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, where recipes take their default tracking URI from:
+    # one flow's registry (a SageMaker ARN in CI) became the registry of every recipe loaded later in the process.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}"
+    (tmp_path / "first").mkdir()
+    ensure_experiment(uri, "first")
+    assert mlflow.get_tracking_uri() == uri  # mlflow.start_run's target, as before
+    assert default_tracking_uri(tmp_path / "later") == f"sqlite:///{(tmp_path / 'later' / 'mlflow.db').resolve()}"
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team:5001")  # a team's server stays the default
+    ensure_experiment(uri, "first")
+    assert default_tracking_uri(tmp_path / "later") == "http://mlflow.team:5001"
 
 
 def test_registered_model_loads_as_pyfunc(trained_tiny_model, tmp_path):
