@@ -194,7 +194,11 @@ def _as_the_run() -> None:
 
 
 def ensure_experiment(tracking_uri: str, experiment: str) -> str:
-    """Experiment id; for a SQLite store, artifacts go in an 'mlartifacts' folder beside the database."""
+    """Experiment id; for a SQLite store, artifacts go in an 'mlartifacts' folder beside the database. Two runs
+    starting at once on a tracking server may both find no experiment: the one whose creation is refused as a
+    duplicate takes the other's."""
+    from mlflow.exceptions import MlflowException
+
     client = _client(tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found:
@@ -203,7 +207,12 @@ def ensure_experiment(tracking_uri: str, experiment: str) -> str:
     if tracking_uri.startswith("sqlite:///"):
         db_path = Path(urlparse(tracking_uri).path)
         artifact_location = (db_path.parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(experiment, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS" or not (found := client.get_experiment_by_name(experiment)):
+            raise
+        return found.experiment_id
 
 
 def _loss_curve_png(loss_curve: list[dict], path: Path) -> None:

@@ -84,6 +84,18 @@ def test_a_registry_call_leaves_the_default_tracking_uri_of_later_recipes_alone(
     assert default_tracking_uri(tmp_path / "later") == "http://mlflow.team:5001"
 
 
+def test_two_runs_creating_one_experiment_at_once_share_it(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    made_by_the_other_run = ensure_experiment(uri, "exp")
+    # This run looked before the other created it: it finds nothing, then its creation is refused as a duplicate.
+    looks = []
+    found_by_name = mlflow.MlflowClient.get_experiment_by_name
+    monkeypatch.setattr(mlflow.MlflowClient, "get_experiment_by_name",
+                        lambda self, name: found_by_name(self, name) if looks.append(name) or len(looks) > 1 else None)
+    assert ensure_experiment(uri, "exp") == made_by_the_other_run
+    assert looks == ["exp", "exp"]
+
+
 def test_registered_model_loads_as_pyfunc(trained_tiny_model, tmp_path):
     import pandas as pd
 
