@@ -4,6 +4,7 @@
 """
 import sys
 
+from nltk.tokenize import wordpunct_tokenize
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 from prefect import flow, task
 
@@ -19,7 +20,8 @@ from tasks.training import train_model
 
 @task(name="corpus-bleu")
 def corpus_bleu_of(predictions: list[str], references: list[str]) -> float:
-    return corpus_bleu([[r.split()] for r in references], [p.split() for p in predictions],
+    """Corpus BLEU-4 on words and punctuation runs ('#Person1#s' is '#', 'Person1', '#', 's')."""
+    return corpus_bleu([[wordpunct_tokenize(r)] for r in references], [wordpunct_tokenize(p) for p in predictions],
                        smoothing_function=SmoothingFunction().method1)
 
 
