@@ -344,7 +344,7 @@ def two_workers_take_two_runs_at_once(prefect_api: str, tracking_uri: str, recip
 
 def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: str, team: Path) -> None:
     """A deployment of continued pretraining with a test-only cron: the server's scheduler makes the runs, the worker
-    takes them one after the other; the first trains, the second finds the corpus unchanged. Then the schedule is
+    takes them one after the other; the first trains, the later ones find the corpus unchanged. Then the schedule is
     removed and no run is left waiting."""
     corpus = team / "corpus"
     corpus.mkdir()
@@ -365,29 +365,32 @@ def scheduled_runs_train_then_find_no_new_data(prefect_api: str, tracking_uri: s
                                                       "sort": "EXPECTED_START_TIME_ASC"})
 
     # The worker takes one run at a time: once it has taken a second, the first has ended.
-    taken = wait_for(lambda: len(t := [r for r in runs() if r["state"]["type"] != "SCHEDULED"]) >= 2 and t, 300,
-                     "two scheduled runs taken by the worker")
+    wait_for(lambda: len([r for r in runs() if r["state"]["type"] != "SCHEDULED"]) >= 2, 300,
+             "two scheduled runs taken by the worker")
     # Off, then gone: the server's scheduler may be inserting runs it computed from the active schedule (up to 100
     # ahead) while the schedule is deleted, and those would stay waiting. Deactivated first, no later pass of the
-    # scheduler makes runs from it; the deletion, once a pass in flight has ended, takes what that pass made.
+    # scheduler makes runs from it; the deletion, once a pass in flight has ended, takes what that pass made. The
+    # worker may have taken a third run meanwhile (the second, with no new data, ends in seconds): it runs to its end.
     schedule = f"/deployments/{deployment['id']}/schedules/{deployment['schedules'][0]['id']}"
     api(prefect_api, schedule, {"active": False}, method="PATCH")
     time.sleep(SCHEDULER_PASS_SECONDS)
     api(prefect_api, schedule, method="DELETE")
-    run_ids = [r["id"] for r in taken]
+    left = runs()
+    assert not [r for r in left if r["state"]["type"] == "SCHEDULED"], left  # none left waiting: taken ones only
+    run_ids = [r["id"] for r in left]
     ended = end_of(prefect_api, run_ids, 300, "end of the scheduled runs")
-    print(f"scheduled continued pretraining, two runs: {time.monotonic() - started:.0f} s")
-    assert [r["state"]["type"] for r in ended] == ["COMPLETED", "COMPLETED"], run_failures(prefect_api, ended)
+    print(f"scheduled continued pretraining, {len(ended)} runs: {time.monotonic() - started:.0f} s")
+    assert len(ended) >= 2 and {r["state"]["type"] for r in ended} == {"COMPLETED"}, run_failures(prefect_api, ended)
     assert all(r["auto_scheduled"] for r in ended)  # made by the server's scheduler from the cron
-    assert [r["id"] for r in runs()] == run_ids  # the schedule is gone, and the runs it had made waiting with it
+    assert [r["id"] for r in runs()] == run_ids  # and none made since the schedule went
 
     def artifacts(run_id: str) -> set[str]:
         return {a["key"] for a in api(prefect_api, "/artifacts/filter", {"artifacts": {"flow_run_id": {
             "any_": [run_id]}}})}
 
-    first, second = (artifacts(i) for i in run_ids)
+    first, *later = (artifacts(i) for i in run_ids)  # by expected start
     assert "training-documents" in first and "no-new-data" not in first  # outcome 'trained'
-    assert "no-new-data" in second and "training-documents" not in second  # outcome 'no-new-data'
+    assert all("no-new-data" in a and "training-documents" not in a for a in later), later  # outcome 'no-new-data'
     assert len(mlflow.MlflowClient(tracking_uri).search_model_versions(
         f"name = '{recipe.registry.model_name}'")) == 1
 
