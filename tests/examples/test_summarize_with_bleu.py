@@ -19,8 +19,8 @@ def load_example(name: str):
 
 def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(prefect_server, tmp_path, small_trained_work_dir):
     seed_work_dir(tmp_path, small_trained_work_dir)  # the small recipe's run, trained once per session, is reused
-    recipe = small_recipe(tmp_path)
-    scores = load_example("summarize_with_bleu").summarize_with_bleu(recipe)
+    recipe, example = small_recipe(tmp_path), load_example("summarize_with_bleu")
+    scores = example.summarize_with_bleu(recipe)
 
     # Each run's BLEU is that of the evaluation's own predictions against the validation summaries, in order (a
     # tiny model's BLEU-4 is near 0 for base and fine-tuned alike: which is higher depends on the run, ROUGE-L not).
@@ -35,6 +35,5 @@ def test_own_flow_from_public_tasks_scores_bleu_beside_rouge(prefect_server, tmp
         tokens = [[wordpunct_tokenize(r)] for r in references], [wordpunct_tokenize(p) for p in said]
         assert scores[run]["bleu"] == corpus_bleu(*tokens, smoothing_function=SmoothingFunction().method1)
     assert scores["finetuned"]["rougeL"] > scores["base"]["rougeL"]  # 60 steps learn the summaries' words
-    example = load_example("summarize_with_bleu")
     assert example.corpus_bleu_of.fn(["the cat sat on the mat ."], ["the cat sat on the mat ."]) == 1.0  # the scale
     assert example.corpus_bleu_of.fn(["#Person1#s mat"], ["#Person1# asks"]) > 0  # '#', 'Person1', '#' match
